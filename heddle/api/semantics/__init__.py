@@ -1,0 +1,43 @@
+"""Istio's semantic validation: rules that no schema states, one function per kind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from heddle.api.problems import FieldProblem
+from heddle.api.semantics.networking import (
+    check_destination_rule,
+    check_gateway,
+    check_service_entry,
+    check_sidecar,
+    check_workload_entry,
+)
+from heddle.api.semantics.security import (
+    check_authorization_policy,
+    check_peer_authentication,
+    check_request_authentication,
+)
+from heddle.api.semantics.virtualservice import check_virtual_service
+
+SpecCheck = Callable[[dict[str, Any]], list[FieldProblem]]
+
+CHECKS: dict[tuple[str, str], SpecCheck] = {
+    ("networking.istio.io", "VirtualService"): check_virtual_service,
+    ("networking.istio.io", "DestinationRule"): check_destination_rule,
+    ("networking.istio.io", "Gateway"): check_gateway,
+    ("networking.istio.io", "ServiceEntry"): check_service_entry,
+    ("networking.istio.io", "Sidecar"): check_sidecar,
+    ("networking.istio.io", "WorkloadEntry"): check_workload_entry,
+    ("security.istio.io", "AuthorizationPolicy"): check_authorization_policy,
+    ("security.istio.io", "RequestAuthentication"): check_request_authentication,
+    ("security.istio.io", "PeerAuthentication"): check_peer_authentication,
+}
+
+
+def check_semantics(group: str, kind: str, body: dict[str, Any]) -> list[FieldProblem]:
+    check = CHECKS.get((group, kind))
+    spec = body.get("spec")
+    if check is None or not isinstance(spec, dict):
+        return []
+    return check(spec)

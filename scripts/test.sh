@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, lint, types, then every test. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+echo "== ruff"
+.venv/bin/ruff check heddle tests scripts
+echo "== mypy --strict"
+.venv/bin/mypy
+echo "== pytest"
+.venv/bin/pytest "$@"

@@ -1,0 +1,172 @@
+"""Loading YAML: positions, typed specs, kinds kept but unused, and clear errors."""
+
+from __future__ import annotations
+
+from textwrap import dedent
+
+from heddle.api.diagnostics import Severity
+from heddle.api.loader import load_text
+from heddle.api.models import VirtualServiceSpec
+
+VS_WITH_TYPO = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts:
+  - reviews
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+      weigth: 50
+"""
+
+
+def test_misspelled_field_names_file_line_field_and_fix() -> None:
+    result = load_text(VS_WITH_TYPO, "vs.yaml")
+    [error] = result.errors
+    assert str(error.position) == "vs.yaml:13:7"
+    assert error.field == "spec.http[0].route[0].weigth"
+    assert error.fix == 'did you mean "weight"?'
+    assert str(error.resource) == "VirtualService default/reviews"
+    assert result.resources == []
+
+
+def test_bad_duration_is_rejected_with_its_position() -> None:
+    text = VS_WITH_TYPO.replace("      weigth: 50\n", "").replace(
+        "  - route:", "  - timeout: 10x\n    route:"
+    )
+    [error] = load_text(text, "vs.yaml").errors
+    assert str(error.position) == "vs.yaml:9:5"
+    assert error.field == "spec.http[0].timeout"
+    assert "10x" in error.message and "duration" in error.message
+    assert "10s" in error.fix
+
+
+def test_valid_resource_gets_a_typed_spec_and_default_namespace() -> None:
+    result = load_text(VS_WITH_TYPO.replace("weigth", "weight"), "vs.yaml")
+    assert result.errors == []
+    [vs] = result.resources
+    assert isinstance(vs.spec, VirtualServiceSpec)
+    assert vs.namespace == "default"
+    assert vs.spec.hosts == ["reviews"]
+    assert vs.spec.http is not None
+    route = vs.spec.http[0].route
+    assert route is not None and route[0].weight == 50
+    assert vs.source is not None and vs.source.line == 1
+
+
+def test_every_served_api_version_is_accepted() -> None:
+    for version in ("v1", "v1beta1", "v1alpha3"):
+        text = VS_WITH_TYPO.replace("weigth", "weight").replace("/v1\n", f"/{version}\n", 1)
+        result = load_text(text, "vs.yaml")
+        assert result.errors == [], version
+        assert result.resources[0].api_version == f"networking.istio.io/{version}"
+
+
+def test_unserved_api_version_names_the_served_ones() -> None:
+    text = VS_WITH_TYPO.replace("weigth", "weight").replace("/v1\n", "/v2\n", 1)
+    [error] = load_text(text, "vs.yaml").errors
+    assert error.field == "apiVersion"
+    assert "networking.istio.io/v1" in error.fix
+
+
+def test_misspelled_kind_in_an_istio_group_is_an_error() -> None:
+    text = VS_WITH_TYPO.replace("kind: VirtualService", "kind: VirtualSevice")
+    [error] = load_text(text, "vs.yaml").errors
+    assert error.fix == 'did you mean "VirtualService"?'
+
+
+def test_kinds_heddle_does_not_use_are_kept_and_reported_as_info() -> None:
+    text = """\
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: web}
+    spec: {replicas: 1}
+    ---
+    apiVersion: v1
+    kind: ServiceAccount
+    metadata: {name: web}
+    """
+    result = load_text(dedent(text), "k8s.yaml")
+    assert result.errors == []
+    assert [(o.kind, o.name) for o in result.unmanaged] == [
+        ("Deployment", "web"),
+        ("ServiceAccount", "web"),
+    ]
+    assert {d.severity for d in result.diagnostics} == {Severity.INFO}
+
+
+def test_yaml_syntax_error_points_at_the_problem() -> None:
+    result = load_text("apiVersion: v1\nkind: [Service\nmetadata: {}\n", "broken.yaml")
+    [error] = result.errors
+    assert error.position is not None and error.position.file == "broken.yaml"
+    assert error.position.line == 3
+    assert "syntax" in error.message
+
+
+def test_unknown_metadata_field_is_rejected() -> None:
+    text = VS_WITH_TYPO.replace("weigth", "weight").replace(
+        "  name: reviews", "  name: reviews\n  lables: {app: x}"
+    )
+    [error] = load_text(text, "vs.yaml").errors
+    assert error.field == "metadata.lables"
+    assert error.fix == 'did you mean "labels"?'
+
+
+def test_kubectl_list_items_are_loaded_with_their_positions() -> None:
+    text = """\
+    apiVersion: v1
+    kind: List
+    items:
+    - apiVersion: v1
+      kind: Service
+      metadata: {name: web, namespace: shop}
+      spec:
+        ports: [{port: 80, protocol: HTTP}]
+    """
+    [error] = load_text(dedent(text), "list.yaml").errors
+    assert error.field == "spec.ports[0].protocol"
+    assert str(error.resource) == "Service shop/web"
+    assert error.position is not None and (error.position.line, error.position.column) == (8, 24)
+
+
+def test_null_fields_are_pruned_as_the_api_server_does() -> None:
+    text = VS_WITH_TYPO.replace("weigth: 50", "weight: 50\n  tcp:\n")
+    assert load_text(text, "vs.yaml").errors == []
+
+
+def test_schema_defaults_are_applied() -> None:
+    text = """\
+    apiVersion: gateway.networking.k8s.io/v1
+    kind: HTTPRoute
+    metadata: {name: web}
+    spec:
+      rules:
+      - matches:
+        - path: {value: /shop}
+        backendRefs: [{name: web, port: 80}]
+    """
+    result = load_text(dedent(text), "route.yaml")
+    assert result.errors == []
+    rules = result.resources[0].spec.rules
+    assert rules[0].matches[0].path.type == "PathPrefix"
+
+
+def test_deprecated_version_warns_and_names_the_current_one() -> None:
+    text = """\
+    apiVersion: gateway.networking.k8s.io/v1alpha2
+    kind: TCPRoute
+    metadata: {name: echo}
+    spec:
+      rules:
+      - backendRefs: [{name: echo, port: 9000}]
+    """
+    result = load_text(dedent(text), "tcp.yaml")
+    assert result.errors == []
+    [warning] = [d for d in result.diagnostics if d.severity is Severity.WARNING]
+    assert "gateway.networking.k8s.io/v1" in warning.fix
+    assert len(result.resources) == 1

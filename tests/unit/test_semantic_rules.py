@@ -1,0 +1,168 @@
+"""Istio's validation rules beyond the schema: each case is a spec and the error it must raise."""
+
+from __future__ import annotations
+
+from textwrap import dedent, indent
+
+import pytest
+
+from heddle.api.loader import load_text
+
+GROUPS = {
+    "VirtualService": "networking.istio.io/v1",
+    "DestinationRule": "networking.istio.io/v1",
+    "Gateway": "networking.istio.io/v1",
+    "ServiceEntry": "networking.istio.io/v1",
+    "Sidecar": "networking.istio.io/v1",
+    "PeerAuthentication": "security.istio.io/v1",
+    "AuthorizationPolicy": "security.istio.io/v1",
+    "RequestAuthentication": "security.istio.io/v1",
+    "HTTPRoute": "gateway.networking.k8s.io/v1",
+}
+
+
+def errors_for(kind: str, spec: str) -> list[str]:
+    text = (
+        f"apiVersion: {GROUPS[kind]}\nkind: {kind}\nmetadata:\n  name: x\n  namespace: ns\n"
+        f"spec:\n{indent(dedent(spec).strip(), '  ')}\n"
+    )
+    return [f"{d.field}: {d.message}" for d in load_text(text, "case.yaml").errors]
+
+
+CASES = [
+    pytest.param("VirtualService", """
+        hosts: [a]
+        http:
+        - route: [{destination: {host: a}}]
+          redirect: {uri: /b}
+        """, 'spec.http[0]: fields "route", "redirect" are mutually exclusive',
+        id="route-and-redirect"),
+    pytest.param("VirtualService", """
+        hosts: [a]
+        http:
+        - match: [{uri: {prefix: /}}]
+        """, "spec.http[0]: HTTP route needs a route", id="no-action"),
+    pytest.param("VirtualService", """
+        hosts: [a]
+        """, "spec: http, tcp or tls must be provided", id="no-routes"),
+    pytest.param("VirtualService", """
+        hosts: [a]
+        http:
+        - match: [{uri: {regex: "/(?=admin)"}}]
+          route: [{destination: {host: a}}]
+        """, "spec.http[0].match[0].uri.regex: invalid RE2 regex", id="regex-lookahead"),
+    pytest.param("VirtualService", """
+        hosts: [a]
+        http:
+        - route:
+          - {destination: {host: a, subset: v1}, weight: -10}
+          - {destination: {host: a, subset: v2}, weight: 110}
+        """, "spec.http[0].route[0].weight: weight -10 is negative", id="negative-weight"),
+    pytest.param("VirtualService", """
+        hosts: [a]
+        http:
+        - route: [{destination: {host: a, port: {number: 70000}}}]
+        """, "spec.http[0].route[0].destination.port.number: port 70000 is out of range",
+        id="port-range"),
+    pytest.param("VirtualService", """
+        hosts: [a]
+        http:
+        - route: [{destination: {host: a}}]
+          retries: {attempts: 3, retryOn: "5xx,connect-failur"}
+        """, "spec.http[0].retries.retryOn: unknown retry policy 'connect-failur'",
+        id="retry-on"),
+    pytest.param("VirtualService", """
+        hosts: [a]
+        http:
+        - route: [{destination: {host: a}}]
+          fault: {abort: {httpStatus: 503, percentage: {value: 150}}}
+        """, "spec.http[0].fault.abort.percentage.value: percentage 150 is out of range",
+        id="fault-percent"),
+    pytest.param("DestinationRule", """
+        host: a
+        subsets: [{name: v1, labels: {version: v1}}, {name: v1, labels: {version: v2}}]
+        """, "spec.subsets[1].name: duplicate subset name 'v1'", id="dup-subset"),
+    pytest.param("DestinationRule", """
+        host: a
+        trafficPolicy: {tls: {mode: MUTUAL}}
+        """, "spec.trafficPolicy.tls: MUTUAL TLS needs clientCertificate", id="mutual-no-cert"),
+    pytest.param("Gateway", """
+        servers:
+        - port: {number: 443, name: https, protocol: HTTPS}
+          hosts: ["*"]
+          tls: {mode: SIMPLE}
+        """, "spec.servers[0].tls: TLS mode SIMPLE needs a certificate", id="gw-simple-no-cert"),
+    pytest.param("ServiceEntry", """
+        hosts: [db.internal]
+        ports: [{number: 5432, name: pg, protocol: TCP}]
+        resolution: STATIC
+        workloadSelector: {labels: {app: db}}
+        endpoints: [{address: 10.0.0.1}]
+        """, "only one of WorkloadSelector or Endpoints", id="se-selector-and-endpoints"),
+    pytest.param("Sidecar", """
+        egress: [{hosts: [reviews.default.svc.cluster.local]}]
+        """, "spec.egress[0].hosts[0]: egress host", id="sidecar-host-no-namespace"),
+    pytest.param("PeerAuthentication", """
+        mtls: {mode: STRICT}
+        portLevelMtls: {"8080": {mode: DISABLE}}
+        """, "portLevelMtls requires selector", id="port-level-needs-selector"),
+    pytest.param("AuthorizationPolicy", """
+        action: CUSTOM
+        rules: [{to: [{operation: {paths: [/admin]}}]}]
+        """, "spec.provider: action CUSTOM needs a provider", id="custom-no-provider"),
+    pytest.param("AuthorizationPolicy", """
+        action: DENY
+        provider: {name: ext}
+        rules: [{}]
+        """, "spec.provider: provider is only allowed with action CUSTOM",
+        id="provider-not-custom"),
+    pytest.param("AuthorizationPolicy", """
+        rules:
+        - when: [{key: "request.auth.clams[group]", values: [admin]}]
+        """, "spec.rules[0].when[0].key: unsupported condition key", id="when-key"),
+    pytest.param("AuthorizationPolicy", """
+        rules:
+        - to: [{operation: {paths: ["/api/{**}/items"]}}]
+        """, "invalid path template", id="path-template"),
+    pytest.param("AuthorizationPolicy", """
+        rules:
+        - from: [{source: {ipBlocks: [10.0.0.0/33]}}]
+        """, "spec.rules[0].from[0].source.ipBlocks[0]: invalid IP address or CIDR",
+        id="ip-block"),
+    pytest.param("RequestAuthentication", """
+        jwtRules:
+        - issuer: https://issuer.example
+          jwksUri: https://issuer.example/jwks
+          jwks: '{"keys": []}'
+        """, "spec.jwtRules[0]", id="jwks-and-jwks-uri"),
+    pytest.param("RequestAuthentication", """
+        jwtRules:
+        - issuer: https://issuer.example
+          jwksUri: ftp://issuer.example/jwks
+        """, "spec.jwtRules[0].jwksUri: invalid jwksUri", id="jwks-uri-scheme"),
+    pytest.param("HTTPRoute", """
+        rules:
+        - matches: [{path: {type: PathPrefix, value: "no-slash"}}]
+        """, "value must be an absolute path", id="gateway-api-cel-rule"),
+]
+
+
+@pytest.mark.parametrize(("kind", "spec", "expected"), CASES)
+def test_invalid_spec_is_rejected_with_a_precise_error(kind: str, spec: str, expected: str) -> None:
+    errors = errors_for(kind, spec)
+    assert any(expected in e for e in errors), errors
+
+
+@pytest.mark.parametrize(("kind", "spec"), [
+    ("VirtualService", "hosts: [a]\nhttp:\n- route: [{destination: {host: a}}]"),
+    ("VirtualService", "http:\n- route: [{destination: {host: a}}]"),  # delegate target
+    ("AuthorizationPolicy", "{}"),
+    ("AuthorizationPolicy", "rules: [{}]"),
+    ("AuthorizationPolicy", "action: CUSTOM\nprovider: {name: ext}\nrules: [{}]"),
+    ("AuthorizationPolicy",
+     "rules:\n- when: [{key: 'request.auth.claims[groups][admin]', values: ['true']}]"),
+    ("PeerAuthentication",
+     "selector: {matchLabels: {app: a}}\nportLevelMtls: {'8080': {mode: DISABLE}}"),
+])
+def test_valid_spec_passes(kind: str, spec: str) -> None:
+    assert errors_for(kind, spec) == []
