@@ -7,5 +7,7 @@ echo "== ruff"
 .venv/bin/ruff check heddle tests scripts
 echo "== mypy --strict"
 .venv/bin/mypy
+echo "== import-linter (layer contracts)"
+.venv/bin/lint-imports
 echo "== pytest"
 .venv/bin/pytest "$@"

@@ -1,0 +1,1 @@
+"""Istio and Gateway API resources: schemas, typed models, loading and validation."""

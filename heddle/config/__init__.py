@@ -1,0 +1,1 @@
+"""The ConfigStore and the sources that feed it."""

@@ -1,0 +1,82 @@
+"""A directory of YAML files as a config source: loaded whole, then watched for changes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from watchfiles import awatch
+
+from heddle.api.diagnostics import Diagnostic, Severity
+from heddle.api.loader import YAML_SUFFIXES, LoadResult, load_text, yaml_files
+from heddle.config.events import StoreEvent
+from heddle.config.store import ConfigStore
+
+
+class DirectorySource:
+    """Feeds a ConfigStore from every YAML file under `root` (hidden paths ignored).
+
+    Each file is one store source, named by its path, so an edit or a broken file affects
+    only that file's resources. Adds, edits, deletes and renames are all seen as the files
+    they leave behind.
+    """
+
+    def __init__(self, root: Path, store: ConfigStore, debounce_ms: int = 50) -> None:
+        self.root = root.resolve()
+        self.store = store
+        self.debounce_ms = debounce_ms
+        self.ready = asyncio.Event()
+
+    def _is_config(self, path: Path) -> bool:
+        try:
+            relative = path.relative_to(self.root)
+        except ValueError:
+            return False
+        return path.suffix in YAML_SUFFIXES and not any(
+            part.startswith(".") for part in relative.parts
+        )
+
+    def sync_file(self, path: Path) -> StoreEvent:
+        """Bring the store in line with one file as it is on disk now."""
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return self.store.remove(source)
+        except (OSError, UnicodeDecodeError) as err:
+            broken = LoadResult(diagnostics=[Diagnostic(Severity.ERROR, f"cannot read: {err}")])
+            return self.store.put(source, broken)
+        return self.store.put(source, load_text(text, source))
+
+    def load(self) -> list[StoreEvent]:
+        """Read every file now; forget files the store holds that are gone."""
+        present = {str(p.resolve()) for p in yaml_files([self.root])}
+        events = [self.sync_file(Path(p)) for p in sorted(present)]
+        for source in self.store.sources():
+            if source.startswith(str(self.root)) and source not in present:
+                events.append(self.store.remove(source))
+        return events
+
+    async def watch(self, stop: asyncio.Event | None = None) -> None:
+        """Apply file changes until `stop` is set. `ready` is set once the watch is live."""
+        async for changes in awatch(
+            self.root,
+            debounce=self.debounce_ms,
+            step=10,
+            stop_event=stop,
+            yield_on_timeout=True,
+            rust_timeout=100,
+            recursive=True,
+        ):
+            if not self.ready.is_set():
+                self.ready.set()
+                # Anything written before the watch went live is picked up by a full rescan.
+                self.load()
+            touched = {Path(p) for _, p in changes}
+            directories = [p for p in touched if not p.suffix and not p.is_file()]
+            if directories:  # a directory moved or vanished: rescan everything
+                self.load()
+                continue
+            for path in sorted(touched):
+                if self._is_config(path):
+                    self.sync_file(path)

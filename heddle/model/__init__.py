@@ -1,0 +1,1 @@
+"""The immutable view of the mesh that translation reads."""

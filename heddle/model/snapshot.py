@@ -1,0 +1,106 @@
+"""MeshSnapshot: everything in the store at one version, indexed, and never changed."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from heddle.api.resource import Resource, ResourceKey
+from heddle.config.store import ConfigStore
+from heddle.model.selectors import matches, selector_of
+
+GroupKind = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class _SelectorIndex:
+    """Resources of one group/kind/namespace by the labels their selectors require."""
+
+    select_all: tuple[ResourceKey, ...]
+    by_label: Mapping[tuple[str, str], tuple[ResourceKey, ...]]
+
+
+@dataclass(frozen=True)
+class MeshSnapshot:
+    """The only thing translation reads. Built once per store version; safe to share."""
+
+    version: int
+    _resources: Mapping[ResourceKey, Resource[Any]] = field(repr=False)
+    _by_kind: Mapping[GroupKind, tuple[Resource[Any], ...]] = field(repr=False)
+    _selectors: Mapping[tuple[str, str, str], _SelectorIndex] = field(repr=False)
+
+    @classmethod
+    def build(cls, version: int, resources: Iterable[Resource[Any]]) -> MeshSnapshot:
+        by_key = {r.key: r for r in sorted(resources, key=lambda r: r.key)}
+        by_kind: dict[GroupKind, list[Resource[Any]]] = defaultdict(list)
+        select_all: dict[tuple[str, str, str], list[ResourceKey]] = defaultdict(list)
+        by_label: dict[tuple[str, str, str], dict[tuple[str, str], list[ResourceKey]]] = (
+            defaultdict(lambda: defaultdict(list))
+        )
+        for key, resource in by_key.items():
+            by_kind[(key.group, key.kind)].append(resource)
+            selector = selector_of(resource)
+            if selector is None:
+                continue
+            scope = (key.group, key.kind, key.namespace)
+            if not selector:
+                select_all[scope].append(key)
+            for label in selector.items():
+                by_label[scope][label].append(key)
+        scopes = set(select_all) | set(by_label)
+        return cls(
+            version=version,
+            _resources=MappingProxyType(by_key),
+            _by_kind=MappingProxyType({k: tuple(v) for k, v in by_kind.items()}),
+            _selectors=MappingProxyType({
+                scope: _SelectorIndex(
+                    tuple(select_all.get(scope, ())),
+                    MappingProxyType({lbl: tuple(keys)
+                                      for lbl, keys in by_label.get(scope, {}).items()}),
+                )
+                for scope in scopes
+            }),
+        )
+
+    @classmethod
+    def of(cls, store: ConfigStore) -> MeshSnapshot:
+        """The store's content at its current version."""
+        return cls.build(store.version, store.resources())
+
+    def __len__(self) -> int:
+        return len(self._resources)
+
+    def get(self, group: str, kind: str, namespace: str, name: str) -> Resource[Any] | None:
+        return self._resources.get(ResourceKey(group, kind, namespace, name))
+
+    def of_kind(self, group: str, kind: str, namespace: str | None = None,
+                ) -> tuple[Resource[Any], ...]:
+        found = self._by_kind.get((group, kind), ())
+        if namespace is None:
+            return found
+        return tuple(r for r in found if r.namespace == namespace)
+
+    def selecting(self, group: str, kind: str, namespace: str, labels: Mapping[str, str],
+                  ) -> tuple[Resource[Any], ...]:
+        """Resources of a kind in `namespace` whose workload selector matches `labels`
+        (those without a selector apply to every workload there)."""
+        index = self._selectors.get((group, kind, namespace))
+        if index is None:
+            return ()
+        candidates = set(index.select_all)
+        for label in labels.items():
+            candidates.update(index.by_label.get(label, ()))
+        wanted = dict(labels)
+        found = []
+        for key in sorted(candidates):
+            resource = self._resources[key]
+            selector = selector_of(resource)
+            if selector is not None and matches(selector, wanted):
+                found.append(resource)
+        return tuple(found)
+
+    def keys(self) -> tuple[ResourceKey, ...]:
+        return tuple(self._resources)
