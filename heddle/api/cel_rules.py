@@ -63,7 +63,7 @@ def _fix_for(rule: str) -> str:
         return "write a duration such as 500ms, 10s, 1m or 1h"
     if "65535" in rule:
         return "use a port number from 1 to 65535"
-    return ""
+    return f"the CRD requires: {' '.join(rule.split())}"
 
 
 def check_rules(schema: dict[str, Any], body: dict[str, Any]) -> list[FieldProblem]:

@@ -104,6 +104,14 @@ def _describe(error: ValidationError) -> list[FieldProblem]:
                     ]
             best = [p for sub in (error.context or []) for p in _describe(sub)]
             return best[:1] or [FieldProblem(path, error.message)]
+        case "pattern":
+            return [FieldProblem(path, f"{instance!r} has the wrong format",
+                                 f"write a value matching {expected}")]
+        case "minimum" | "maximum" | "exclusiveMinimum" | "exclusiveMaximum":
+            return [FieldProblem(path, error.message, f"use a value within the {error.validator}"
+                                 f" of {expected}")]
+        case "minLength" | "maxLength" | "minItems" | "maxItems":
+            return [FieldProblem(path, error.message, f"{error.validator} is {expected}")]
         case _:
             return [FieldProblem(path, error.message)]
 

@@ -11,6 +11,7 @@ from typing import Any
 from heddle.api.resource import Resource, ResourceKey
 from heddle.config.store import ConfigStore
 from heddle.model.selectors import matches, selector_of
+from heddle.registry.from_config import Registry, build_registry
 
 GroupKind = tuple[str, str]
 
@@ -31,6 +32,7 @@ class MeshSnapshot:
     _resources: Mapping[ResourceKey, Resource[Any]] = field(repr=False)
     _by_kind: Mapping[GroupKind, tuple[Resource[Any], ...]] = field(repr=False)
     _selectors: Mapping[tuple[str, str, str], _SelectorIndex] = field(repr=False)
+    registry: Registry = field(repr=False)
 
     @classmethod
     def build(cls, version: int, resources: Iterable[Resource[Any]]) -> MeshSnapshot:
@@ -63,6 +65,7 @@ class MeshSnapshot:
                 )
                 for scope in scopes
             }),
+            registry=build_registry(by_key.values()),
         )
 
     @classmethod

@@ -1,0 +1,1 @@
+"""Services and workloads: what exists in the mesh and where it runs."""

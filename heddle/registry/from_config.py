@@ -1,0 +1,172 @@
+"""Building services and workloads from ServiceEntry, WorkloadEntry and v1 Service resources.
+
+Pure functions of the resources given: no I/O, so the snapshot can hold the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from heddle.api.resource import Resource
+from heddle.registry.model import (
+    Endpoint,
+    Location,
+    Resolution,
+    Service,
+    ServicePort,
+    Workload,
+    service_fqdn,
+)
+
+# Istio's protocol selection from a port name prefix (`http-web`, `grpc`, ...).
+_NAMED_PROTOCOLS = {
+    "http": "HTTP", "http2": "HTTP2", "https": "HTTPS", "grpc": "GRPC", "grpc-web": "GRPC-WEB",
+    "tcp": "TCP", "tls": "TLS", "mongo": "Mongo", "mysql": "MySQL", "redis": "Redis",
+    "udp": "UDP",
+}
+_APP_PROTOCOLS = {"http": "HTTP", "http2": "HTTP2", "https": "HTTPS", "grpc": "GRPC",
+                  "tcp": "TCP", "tls": "TLS", "kubernetes.io/h2c": "HTTP2",
+                  "kubernetes.io/ws": "HTTP", "kubernetes.io/wss": "HTTPS"}
+
+
+def protocol_from_name(name: str) -> str:
+    lowered = name.lower()
+    if lowered in _NAMED_PROTOCOLS:
+        return _NAMED_PROTOCOLS[lowered]
+    prefix = lowered.split("-", 1)[0]
+    if lowered.startswith("grpc-web"):
+        return "GRPC-WEB"
+    return _NAMED_PROTOCOLS.get(prefix, "TCP")  # Istio sniffs unnamed ports; Heddle: TCP
+
+
+def _labels(value: Any) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((str(k), str(v)) for k, v in (value or {}).items()))
+
+
+def _body_spec(resource: Resource[Any]) -> dict[str, Any]:
+    spec = resource.body.get("spec")
+    return spec if isinstance(spec, dict) else {}
+
+
+def workload_from_entry(name: str, namespace: str, spec: Mapping[str, Any]) -> Workload:
+    return Workload(
+        namespace=namespace,
+        name=name,
+        address=str(spec.get("address", "")),
+        labels=_labels(spec.get("labels")),
+        service_account=str(spec.get("serviceAccount") or "default"),
+        ports=tuple(sorted((str(k), int(v)) for k, v in (spec.get("ports") or {}).items())),
+        locality=str(spec.get("locality", "")),
+        weight=int(spec.get("weight") or 1),
+        network=str(spec.get("network", "")),
+    )
+
+
+def _service_entry(resource: Resource[Any]) -> list[tuple[Service, list[Workload]]]:
+    spec = _body_spec(resource)
+    ports = tuple(
+        ServicePort(int(p["number"]), str(p.get("name", "")),
+                    str(p.get("protocol") or protocol_from_name(str(p.get("name", ""))))
+                    .upper(),
+                    int(p["targetPort"]) if p.get("targetPort") else None)
+        for p in spec.get("ports") or []
+    )
+    selector = spec.get("workloadSelector")
+    inline = [
+        workload_from_entry(f"{resource.name}-{i}", resource.namespace, endpoint)
+        for i, endpoint in enumerate(spec.get("endpoints") or [])
+    ]
+    found = []
+    for host in spec.get("hosts") or []:
+        service = Service(
+            hostname=str(host),
+            namespace=resource.namespace,
+            name=resource.name,
+            ports=ports,
+            location=Location(spec.get("location") or "MESH_EXTERNAL"),
+            resolution=Resolution(spec.get("resolution") or "NONE"),
+            selector=_labels(selector.get("labels")) if isinstance(selector, dict) else None,
+            addresses=tuple(spec.get("addresses") or ()),
+            export_to=tuple(spec.get("exportTo") or ()),
+        )
+        found.append((service, inline))
+    return found
+
+
+def _kube_service(resource: Resource[Any]) -> Service:
+    spec = _body_spec(resource)
+    ports = []
+    for p in spec.get("ports") or []:
+        name = str(p.get("name", ""))
+        app = str(p.get("appProtocol", "")).lower()
+        protocol = _APP_PROTOCOLS.get(app) or protocol_from_name(name)
+        target = p.get("targetPort")
+        ports.append(ServicePort(int(p["port"]), name, protocol,
+                                 target if isinstance(target, int) else None))
+    selector = spec.get("selector")
+    return Service(
+        hostname=service_fqdn(resource.name, resource.namespace),
+        namespace=resource.namespace,
+        name=resource.name,
+        ports=tuple(ports),
+        location=Location.MESH_INTERNAL,
+        resolution=Resolution.STATIC,
+        selector=_labels(selector) if isinstance(selector, dict) else None,
+        addresses=tuple(a for a in [spec.get("clusterIP")] if a and a != "None"),
+    )
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Every service, every workload, and which workloads serve which service."""
+
+    services: tuple[Service, ...]
+    workloads: tuple[Workload, ...]
+    _inline: Mapping[tuple[str, str], tuple[Workload, ...]]
+
+    def service(self, hostname: str) -> Service | None:
+        return next((s for s in self.services if s.hostname == hostname), None)
+
+    def workloads_of(self, service: Service) -> tuple[Workload, ...]:
+        if service.selector is None:
+            return self._inline.get((service.namespace, service.hostname), ())
+        wanted = dict(service.selector)
+        return tuple(
+            w for w in self.workloads
+            if w.namespace == service.namespace
+            and all(w.label_map.get(k) == v for k, v in wanted.items())
+        )
+
+    def endpoints(self, service: Service, port: ServicePort,
+                  subset_labels: Mapping[str, str] | None = None) -> tuple[Endpoint, ...]:
+        """Where `port` of `service` is served; a workload's named port overrides the number."""
+        found = []
+        for workload in self.workloads_of(service):
+            labels = workload.label_map
+            if subset_labels and any(labels.get(k) != v for k, v in subset_labels.items()):
+                continue
+            named = dict(workload.ports).get(port.name)
+            number = named or port.target_port or port.number
+            found.append(Endpoint(workload.address, number, workload))
+        return tuple(sorted(found))
+
+
+def build_registry(resources: Iterable[Resource[Any]]) -> Registry:
+    services: list[Service] = []
+    workloads: list[Workload] = []
+    inline: dict[tuple[str, str], tuple[Workload, ...]] = {}
+    for resource in resources:
+        group, kind = resource.key.group, resource.kind
+        if group == "networking.istio.io" and kind == "ServiceEntry":
+            for service, endpoints in _service_entry(resource):
+                services.append(service)
+                inline[(service.namespace, service.hostname)] = tuple(endpoints)
+        elif group == "networking.istio.io" and kind == "WorkloadEntry":
+            workloads.append(workload_from_entry(resource.name, resource.namespace,
+                                                 _body_spec(resource)))
+        elif group == "" and kind == "Service":
+            services.append(_kube_service(resource))
+    services.sort(key=lambda s: (s.hostname, s.namespace, s.name))
+    return Registry(tuple(services), tuple(sorted(workloads)), inline)

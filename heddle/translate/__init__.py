@@ -1,0 +1,1 @@
+"""Pure translation of (MeshSnapshot, proxy) into Envoy resources."""

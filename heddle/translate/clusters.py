@@ -1,0 +1,130 @@
+"""Clusters (CDS) and their endpoints (EDS) for services and DestinationRule subsets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2, config_source_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from google.protobuf import duration_pb2, wrappers_pb2
+
+from heddle.model.snapshot import MeshSnapshot
+from heddle.registry.model import Resolution, Service, ServicePort, resolve_host
+from heddle.translate.names import inbound_cluster, outbound_cluster
+
+CONNECT_TIMEOUT = duration_pb2.Duration(seconds=10)
+
+
+@dataclass(frozen=True)
+class OutboundTarget:
+    """One outbound cluster: a service port, optionally narrowed to a subset's labels."""
+
+    service: Service
+    port: ServicePort
+    subset: str = ""
+    subset_labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def cluster_name(self) -> str:
+        return outbound_cluster(self.port.number, self.service.hostname, self.subset)
+
+
+def _subsets(snapshot: MeshSnapshot, service: Service) -> list[tuple[str, dict[str, str]]]:
+    found: list[tuple[str, dict[str, str]]] = []
+    for rule in snapshot.of_kind("networking.istio.io", "DestinationRule"):
+        spec: dict[str, Any] = dict(rule.body.get("spec") or {})
+        if resolve_host(str(spec.get("host", "")), rule.namespace) != service.hostname:
+            continue
+        for subset in spec.get("subsets") or []:
+            found.append((str(subset["name"]), dict(subset.get("labels") or {})))
+    return found
+
+
+def outbound_targets(snapshot: MeshSnapshot) -> Iterator[OutboundTarget]:
+    for service in snapshot.registry.services:
+        subsets = _subsets(snapshot, service)
+        for port in service.ports:
+            yield OutboundTarget(service, port)
+            for name, labels in subsets:
+                yield OutboundTarget(service, port, name, tuple(sorted(labels.items())))
+
+
+def _socket_address(address: str, port: int) -> address_pb2.Address:
+    return address_pb2.Address(
+        socket_address=address_pb2.SocketAddress(address=address, port_value=port)
+    )
+
+
+def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget,
+                    ) -> endpoint_pb2.ClusterLoadAssignment:
+    endpoints = snapshot.registry.endpoints(target.service, target.port,
+                                            dict(target.subset_labels))
+    by_locality: dict[str, list[endpoint_components_pb2.LbEndpoint]] = {}
+    for endpoint in endpoints:
+        by_locality.setdefault(endpoint.workload.locality, []).append(
+            endpoint_components_pb2.LbEndpoint(
+                endpoint=endpoint_components_pb2.Endpoint(
+                    address=_socket_address(endpoint.address, endpoint.port)),
+                load_balancing_weight=wrappers_pb2.UInt32Value(value=endpoint.workload.weight),
+            ))
+    return endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=target.cluster_name,
+        endpoints=[
+            endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=lb)
+            for _, lb in sorted(by_locality.items())
+        ],
+    )
+
+
+def outbound_cluster_resource(target: OutboundTarget) -> cluster_pb2.Cluster:
+    cluster = cluster_pb2.Cluster(name=target.cluster_name, connect_timeout=CONNECT_TIMEOUT)
+    if target.service.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
+        cluster.type = (cluster_pb2.Cluster.STRICT_DNS
+                        if target.service.resolution is Resolution.DNS
+                        else cluster_pb2.Cluster.LOGICAL_DNS)
+        cluster.load_assignment.cluster_name = target.cluster_name
+        cluster.load_assignment.endpoints.add().lb_endpoints.add().endpoint.address.CopyFrom(
+            _socket_address(target.service.hostname, target.port.target_port
+                            or target.port.number))
+    elif target.service.resolution is Resolution.NONE and target.service.selector is None:
+        cluster.type = cluster_pb2.Cluster.ORIGINAL_DST
+        cluster.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
+    else:
+        cluster.type = cluster_pb2.Cluster.EDS
+        cluster.eds_cluster_config.eds_config.CopyFrom(config_source_pb2.ConfigSource(
+            ads=config_source_pb2.AggregatedConfigSource(),
+            resource_api_version=config_source_pb2.V3,
+        ))
+    return cluster
+
+
+def is_eds(cluster: cluster_pb2.Cluster) -> bool:
+    return bool(cluster.type == cluster_pb2.Cluster.EDS)
+
+
+def inbound_cluster_resource(port: int, app_address: str) -> cluster_pb2.Cluster:
+    """Where the inbound listener hands requests to the application itself."""
+    name = inbound_cluster(port)
+    cluster = cluster_pb2.Cluster(name=name, connect_timeout=CONNECT_TIMEOUT,
+                                  type=cluster_pb2.Cluster.STATIC)
+    cluster.load_assignment.cluster_name = name
+    cluster.load_assignment.endpoints.add().lb_endpoints.add().endpoint.address.CopyFrom(
+        _socket_address(app_address, port))
+    return cluster
+
+
+def outbound_clusters(snapshot: MeshSnapshot) -> list[cluster_pb2.Cluster]:
+    """CDS for a sidecar: one cluster per service port and per DestinationRule subset."""
+    return [outbound_cluster_resource(t) for t in outbound_targets(snapshot)]
+
+
+def outbound_endpoints(snapshot: MeshSnapshot) -> list[endpoint_pb2.ClusterLoadAssignment]:
+    """EDS for every outbound cluster that Envoy learns endpoints for over ADS."""
+    return [
+        load_assignment(snapshot, target)
+        for target in outbound_targets(snapshot)
+        if is_eds(outbound_cluster_resource(target))
+    ]

@@ -1,0 +1,65 @@
+"""Checking generated resources with the real Envoy: `envoy --mode validate` on a bootstrap."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from google.protobuf.json_format import MessageToDict
+
+ENVOY = str(Path(sys.executable).with_name("envoy"))
+
+
+def static_bootstrap(clusters: list[cluster_pb2.Cluster],
+                     endpoints: list[endpoint_pb2.ClusterLoadAssignment]) -> dict[str, Any]:
+    """A bootstrap that embeds the clusters, with EDS clusters' endpoints inlined, and keeps
+    an ADS config source so that anything still naming ADS resolves."""
+    by_name = {cla.cluster_name: cla for cla in endpoints}
+    static = []
+    for cluster in clusters:
+        copy = cluster_pb2.Cluster()
+        copy.CopyFrom(cluster)
+        if copy.type == cluster_pb2.Cluster.EDS:
+            copy.type = cluster_pb2.Cluster.STATIC
+            copy.ClearField("eds_cluster_config")
+            copy.load_assignment.CopyFrom(by_name[copy.name])
+        static.append(MessageToDict(copy))
+    static.append({
+        "name": "xds-grpc", "type": "STATIC", "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/"
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": {"cluster_name": "xds-grpc", "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {
+                "address": "127.0.0.1", "port_value": 15010}}}}]}]},
+    })
+    return {
+        "node": {"id": "sidecar~127.0.10.2~frontend.default~default.svc.cluster.local",
+                 "cluster": "frontend.default"},
+        "static_resources": {"clusters": static},
+        "dynamic_resources": {"ads_config": {
+            "api_type": "GRPC", "transport_api_version": "V3",
+            "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}]}},
+    }
+
+
+def envoy_validate(bootstrap: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        json.dump(bootstrap, fh)
+    try:
+        return subprocess.run(
+            [ENVOY, "--mode", "validate", "-c", fh.name, "--log-level", "warn"],
+            capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        Path(fh.name).unlink()
