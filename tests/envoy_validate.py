@@ -11,13 +11,37 @@ from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.route.v3 import route_pb2
 from google.protobuf.json_format import MessageToDict
 
 ENVOY = str(Path(sys.executable).with_name("envoy"))
 
 
+def http_listener(port: int, route_config: route_pb2.RouteConfiguration) -> dict[str, Any]:
+    """A plain HTTP listener that serves `route_config` inline, to put routes before Envoy."""
+    return {
+        "name": f"0.0.0.0_{port}",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network."
+                         "http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": f"outbound_{port}",
+                "route_config": MessageToDict(route_config),
+                "http_filters": [{
+                    "name": "envoy.filters.http.router",
+                    "typed_config": {"@type": "type.googleapis.com/"
+                                              "envoy.extensions.filters.http.router.v3.Router"},
+                }],
+            },
+        }]}],
+    }
+
+
 def static_bootstrap(clusters: list[cluster_pb2.Cluster],
-                     endpoints: list[endpoint_pb2.ClusterLoadAssignment]) -> dict[str, Any]:
+                     endpoints: list[endpoint_pb2.ClusterLoadAssignment],
+                     listeners: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A bootstrap that embeds the clusters, with EDS clusters' endpoints inlined, and keeps
     an ADS config source so that anything still naming ADS resolves."""
     by_name = {cla.cluster_name: cla for cla in endpoints}
@@ -46,7 +70,7 @@ def static_bootstrap(clusters: list[cluster_pb2.Cluster],
     return {
         "node": {"id": "sidecar~127.0.10.2~frontend.default~default.svc.cluster.local",
                  "cluster": "frontend.default"},
-        "static_resources": {"clusters": static},
+        "static_resources": {"clusters": static, "listeners": listeners or []},
         "dynamic_resources": {"ads_config": {
             "api_type": "GRPC", "transport_api_version": "V3",
             "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}]}},

@@ -1,0 +1,111 @@
+"""Outbound HTTP routes from VirtualServices: Istio's bookinfo files, golden files, real Envoy."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from envoy.config.route.v3 import route_components_pb2 as rc
+from google.protobuf.json_format import MessageToDict
+
+from heddle.api.loader import load_paths
+from heddle.model.snapshot import MeshSnapshot
+from heddle.translate.clusters import outbound_clusters, outbound_endpoints
+from heddle.translate.routes import outbound_http_ports, outbound_route_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from envoy_validate import envoy_validate, http_listener, static_bootstrap
+from test_translate_clusters import check_golden, hello_snapshot
+
+REVIEWS = "reviews.default.svc.cluster.local"
+
+
+def bookinfo(corpus: Path, *networking: str) -> MeshSnapshot:
+    samples = corpus / "istio" / "samples" / "bookinfo"
+    paths = [samples / "platform" / "kube" / "bookinfo.yaml",
+             samples / "networking" / "destination-rule-all.yaml"]
+    paths += [samples / "networking" / name for name in networking]
+    result = load_paths(paths)
+    assert result.errors == []
+    return MeshSnapshot.build(1, result.resources)
+
+
+def reviews_routes(snapshot: MeshSnapshot) -> list[rc.Route]:
+    config = outbound_route_config(snapshot, 9080)
+    [host] = [h for h in config.virtual_hosts if h.name == f"{REVIEWS}:9080"]
+    return list(host.routes)
+
+
+def test_a_service_without_virtual_service_gets_the_default_route(corpus: Path) -> None:
+    [route] = reviews_routes(bookinfo(corpus))
+    assert route.match.prefix == "/"
+    assert route.route.cluster == f"outbound|9080||{REVIEWS}"
+    assert route.route.retry_policy.num_retries.value == 2
+    assert list(route.route.retry_policy.retriable_status_codes) == [503]
+
+
+def test_virtual_service_all_v1_routes_every_request_to_the_subset(corpus: Path) -> None:
+    [route] = reviews_routes(bookinfo(corpus, "virtual-service-all-v1.yaml"))
+    assert route.route.cluster == f"outbound|9080|v1|{REVIEWS}"
+
+
+def test_the_90_10_split_becomes_weighted_clusters(corpus: Path) -> None:
+    [route] = reviews_routes(bookinfo(corpus, "virtual-service-reviews-90-10.yaml"))
+    weights = [(c.name, c.weight.value) for c in route.route.weighted_clusters.clusters]
+    assert weights == [(f"outbound|9080|v1|{REVIEWS}", 90), (f"outbound|9080|v2|{REVIEWS}", 10)]
+
+
+def test_the_jason_header_route_comes_first(corpus: Path) -> None:
+    first, rest = reviews_routes(bookinfo(corpus, "virtual-service-reviews-test-v2.yaml"))
+    [header] = first.match.headers
+    assert (header.name, header.string_match.exact) == ("end-user", "jason")
+    assert first.route.cluster == f"outbound|9080|v2|{REVIEWS}"
+    assert rest.route.cluster == f"outbound|9080|v1|{REVIEWS}"
+
+
+def test_a_timeout_and_retries_are_carried_over(
+    write_yaml: Callable[..., Path], corpus: Path,
+) -> None:
+    vs = write_yaml("""
+        apiVersion: networking.istio.io/v1
+        kind: VirtualService
+        metadata: {name: reviews}
+        spec:
+          hosts: [reviews]
+          http:
+          - route: [{destination: {host: reviews, subset: v2}}]
+            timeout: 1.5s
+            retries: {attempts: 4, perTryTimeout: 500ms, retryOn: "gateway-error,503"}
+        """)
+    snapshot = MeshSnapshot.build(1, [*bookinfo(corpus).of_kind("", "Service"),
+                                     *load_paths([vs]).resources])
+    [route] = reviews_routes(snapshot)
+    assert route.route.timeout.ToMilliseconds() == 1500
+    policy = route.route.retry_policy
+    assert policy.num_retries.value == 4
+    assert policy.per_try_timeout.ToMilliseconds() == 500
+    assert policy.retry_on == "gateway-error,retriable-status-codes"
+    assert list(policy.retriable_status_codes) == [503]
+
+
+def test_hello_routes_match_golden_files_and_real_envoy_accepts_them() -> None:
+    snapshot = hello_snapshot()
+    ports = outbound_http_ports(snapshot)
+    configs = [outbound_route_config(snapshot, port) for port in ports]
+    check_golden("routes.json", [MessageToDict(c) for c in configs])
+    listeners = [http_listener(15000 + i, c) for i, c in enumerate(configs, start=100)]
+    out = envoy_validate(static_bootstrap(outbound_clusters(snapshot),
+                                          outbound_endpoints(snapshot), listeners))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_real_envoy_accepts_routes_for_every_bookinfo_virtual_service(corpus: Path) -> None:
+    networking = corpus / "istio" / "samples" / "bookinfo" / "networking"
+    for path in sorted(networking.glob("virtual-service-*.yaml")):
+        snapshot = bookinfo(corpus, path.name)
+        listeners = [http_listener(15100 + i, outbound_route_config(snapshot, port))
+                     for i, port in enumerate(outbound_http_ports(snapshot))]
+        out = envoy_validate(static_bootstrap(outbound_clusters(snapshot),
+                                              outbound_endpoints(snapshot), listeners))
+        assert out.returncode == 0, f"{path.name}: {out.stdout}{out.stderr}"
