@@ -14,6 +14,8 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.route.v3 import route_pb2
 from google.protobuf.json_format import MessageToDict
 
+from heddle.translate.sidecar import CLUSTER, ENDPOINT, LISTENER, ROUTE, ProxyResources
+
 ENVOY = str(Path(sys.executable).with_name("envoy"))
 
 
@@ -87,3 +89,22 @@ def envoy_validate(bootstrap: dict[str, Any]) -> subprocess.CompletedProcess[str
         )
     finally:
         Path(fh.name).unlink()
+
+
+def sidecar_bootstrap(resources: ProxyResources) -> dict[str, Any]:
+    """Embed a sidecar's xDS resources in one bootstrap: RDS and EDS references inlined."""
+    routes = resources.of(ROUTE)
+    listeners = []
+    for listener in resources.of(LISTENER).values():
+        as_dict = MessageToDict(listener)
+        for chain in as_dict.get("filterChains", []):
+            for flt in chain.get("filters", []):
+                config = flt.get("typedConfig", {})
+                if "rds" in config:
+                    config["routeConfig"] = MessageToDict(routes[config.pop("rds")[
+                        "routeConfigName"]])
+        listeners.append(as_dict)
+    clusters = [c for c in resources.of(CLUSTER).values() if isinstance(c, cluster_pb2.Cluster)]
+    endpoints = [e for e in resources.of(ENDPOINT).values()
+                 if isinstance(e, endpoint_pb2.ClusterLoadAssignment)]
+    return static_bootstrap(clusters, endpoints, listeners)

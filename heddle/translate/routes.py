@@ -170,35 +170,67 @@ def _virtual_service_for(snapshot: MeshSnapshot, service: Service) -> Resource[A
     return None
 
 
-def _domains(service: Service, port: int) -> list[str]:
+def _domains(service: Service, port: int, with_bare_names: bool) -> list[str]:
     names = [service.hostname]
     suffix = f".{service.namespace}.svc.cluster.local"
     if service.hostname.endswith(suffix):
         short = service.hostname[: -len(suffix)]
         names += [short, f"{short}.{service.namespace}", f"{short}.{service.namespace}.svc"]
-    return [d for name in names for d in (name, f"{name}:{port}")]
+    bare = names if with_bare_names else []
+    return [*bare, *(f"{name}:{port}" for name in names)]
+
+
+def _http_routes(snapshot: MeshSnapshot, service: Service, port: int) -> list[rc.Route]:
+    vs = _virtual_service_for(snapshot, service)
+    routes = _routes_for(snapshot, vs, port) if vs else []
+    return routes or [rc.Route(
+        name="default",
+        match=rc.RouteMatch(prefix="/"),
+        route=rc.RouteAction(cluster=outbound_cluster(port, service.hostname),
+                             timeout=duration_pb2.Duration(),
+                             retry_policy=default_retry_policy()),
+    )]
+
+
+def _connect_routes(service: Service, port: int) -> list[rc.Route]:
+    """A CONNECT tunnel to a TCP service port: Envoy unwraps it into a plain TCP stream."""
+    action = rc.RouteAction(
+        cluster=outbound_cluster(port, service.hostname),
+        upgrade_configs=[rc.RouteAction.UpgradeConfig(
+            upgrade_type="CONNECT",
+            connect_config=rc.RouteAction.UpgradeConfig.ConnectConfig())],
+    )
+    return [rc.Route(name="connect", match=rc.RouteMatch(connect_matcher={}), route=action)]
 
 
 def outbound_route_config(snapshot: MeshSnapshot, port: int) -> route_pb2.RouteConfiguration:
+    """Routes for one outbound HTTP port, named by the port as Istio names them."""
     config = route_pb2.RouteConfiguration(
         name=str(port), validate_clusters=wrappers_pb2.BoolValue(value=False))
     for service in snapshot.registry.services:
         service_port = service.port(port)
         if service_port is None or service_port.protocol not in HTTP_PROTOCOLS:
             continue
-        host = config.virtual_hosts.add(name=f"{service.hostname}:{port}",
-                                        domains=_domains(service, port))
-        vs = _virtual_service_for(snapshot, service)
-        routes = _routes_for(snapshot, vs, port) if vs else []
-        if not routes:
-            routes = [rc.Route(
-                name="default",
-                match=rc.RouteMatch(prefix="/"),
-                route=rc.RouteAction(cluster=outbound_cluster(port, service.hostname),
-                                     timeout=duration_pb2.Duration(),
-                                     retry_policy=default_retry_policy()),
-            )]
-        host.routes.extend(routes)
+        config.virtual_hosts.add(name=f"{service.hostname}:{port}",
+                                 domains=_domains(service, port, with_bare_names=True),
+                                 routes=_http_routes(snapshot, service, port))
+    return config
+
+
+def proxy_route_config(snapshot: MeshSnapshot, name: str) -> route_pb2.RouteConfiguration:
+    """Routes for the sidecar's HTTP proxy listener: every service port, told apart by the
+    `host:port` the application asked for (the bare name too on port 80); CONNECT for TCP."""
+    config = route_pb2.RouteConfiguration(
+        name=name, validate_clusters=wrappers_pb2.BoolValue(value=False))
+    for service in snapshot.registry.services:
+        for port in service.ports:
+            http = port.protocol in HTTP_PROTOCOLS
+            config.virtual_hosts.add(
+                name=f"{service.hostname}:{port.number}",
+                domains=_domains(service, port.number, with_bare_names=port.number == 80),
+                routes=(_http_routes(snapshot, service, port.number) if http
+                        else _connect_routes(service, port.number)),
+            )
     return config
 
 

@@ -1,0 +1,49 @@
+"""The proxy a translation is for: which workload it fronts and how it is reached."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from heddle.registry.model import service_fqdn
+
+
+class ProxyType(StrEnum):
+    SIDECAR = "sidecar"
+    ROUTER = "router"  # gateways, as Istio names them in node ids
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """A sidecar (or gateway) as the control plane sees it.
+
+    `address` is the workload's pod IP: the sidecar listens there. `app_address` is where the
+    application itself listens (its own loopback address in the local runtime), which only
+    the sidecar's inbound clusters point at.
+    """
+
+    type: ProxyType
+    name: str
+    namespace: str
+    address: str
+    app_address: str
+    labels: tuple[tuple[str, str], ...] = ()
+    service_account: str = "default"
+
+    @property
+    def id(self) -> str:
+        """Istio's node id: TYPE~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local."""
+        domain = service_fqdn("", self.namespace).lstrip(".")
+        return f"{self.type}~{self.address}~{self.name}.{self.namespace}~{domain}"
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+def parse_node_id(node_id: str) -> tuple[ProxyType, str, str, str]:
+    """`sidecar~127.0.10.2~frontend.default~default.svc.cluster.local` ->
+    (SIDECAR, "127.0.10.2", "frontend", "default")."""
+    kind, address, workload, _ = node_id.split("~")
+    name, _, namespace = workload.rpartition(".")
+    return ProxyType(kind), address, name, namespace

@@ -1,0 +1,143 @@
+"""Listeners (LDS) for a sidecar: the outbound HTTP proxy and one inbound listener per port.
+
+Without iptables, applications reach the mesh through their sidecar as an HTTP proxy
+(`http_proxy=http://POD_IP:15001`), and peers reach a workload at POD_IP:PORT where its
+sidecar listens and forwards to the application, like Istio's Sidecar `ingress` listeners.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from envoy.config.accesslog.v3 import accesslog_pb2
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2, config_source_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.access_loggers.stream.v3 import stream_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm,
+)
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
+
+from heddle.model.proxy import Proxy
+from heddle.model.snapshot import MeshSnapshot
+from heddle.registry.model import ServicePort
+from heddle.translate import ports
+from heddle.translate.clusters import inbound_cluster_resource
+from heddle.translate.names import inbound_cluster
+from heddle.translate.routes import HTTP_PROTOCOLS
+
+OUTBOUND_LISTENER = "virtualOutbound"
+OUTBOUND_ROUTE = "http_proxy"
+
+# One line per request on every hop, so a request's path through the mesh can be read back.
+ACCESS_LOG_FORMAT = (
+    "[%START_TIME%] %DOWNSTREAM_LOCAL_ADDRESS% \"%REQ(:METHOD)% %REQ(:AUTHORITY)%"
+    "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%\" %RESPONSE_CODE% %RESPONSE_FLAGS% "
+    "%UPSTREAM_CLUSTER% %UPSTREAM_HOST% %DURATION%ms x-request-id=%REQ(X-REQUEST-ID)%\n"
+)
+
+
+def _pack(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def _access_log() -> accesslog_pb2.AccessLog:
+    logger = stream_pb2.StdoutAccessLog()
+    logger.log_format.text_format_source.inline_string = ACCESS_LOG_FORMAT
+    return accesslog_pb2.AccessLog(name="envoy.access_loggers.stdout", typed_config=_pack(logger))
+
+
+def _router() -> hcm.HttpFilter:
+    return hcm.HttpFilter(name="envoy.filters.http.router", typed_config=_pack(router_pb2.Router()))
+
+
+def _listener(name: str, address: str, port: int,
+              filters: Iterable[listener_components_pb2.Filter]) -> listener_pb2.Listener:
+    listener = listener_pb2.Listener(
+        name=name,
+        address=address_pb2.Address(socket_address=address_pb2.SocketAddress(
+            address=address, port_value=port)),
+    )
+    listener.filter_chains.add().filters.extend(filters)
+    return listener
+
+
+def outbound_listener(proxy: Proxy) -> listener_pb2.Listener:
+    """The HTTP proxy the application's outbound traffic goes through (routes over RDS)."""
+    manager = hcm.HttpConnectionManager(
+        stat_prefix="outbound_http_proxy",
+        rds=hcm.Rds(route_config_name=OUTBOUND_ROUTE, config_source=config_source_pb2.ConfigSource(
+            ads=config_source_pb2.AggregatedConfigSource(),
+            resource_api_version=config_source_pb2.V3)),
+        http_filters=[_router()],
+        access_log=[_access_log()],
+        # Absolute-form requests (GET http://frontend:8080/) arrive from HTTP proxy clients.
+        http_protocol_options={"allow_absolute_url": {"value": True}},
+        # CONNECT tunnels carry TCP (and TLS) to services through the same proxy.
+        upgrade_configs=[hcm.HttpConnectionManager.UpgradeConfig(upgrade_type="CONNECT")],
+    )
+    return _listener(OUTBOUND_LISTENER, proxy.address, ports.OUTBOUND, [
+        listener_components_pb2.Filter(name="envoy.filters.network.http_connection_manager",
+                                       typed_config=_pack(manager)),
+    ])
+
+
+def _inbound_http(port: int) -> listener_components_pb2.Filter:
+    cluster = inbound_cluster(port)
+    route = route_pb2.RouteConfiguration(name=cluster)
+    host = route.virtual_hosts.add(name=f"inbound|http|{port}", domains=["*"])
+    host.routes.add(name="default", match=rc.RouteMatch(prefix="/"),
+                    route=rc.RouteAction(cluster=cluster, timeout=duration_pb2.Duration()))
+    manager = hcm.HttpConnectionManager(
+        stat_prefix=f"inbound_{port}", route_config=route, http_filters=[_router()],
+        access_log=[_access_log()])
+    return listener_components_pb2.Filter(name="envoy.filters.network.http_connection_manager",
+                                          typed_config=_pack(manager))
+
+
+def _inbound_tcp(port: int) -> listener_components_pb2.Filter:
+    proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=f"inbound_{port}", cluster=inbound_cluster(port),
+                                   access_log=[_access_log()])
+    return listener_components_pb2.Filter(name="envoy.filters.network.tcp_proxy",
+                                          typed_config=_pack(proxy))
+
+
+def inbound_ports(snapshot: MeshSnapshot, proxy: Proxy) -> list[tuple[int, ServicePort]]:
+    """The (listening port, service port) pairs of every service that selects this workload."""
+    found: dict[int, ServicePort] = {}
+    registry = snapshot.registry
+    for service in registry.services:
+        if service.selector is None:
+            continue
+        for workload in registry.workloads_of(service):
+            if workload.address != proxy.address:
+                continue
+            for port in service.ports:
+                number = dict(workload.ports).get(port.name) or port.target_port or port.number
+                found.setdefault(number, port)
+    return sorted(found.items())
+
+
+def inbound_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[listener_pb2.Listener]:
+    listeners = []
+    for number, port in inbound_ports(snapshot, proxy):
+        chain = _inbound_http(number) if port.protocol in HTTP_PROTOCOLS else _inbound_tcp(number)
+        listeners.append(_listener(f"{proxy.address}_{number}", proxy.address, number, [chain]))
+    return listeners
+
+
+def inbound_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[cluster_pb2.Cluster]:
+    return [inbound_cluster_resource(number, proxy.app_address)
+            for number, _ in inbound_ports(snapshot, proxy)]
+
+
+def sidecar_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[listener_pb2.Listener]:
+    return [outbound_listener(proxy), *inbound_listeners(snapshot, proxy)]

@@ -1,0 +1,43 @@
+"""Everything one sidecar needs, by xDS type: the entry point the xDS server calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from google.protobuf.message import Message
+
+from heddle.model.proxy import Proxy
+from heddle.model.snapshot import MeshSnapshot
+from heddle.translate.clusters import outbound_clusters, outbound_endpoints
+from heddle.translate.listeners import OUTBOUND_ROUTE, inbound_clusters, sidecar_listeners
+from heddle.translate.routes import proxy_route_config
+
+LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+
+# The order a server should push in so nothing refers to what the proxy does not have yet.
+PUSH_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
+
+
+@dataclass(frozen=True)
+class ProxyResources:
+    """Named resources per type URL."""
+
+    by_type: dict[str, dict[str, Message]] = field(default_factory=dict)
+
+    def of(self, type_url: str) -> dict[str, Message]:
+        return self.by_type.get(type_url, {})
+
+
+def sidecar_resources(snapshot: MeshSnapshot, proxy: Proxy) -> ProxyResources:
+    """Pure: the same snapshot and proxy always give the same resources."""
+    clusters = [*outbound_clusters(snapshot), *inbound_clusters(snapshot, proxy)]
+    return ProxyResources({
+        CLUSTER: {c.name: c for c in clusters},
+        ENDPOINT: {e.cluster_name: e for e in outbound_endpoints(snapshot)},
+        LISTENER: {listener.name: listener for listener in sidecar_listeners(snapshot, proxy)},
+        ROUTE: {OUTBOUND_ROUTE: proxy_route_config(snapshot, OUTBOUND_ROUTE)},
+    })
