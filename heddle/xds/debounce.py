@@ -1,0 +1,48 @@
+"""Merging bursts of changes into one push: wait for quiet, but never longer than a maximum."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+
+class Debouncer:
+    """Calls `action` once changes stop for `quiet` seconds, or `maximum` after the first."""
+
+    def __init__(self, action: Callable[[], Awaitable[None]], quiet: float = 0.1,
+                 maximum: float = 10.0) -> None:
+        self._action = action
+        self._quiet = quiet
+        self._maximum = maximum
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def trigger(self) -> None:
+        self._changed.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._changed.wait()
+            first = loop.time()
+            while True:
+                self._changed.clear()
+                remaining = first + self._maximum - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._changed.wait(),
+                                           timeout=min(self._quiet, remaining))
+                except TimeoutError:
+                    break
+            await self._action()

@@ -1,0 +1,36 @@
+"""Who is on the other end of a stream: a Proxy from Envoy's node id and metadata."""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import base_pb2
+from google.protobuf.json_format import MessageToDict
+
+from heddle.model.proxy import Proxy, parse_node_id
+from heddle.model.snapshot import MeshSnapshot
+
+
+class UnknownProxy(ValueError):
+    pass
+
+
+def proxy_from_node(node: base_pb2.Node, snapshot: MeshSnapshot) -> Proxy:
+    """The agent puts LABELS, SERVICE_ACCOUNT and APP_ADDRESS in the node metadata; a
+    WorkloadEntry of the same name and namespace fills in what it leaves out."""
+    try:
+        kind, address, name, namespace = parse_node_id(node.id)
+    except ValueError as err:
+        raise UnknownProxy(f"node id {node.id!r} is not TYPE~IP~NAME.NAMESPACE~DOMAIN") from err
+    meta = MessageToDict(node.metadata) if node.HasField("metadata") else {}
+    entry = next((w for w in snapshot.registry.workloads
+                  if w.name == name and w.namespace == namespace), None)
+    labels = meta.get("LABELS") or (entry.label_map if entry else {})
+    return Proxy(
+        type=kind,
+        name=name,
+        namespace=namespace,
+        address=address,
+        app_address=str(meta.get("APP_ADDRESS") or address),
+        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+        service_account=str(meta.get("SERVICE_ACCOUNT")
+                            or (entry.service_account if entry else "default")),
+    )

@@ -1,0 +1,276 @@
+"""ADS over gRPC: state-of-the-world and delta streams fed from one per-proxy config cache.
+
+The cache (what each proxy should have, with content versions) is kept apart from stream
+handling (nonces, ACK/NACK, subscriptions), as in go-control-plane. A push recomputes each
+connected proxy's resources; a stream sends only the types whose content changed, so a
+change reaches exactly the proxies it affects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+
+from heddle.model.proxy import Proxy
+from heddle.model.snapshot import MeshSnapshot
+from heddle.translate.sidecar import (
+    CLUSTER,
+    LISTENER,
+    PUSH_ORDER,
+    ProxyResources,
+    sidecar_resources,
+)
+from heddle.xds.proxies import UnknownProxy, proxy_from_node
+from heddle.xds.status import ProxyStatus
+from heddle.xds.versions import VersionedResource, type_version, versioned
+
+log = logging.getLogger(__name__)
+
+Generator = Callable[[MeshSnapshot, Proxy], ProxyResources]
+WILDCARD_TYPES = frozenset({LISTENER, CLUSTER})
+Desired = dict[str, dict[str, VersionedResource]]
+
+
+@dataclass
+class _TypeState:
+    subscribed: set[str] | None = None  # None: wildcard
+    requested: bool = False
+    nonce: str = ""
+    sent_version: str = ""
+    # delta only: what the proxy holds (name -> version), and what each nonce would make it
+    held: dict[str, str] = field(default_factory=dict)
+    pending: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+class _Stream:
+    """One proxy's ADS stream: its subscriptions and the responses waiting to be sent."""
+
+    def __init__(self, server: XdsServer, proxy: Proxy, delta: bool) -> None:
+        self.server = server
+        self.proxy = proxy
+        self.delta = delta
+        self.outbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.types: dict[str, _TypeState] = {}
+        self.desired: Desired = {}
+        self.status = ProxyStatus(proxy.id, "delta" if delta else "sotw")
+
+    def refresh(self, resources: ProxyResources) -> None:
+        self.desired = {t: versioned(items) for t, items in resources.by_type.items()}
+
+    def _wanted(self, type_url: str, state: _TypeState) -> dict[str, VersionedResource]:
+        everything = self.desired.get(type_url, {})
+        if state.subscribed is None:
+            return everything
+        return {n: r for n, r in everything.items() if n in state.subscribed}
+
+    def _nonce(self) -> str:
+        return str(next(self.server.nonces))
+
+    def send(self, type_url: str, force: bool = False) -> None:
+        state = self.types.setdefault(type_url, _TypeState())
+        wanted = self._wanted(type_url, state)
+        version = type_version(wanted)
+        if self.delta:
+            self._send_delta(type_url, state, wanted, version, force)
+            return
+        if version == state.sent_version and not force:
+            return
+        state.nonce, state.sent_version = self._nonce(), version
+        self.outbox.put_nowait(discovery_pb2.DiscoveryResponse(
+            version_info=version, type_url=type_url, nonce=state.nonce,
+            resources=[r.body for r in wanted.values()]))
+        self._sent(type_url, state)
+
+    def _send_delta(self, type_url: str, state: _TypeState, wanted: dict[str, VersionedResource],
+                    version: str, force: bool) -> None:
+        changed = [r for n, r in wanted.items() if state.held.get(n) != r.version]
+        removed = [n for n in state.held if n not in wanted]
+        if not changed and not removed and not force:
+            if version != state.sent_version:  # e.g. a NACKed change was reverted
+                state.sent_version = version
+                status = self.status.of(type_url)
+                status.sent_version = status.acked_version = version
+                status.nack_message = ""
+            return
+        state.nonce, state.sent_version = self._nonce(), version
+        state.pending[state.nonce] = {n: r.version for n, r in wanted.items()}
+        self.outbox.put_nowait(discovery_pb2.DeltaDiscoveryResponse(
+            system_version_info=version, type_url=type_url, nonce=state.nonce,
+            resources=[discovery_pb2.Resource(name=r.name, version=r.version, resource=r.body)
+                       for r in changed],
+            removed_resources=removed))
+        self._sent(type_url, state)
+
+    def _sent(self, type_url: str, state: _TypeState) -> None:
+        status = self.status.of(type_url)
+        status.sent_version, status.sent_nonce = state.sent_version, state.nonce
+
+    def push(self) -> None:
+        """Send every type the proxy asked for whose content changed, in dependency order."""
+        for type_url in sorted(self.types, key=_push_rank):
+            if self.types[type_url].requested:
+                self.send(type_url)
+
+    def _ack_or_nack(self, type_url: str, state: _TypeState, nonce: str, version: str,
+                     error: str) -> bool:
+        """Record the proxy's answer; False when the nonce is stale (ignore the request)."""
+        if not nonce:
+            return True
+        if nonce != state.nonce:
+            return False
+        status = self.status.of(type_url)
+        if error:
+            status.nack_message, status.nacked_version = error, state.sent_version
+            log.warning("%s rejected %s version %s: %s", self.proxy.id, type_url,
+                        state.sent_version, error)
+            if self.delta:
+                state.pending.pop(nonce, None)
+        else:
+            status.acked_version = version or state.sent_version
+            status.nack_message = ""
+            if self.delta:
+                state.held = state.pending.pop(nonce, state.held)
+                state.pending.clear()
+        return True
+
+    def on_request(self, request: discovery_pb2.DiscoveryRequest) -> None:
+        type_url = request.type_url
+        state = self.types.setdefault(type_url, _TypeState())
+        first = not state.requested
+        if not self._ack_or_nack(type_url, state, request.response_nonce, request.version_info,
+                                 request.error_detail.message):
+            return
+        names = set(request.resource_names)
+        subscribed = None if type_url in WILDCARD_TYPES and (not names or "*" in names) else names
+        changed = subscribed != state.subscribed
+        state.subscribed, state.requested = subscribed, True
+        if first or changed:
+            self.send(type_url, force=first)
+
+    def on_delta_request(self, request: discovery_pb2.DeltaDiscoveryRequest) -> None:
+        type_url = request.type_url
+        state = self.types.setdefault(type_url, _TypeState())
+        first = not state.requested
+        if not self._ack_or_nack(type_url, state, request.response_nonce, "",
+                                 request.error_detail.message):
+            return
+        if first:
+            state.held = dict(request.initial_resource_versions)
+            names = set(request.resource_names_subscribe)
+            wildcard = type_url in WILDCARD_TYPES and (not names or "*" in names)
+            state.subscribed = None if wildcard else names
+        elif state.subscribed is not None:
+            state.subscribed |= set(request.resource_names_subscribe)
+            state.subscribed -= set(request.resource_names_unsubscribe)
+        for name in request.resource_names_unsubscribe:
+            state.held.pop(name, None)
+        state.requested = True
+        # An ACK or NACK alone asks for nothing new; resending after a NACK would loop.
+        if first or request.resource_names_subscribe or request.resource_names_unsubscribe:
+            self.send(type_url, force=first)
+
+
+def _push_rank(type_url: str) -> int:
+    return PUSH_ORDER.index(type_url) if type_url in PUSH_ORDER else len(PUSH_ORDER)
+
+
+class XdsServer:
+    """Serves every proxy from the latest MeshSnapshot that `snapshots` returns; an
+    AggregatedDiscoveryService servicer by its two method names."""
+
+    def __init__(self, snapshots: Callable[[], MeshSnapshot],
+                 generator: Generator = sidecar_resources) -> None:
+        self._snapshots = snapshots
+        self._generator = generator
+        self._streams: dict[str, _Stream] = {}
+        self.statuses: dict[str, ProxyStatus] = {}
+        self.nonces = itertools.count(1)
+        self.pushes = 0
+
+    def config_of(self, proxy_id: str) -> ProxyResources | None:
+        stream = self._streams.get(proxy_id)
+        return self._generator(self._snapshots(), stream.proxy) if stream else None
+
+    def proxies(self) -> list[Proxy]:
+        return [s.proxy for s in self._streams.values()]
+
+    async def push_all(self) -> None:
+        """Recompute every connected proxy's resources and send what changed."""
+        snapshot = self._snapshots()
+        self.pushes += 1
+        for stream in list(self._streams.values()):
+            stream.refresh(self._generator(snapshot, stream.proxy))
+            stream.push()
+
+    def _open(self, node: Any, delta: bool) -> _Stream:
+        snapshot = self._snapshots()
+        proxy = proxy_from_node(node, snapshot)
+        stream = _Stream(self, proxy, delta)
+        stream.refresh(self._generator(snapshot, proxy))
+        self._streams[proxy.id] = stream
+        self.statuses[proxy.id] = stream.status
+        log.info("%s connected (%s)", proxy.id, stream.status.protocol)
+        return stream
+
+    def _close(self, stream: _Stream) -> None:
+        stream.status.connected = False
+        if self._streams.get(stream.proxy.id) is stream:
+            del self._streams[stream.proxy.id]
+
+    async def _serve(self, requests: AsyncIterator[Any],
+                     context: grpc.aio.ServicerContext[Any, Any],
+                     delta: bool) -> AsyncIterator[Any]:
+        first = await anext(aiter(requests), None)
+        if first is None:
+            return
+        try:
+            stream = self._open(first.node, delta)
+        except UnknownProxy as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            return
+        handle = stream.on_delta_request if delta else stream.on_request
+
+        async def read() -> None:
+            handle(first)
+            async for request in requests:
+                handle(request)
+            stream.outbox.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (response := await stream.outbox.get()) is not None:
+                yield response
+        finally:
+            reader.cancel()
+            self._close(stream)
+
+    async def StreamAggregatedResources(
+        self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[Any]:
+        async for response in self._serve(request_iterator, context, delta=False):
+            yield response
+
+    async def DeltaAggregatedResources(
+        self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[Any]:
+        async for response in self._serve(request_iterator, context, delta=True):
+            yield response
+
+
+async def start_grpc(server: XdsServer, address: str) -> tuple[grpc.aio.Server, int]:
+    """Listen for ADS on `address` (plaintext: loopback only); returns the bound port."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if not (host.startswith("127.") or host in ("localhost", "::1")):
+        raise ValueError(f"plaintext xDS must listen on loopback, not {address}")
+    grpc_server = grpc.aio.server()
+    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(server, grpc_server)
+    port = grpc_server.add_insecure_port(address)
+    await grpc_server.start()
+    return grpc_server, port
