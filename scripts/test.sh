@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "== ruff"
-.venv/bin/ruff check heddle tests scripts
+.venv/bin/ruff check heddle tests scripts examples
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== import-linter (layer contracts)"

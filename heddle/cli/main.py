@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from heddle import __version__
+from heddle.cli import mesh, processes
 from heddle.cli.validate import validate
 
 app = typer.Typer(
@@ -14,6 +15,14 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("validate")(validate)
+app.command("up")(mesh.up)
+app.command("down")(mesh.down)
+app.command("status")(mesh.status)
+app.command("logs")(mesh.logs)
+app.command("exec", context_settings={"allow_interspersed_args": False})(mesh.exec_in)
+app.command("control-plane", hidden=True)(processes.control_plane)
+app.command("agent", hidden=True, context_settings={"allow_interspersed_args": False})(
+    processes.agent)
 
 
 @app.command("version")

@@ -107,3 +107,6 @@ class MeshSnapshot:
 
     def keys(self) -> tuple[ResourceKey, ...]:
         return tuple(self._resources)
+
+    def resources(self) -> tuple[Resource[Any], ...]:
+        return tuple(self._resources.values())

@@ -1,0 +1,71 @@
+"""The long-running processes `heddle up` starts: the control plane and each agent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from pathlib import Path
+
+import typer
+
+from heddle.agent.agent import Agent, AgentConfig
+from heddle.model.proxy import Proxy, ProxyType
+from heddle.xds.control_plane import ControlPlane, ControlPlaneConfig
+
+
+def run_until_signalled(main: object) -> None:
+    """Run `main(stop)` until SIGTERM or SIGINT sets `stop`."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)  # type: ignore[operator]
+
+    asyncio.run(runner())
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def control_plane(
+    config_dir: Path = typer.Option(..., "--dir", help="The watched configuration directory."),  # noqa: B008
+    xds_port: int = typer.Option(15010, help="Plaintext xDS port (loopback only)."),
+    debug_port: int = typer.Option(15014, help="Debug API port (loopback)."),
+) -> None:
+    """Run the control plane: watch DIR, serve xDS to every proxy."""
+    _logging()
+    plane = ControlPlane(ControlPlaneConfig(config_dir, f"127.0.0.1:{xds_port}",
+                                            debug_port=debug_port))
+    run_until_signalled(plane.run)
+
+
+def agent(
+    name: str = typer.Option(..., help="Workload name."),
+    namespace: str = typer.Option("default"),
+    address: str = typer.Option(..., help="The workload's pod IP; its sidecar listens here."),
+    app_address: str = typer.Option(..., help="Where the application listens."),
+    labels: str = typer.Option("{}", help="Workload labels as a JSON object."),
+    service_account: str = typer.Option("default"),
+    xds_host: str = typer.Option("127.0.0.1"),
+    xds_port: int = typer.Option(15010),
+    workdir: Path = typer.Option(..., help="Where bootstrap and logs go."),  # noqa: B008
+    cwd: Path | None = typer.Option(None, help="The application's working directory."),  # noqa: B008
+    delta: bool = typer.Option(False, help="Use delta xDS."),
+    hold_application: bool = typer.Option(True, help="Start the app once Envoy is ready."),
+    command: list[str] = typer.Argument(None, help="The application command (after --)."),  # noqa: B008
+) -> None:
+    """Run one workload's sidecar: Envoy, its readiness, and the application."""
+    _logging()
+    proxy = Proxy(ProxyType.SIDECAR, name, namespace, address, app_address,
+                  tuple(sorted(json.loads(labels).items())), service_account)
+    words = [w for i, w in enumerate(command or []) if not (i == 0 and w == "--")]
+    config = AgentConfig(proxy, xds_host, xds_port, workdir, " ".join(words), cwd,
+                         delta, hold_application)
+    run_until_signalled(Agent(config).run)

@@ -1,0 +1,1 @@
+"""`heddle up`: a whole mesh of local processes from one directory."""

@@ -1,0 +1,199 @@
+"""The local mesh supervisor: the control plane and one agent (+ Envoy + app) per workload.
+
+Every WorkloadEntry whose address is a loopback address runs here, as its own process tree.
+The supervisor watches the directory too, so workloads added or removed there start or stop,
+and it restarts the control plane if it dies: proxies keep serving meanwhile and resync
+when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from heddle.config.directory import DirectorySource
+from heddle.config.store import ConfigStore
+from heddle.local.state import MeshState, WorkloadState
+from heddle.model.snapshot import MeshSnapshot
+from heddle.registry.model import Workload
+
+log = logging.getLogger(__name__)
+
+COMMAND_ANNOTATION = "heddle.dev/command"
+
+
+@dataclass(frozen=True)
+class LocalMeshConfig:
+    config_dir: Path
+    home: Path
+    xds_port: int = 15010
+    debug_port: int = 15014
+    delta: bool = False
+
+
+def app_address(pod_ip: str) -> str:
+    """Where the application listens: 127.255.X.Y for pod IP 127.*.X.Y. Only its own sidecar
+    sends there; everyone else reaches the pod IP, where the sidecar listens."""
+    octets = pod_ip.split(".")
+    return f"127.255.{octets[2]}.{octets[3]}"
+
+
+def is_local(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback and address.startswith("127.")
+    except ValueError:
+        return False
+
+
+def heddle_command() -> list[str]:
+    return [sys.executable, "-m", "heddle"]
+
+
+async def _terminate(process: asyncio.subprocess.Process, timeout: float = 15) -> None:
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), timeout=timeout)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+
+
+class LocalMesh:
+    def __init__(self, config: LocalMeshConfig) -> None:
+        self.config = config
+        self.store = ConfigStore()
+        self.source = DirectorySource(config.config_dir, self.store)
+        self.control_plane: asyncio.subprocess.Process | None = None
+        self.agents: dict[str, tuple[asyncio.subprocess.Process, WorkloadState]] = {}
+        self.state = MeshState(str(config.config_dir.resolve()), os.getpid(), config.xds_port,
+                               config.debug_port)
+
+    def _log(self, name: str) -> int:
+        path = self.config.home / "logs" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    async def _start_control_plane(self) -> None:
+        out = self._log("control-plane.log")
+        self.control_plane = await asyncio.create_subprocess_exec(
+            *heddle_command(), "control-plane", "--dir", str(self.config.config_dir),
+            "--xds-port", str(self.config.xds_port),
+            "--debug-port", str(self.config.debug_port),
+            stdout=out, stderr=out, start_new_session=True)
+        os.close(out)
+        self.state.control_plane_pid = self.control_plane.pid
+        self.state.save(self.config.home)
+
+    async def _supervise_control_plane(self, stop: asyncio.Event) -> None:
+        backoff = 0.2
+        while not stop.is_set():
+            if self.control_plane is None or self.control_plane.returncode is not None:
+                await self._start_control_plane()
+            assert self.control_plane is not None
+            waiter = asyncio.create_task(self.control_plane.wait())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if stop.is_set():
+                waiter.cancel()
+                return
+            log.warning("control plane exited (%s); restarting", self.control_plane.returncode)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def _wanted(self) -> dict[str, tuple[Workload, str]]:
+        snapshot = MeshSnapshot.of(self.store)
+        wanted: dict[str, tuple[Workload, str]] = {}
+        for workload in snapshot.registry.workloads:
+            entry = snapshot.get("networking.istio.io", "WorkloadEntry", workload.namespace,
+                                 workload.name)
+            if entry is None or not is_local(workload.address):
+                continue
+            command = entry.metadata.annotations.get(COMMAND_ANNOTATION, "")
+            wanted[f"{workload.name}.{workload.namespace}"] = (workload, command)
+        return wanted
+
+    async def _start_agent(self, key: str, workload: Workload, command: str) -> None:
+        workdir = self.config.home / "workloads" / key
+        workdir.mkdir(parents=True, exist_ok=True)
+        state = WorkloadState(
+            name=workload.name, namespace=workload.namespace, address=workload.address,
+            app_address=app_address(workload.address), agent_pid=0, workdir=str(workdir),
+            labels=workload.label_map, service_account=workload.service_account,
+            command=command)
+        args = [*heddle_command(), "agent", "--name", workload.name,
+                "--namespace", workload.namespace, "--address", workload.address,
+                "--app-address", state.app_address, "--labels", json.dumps(state.labels),
+                "--service-account", workload.service_account,
+                "--xds-port", str(self.config.xds_port), "--workdir", str(workdir),
+                "--cwd", str(self.config.config_dir)]
+        if self.config.delta:
+            args.append("--delta")
+        if command:
+            args += ["--", command]
+        out = os.open(workdir / "agent.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        process = await asyncio.create_subprocess_exec(*args, stdout=out, stderr=out,
+                                                       start_new_session=True)
+        os.close(out)
+        state.agent_pid = process.pid
+        self.agents[key] = (process, state)
+        log.info("started %s at %s (agent pid %d)", key, workload.address, process.pid)
+
+    async def reconcile(self) -> None:
+        """Start agents for new local workloads, stop those whose entry is gone or changed."""
+        wanted = self._wanted()
+        for key in list(self.agents):
+            process, state = self.agents[key]
+            spec = wanted.get(key)
+            changed = spec is None or (spec[0].address, spec[1], spec[0].label_map) != (
+                state.address, state.command, state.labels)
+            if changed or process.returncode is not None:
+                await _terminate(process)
+                del self.agents[key]
+        for key, (workload, command) in sorted(wanted.items()):
+            if key not in self.agents:
+                await self._start_agent(key, workload, command)
+        self.state.workloads = {k: s for k, (_, s) in self.agents.items()}
+        self.state.save(self.config.home)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.config.home.mkdir(parents=True, exist_ok=True)
+        self.source.load()
+        self.state.save(self.config.home)
+        control_plane = asyncio.create_task(self._supervise_control_plane(stop))
+        events = self.store.subscribe()
+        watcher = asyncio.create_task(self.source.watch(stop))
+        try:
+            await self.reconcile()
+            while not stop.is_set():
+                getter = asyncio.create_task(events.get())
+                stopper = asyncio.create_task(stop.wait())
+                await asyncio.wait({getter, stopper}, timeout=1.0,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                getter.cancel()
+                stopper.cancel()
+                while not events.empty():
+                    events.get_nowait()
+                if not stop.is_set():
+                    await self.reconcile()
+        finally:
+            await asyncio.gather(*(_terminate(p) for p, _ in self.agents.values()))
+            self.agents.clear()
+            await control_plane
+            if self.control_plane is not None:
+                await _terminate(self.control_plane)
+            await watcher
+            (self.config.home / "state.json").unlink(missing_ok=True)
