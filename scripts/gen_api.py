@@ -131,6 +131,7 @@ def schema_file(crd: dict[str, Any]) -> dict[str, Any]:
         "group": crd["group"],
         "kind": crd["names"]["kind"],
         "plural": crd["names"]["plural"],
+        "shortNames": crd["names"].get("shortNames", []),
         "namespaced": crd["scope"] == "Namespaced",
         "storageVersion": storage,
         "versions": versions,

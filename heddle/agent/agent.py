@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from heddle.agent.bootstrap import bootstrap
+from heddle.agent.environment import application_env
 from heddle.agent.envoy_process import EnvoyProcess
 from heddle.model.proxy import Proxy
 from heddle.translate import ports
@@ -32,24 +33,6 @@ class AgentConfig:
     delta: bool = False
     hold_application: bool = True  # start the app only once Envoy is ready, as Istio does
     extra_env: dict[str, str] = field(default_factory=dict)
-
-
-def application_env(proxy: Proxy, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment that sends a process's outbound HTTP (and CONNECT) via its sidecar."""
-    env = dict(os.environ if base is None else base)
-    proxy_url = f"http://{proxy.address}:{ports.OUTBOUND}"
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
-        env[name] = proxy_url
-    for name in ("no_proxy", "NO_PROXY"):
-        env.pop(name, None)
-    env.update({
-        "HEDDLE_WORKLOAD": proxy.name,
-        "HEDDLE_NAMESPACE": proxy.namespace,
-        "HEDDLE_POD_IP": proxy.address,
-        "HEDDLE_APP_ADDRESS": proxy.app_address,
-        "HEDDLE_SERVICE_ACCOUNT": proxy.service_account,
-    })
-    return env
 
 
 class Agent:

@@ -52,6 +52,7 @@ class EnvoyProcess:
         )
         out.close()
         self.starts += 1
+        (self.workdir / "envoy.pid").write_text(f"{self.process.pid}\n")
 
     async def admin(self, path: str, method: str = "GET") -> httpx.Response:
         async with httpx.AsyncClient(timeout=5.0) as client:

@@ -49,6 +49,7 @@ class KindInfo:
     # served version -> key into `schemas`
     versions: dict[str, str] = field(repr=False)
     unserved_versions: frozenset[str] = field(repr=False)
+    short_names: tuple[str, ...] = field(repr=False)
     schemas: dict[str, Any] = field(repr=False)
     spec_model: type[BaseModel] = field(repr=False)
 
@@ -90,6 +91,7 @@ def all_kinds() -> dict[tuple[str, str], KindInfo]:
             storage_version=doc["storageVersion"],
             versions=doc["versions"],
             unserved_versions=frozenset(doc.get("unservedVersions", [])),
+            short_names=tuple(doc.get("shortNames", [])),
             schemas=doc["schemas"],
             spec_model=_SPEC_MODELS[key],
         )
@@ -101,10 +103,11 @@ def lookup(group: str, kind: str) -> KindInfo | None:
 
 
 def kinds_named(kind: str) -> list[KindInfo]:
-    """Every group's kind of this name (e.g. both Istio's and Gateway API's `Gateway`)."""
+    """Every group's kind of this name, plural or short name (`vs`, `dr`), as kubectl reads
+    them (so `gateway` is both Istio's and Gateway API's)."""
     wanted = kind.lower()
     return [
         info
         for info in all_kinds().values()
-        if wanted in (info.kind.lower(), info.plural.lower())
+        if wanted in (info.kind.lower(), info.plural.lower(), *info.short_names)
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from heddle import __version__
-from heddle.cli import mesh, processes
+from heddle.cli import inspect, mesh, processes
 from heddle.cli.validate import validate
 
 app = typer.Typer(
@@ -20,6 +20,11 @@ app.command("down")(mesh.down)
 app.command("status")(mesh.status)
 app.command("logs")(mesh.logs)
 app.command("exec", context_settings={"allow_interspersed_args": False})(mesh.exec_in)
+app.command("apply")(inspect.apply)
+app.command("delete")(inspect.delete)
+app.command("get")(inspect.get)
+app.command("proxy-status")(inspect.proxy_status)
+app.command("proxy-config")(inspect.proxy_config)
 app.command("control-plane", hidden=True)(processes.control_plane)
 app.command("agent", hidden=True, context_settings={"allow_interspersed_args": False})(
     processes.agent)

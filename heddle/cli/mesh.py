@@ -10,21 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from heddle.agent.agent import application_env
-from heddle.api.diagnostics import Severity
-from heddle.api.loader import load_paths
-from heddle.cli.processes import run_until_signalled
-from heddle.local.runtime import LocalMesh, LocalMeshConfig, heddle_command
+from heddle.agent.environment import application_env
 from heddle.local.state import MeshState, WorkloadState, heddle_home, pid_alive
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.translate import ports
 
-console = Console()
+# Heavy modules (pydantic models, grpc, aiohttp, rich) are imported inside the commands
+# that use them, so that quick commands such as `heddle exec` start fast.
 
 
 def mesh_home() -> Path:
@@ -45,6 +39,8 @@ def require_state() -> MeshState:
 
 
 def workload_ready(workload: WorkloadState) -> bool:
+    import httpx
+
     url = f"http://{workload.address}:{ports.HEALTH}/healthz/ready"
     try:
         return httpx.get(url, timeout=1.0).status_code == 200
@@ -76,6 +72,11 @@ def up(
     timeout: float = typer.Option(90.0, help="With --detach: how long to wait for readiness."),
 ) -> None:
     """Start the control plane and every workload DIR declares, each with its sidecar."""
+    from heddle.api.diagnostics import Severity
+    from heddle.api.loader import load_paths
+    from heddle.cli.processes import run_until_signalled
+    from heddle.local.runtime import LocalMesh, LocalMeshConfig, heddle_command
+
     if running_state():
         typer.echo("error: a mesh is already running; stop it with `heddle down`", err=True)
         raise typer.Exit(1)
@@ -124,6 +125,8 @@ def down(timeout: float = typer.Option(30.0, help="How long to wait for a clean 
 
 
 def _sync_summary(state: MeshState) -> dict[str, str]:
+    import httpx
+
     try:
         statuses = httpx.get(f"{state.debug_url}/debug/syncz", timeout=2.0).json()
     except (httpx.HTTPError, ValueError):
@@ -144,6 +147,9 @@ def proxy_of(workload: WorkloadState) -> Proxy:
 
 def status() -> None:
     """Workloads, their addresses, readiness and proxy sync state."""
+    from rich.console import Console
+    from rich.table import Table
+
     state = require_state()
     sync = _sync_summary(state)
     table = Table("WORKLOAD", "NAMESPACE", "POD IP", "APP ADDRESS", "READY", "PROXY")
@@ -153,6 +159,7 @@ def status() -> None:
         table.add_row(workload.name, workload.namespace, workload.address,
                       workload.app_address, "yes" if workload_ready(workload) else "no",
                       sync.get(proxy.id, "NOT CONNECTED"))
+    console = Console()
     console.print(f"mesh from {state.config_dir}; control plane pid "
                   f"{state.control_plane_pid}, xDS 127.0.0.1:{state.xds_port}")
     console.print(table)

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import typer
 
-from heddle.agent.agent import Agent, AgentConfig
 from heddle.model.proxy import Proxy, ProxyType
-from heddle.xds.control_plane import ControlPlane, ControlPlaneConfig
 
 
 def run_until_signalled(main: object) -> None:
@@ -40,6 +38,8 @@ def control_plane(
     debug_port: int = typer.Option(15014, help="Debug API port (loopback)."),
 ) -> None:
     """Run the control plane: watch DIR, serve xDS to every proxy."""
+    from heddle.xds.control_plane import ControlPlane, ControlPlaneConfig
+
     _logging()
     plane = ControlPlane(ControlPlaneConfig(config_dir, f"127.0.0.1:{xds_port}",
                                             debug_port=debug_port))
@@ -62,6 +62,8 @@ def agent(
     command: list[str] = typer.Argument(None, help="The application command (after --)."),  # noqa: B008
 ) -> None:
     """Run one workload's sidecar: Envoy, its readiness, and the application."""
+    from heddle.agent.agent import Agent, AgentConfig
+
     _logging()
     proxy = Proxy(ProxyType.SIDECAR, name, namespace, address, app_address,
                   tuple(sorted(json.loads(labels).items())), service_account)

@@ -6,9 +6,6 @@ from pathlib import Path
 
 import typer
 
-from heddle.api.diagnostics import Severity
-from heddle.api.loader import load_paths, yaml_files
-
 
 def validate(
     files: list[Path] = typer.Option(  # noqa: B008 - typer declares options this way
@@ -17,6 +14,9 @@ def validate(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list kept-but-unused kinds."),
 ) -> None:
     """Validate Istio and Gateway API configuration; exit 1 if any error is found."""
+    from heddle.api.diagnostics import Severity
+    from heddle.api.loader import load_paths, yaml_files
+
     missing = [p for p in files if not p.exists()]
     for path in missing:
         typer.echo(f"error: {path}: no such file or directory", err=True)
