@@ -1,0 +1,224 @@
+"""`heddle up` runs examples/hello as real processes: requests cross four sidecars, config
+changes reach running proxies, the control plane can die under traffic, `down` cleans up."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from heddle.local.state import MeshState, pid_alive
+
+from .mesh_fixtures import ROOT, hello_text, unique_subnet
+
+HEDDLE = str(Path(sys.executable).with_name("heddle"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalMesh:
+    config_dir: Path
+    home: Path
+    subnet: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "HEDDLE_HOME": str(self.home)}
+
+    def heddle(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run([HEDDLE, *args], env=self.env, capture_output=True, text=True,
+                             timeout=120)
+        if check:
+            assert out.returncode == 0, f"heddle {' '.join(args)}: {out.stdout}{out.stderr}"
+        return out
+
+    def state(self) -> MeshState:
+        state = MeshState.load(self.home / "mesh")
+        assert state is not None
+        return state
+
+    def envoy_log(self, workload: str) -> str:
+        return (self.home / "mesh" / "workloads" / f"{workload}.default" / "envoy.log").read_text()
+
+    def envoy_pid(self, workload: str) -> int:
+        path = self.home / "mesh" / "workloads" / f"{workload}.default" / "envoy.pid"
+        return int(path.read_text())
+
+    def get(self, url: str, timeout: float = 5.0) -> tuple[int, dict[str, object]]:
+        """A request from the client workload, sent through the client's sidecar."""
+        proxy = f"http://{self.subnet}1:15001"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy}))
+        try:
+            with opener.open(url, timeout=timeout) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, {}
+
+
+def wait_for(check: object, timeout: float, what: str) -> float:
+    """Poll `check()` until true; returns the seconds it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if check():  # type: ignore[operator]
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
+    base = tmp_path_factory.mktemp("hello")
+    config_dir = base / "hello"
+    shutil.copytree(ROOT / "examples" / "hello", config_dir)
+    subnet = unique_subnet()
+    (config_dir / "mesh.yaml").write_text(hello_text(subnet))
+    running = LocalMesh(config_dir, base / "home", subnet)
+    running.heddle("up", str(config_dir), "--detach", "--xds-port", str(free_port()),
+                   "--debug-port", str(free_port()))
+    state = running.state()
+    pids = [state.supervisor_pid, state.control_plane_pid,
+            *(w.agent_pid for w in state.workloads.values())]
+    try:
+        yield running
+    finally:
+        out = running.heddle("down", check=False)
+        envoys = [p for p in (running.home / "mesh" / "workloads").glob("*/envoy.pid")]
+        pids += [int(p.read_text()) for p in envoys]
+    assert out.returncode == 0, out.stderr
+    assert [p for p in pids if pid_alive(p)] == [], "processes left behind by heddle down"
+
+
+def test_status_lists_every_workload_synced(mesh: LocalMesh) -> None:
+    out = mesh.heddle("status").stdout
+    for name in ("client", "frontend", "backend-1", "backend-2"):
+        line = next(line for line in out.splitlines() if f" {name} " in line)
+        assert "yes" in line and "SYNCED" in line, line
+
+
+def test_a_request_crosses_four_sidecars(mesh: LocalMesh) -> None:
+    out = mesh.heddle("exec", "client", "--", "curl", "-s", "http://frontend:8080/").stdout
+    answer = json.loads(out)
+    backend = answer["backend"]
+    request_id = backend["request_id"]
+    assert answer["service"] == "frontend" and backend["service"] == "backend"
+    instance = backend["instance"]
+    hops = {
+        "client": "outbound|8080||frontend.default.svc.cluster.local",
+        "frontend": "inbound|8080||",
+        instance: "inbound|9090||",
+    }
+
+    def logged() -> bool:
+        frontend = mesh.envoy_log("frontend")
+        return all(
+            any(request_id in line and cluster in line for line in mesh.envoy_log(w).splitlines())
+            for w, cluster in hops.items()
+        ) and any(request_id in line and "outbound|9090|" in line
+                  for line in frontend.splitlines())
+
+    wait_for(logged, 10, "the request's id in the access log of all four sidecar hops")
+
+
+def test_a_new_workload_entry_gets_traffic_without_restarts(mesh: LocalMesh) -> None:
+    before = {w: mesh.envoy_pid(w) for w in ("client", "frontend", "backend-1")}
+    entry = mesh.config_dir / "backend-3.yaml"
+    entry.write_text(
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\n"
+        "metadata:\n  name: backend-3\n  annotations:\n"
+        "    heddle.dev/command: VERSION=v1 python3 apps/backend.py\n"
+        f"spec:\n  address: {mesh.subnet}5\n  labels: {{app: backend, version: v1}}\n"
+        "  serviceAccount: backend\n")
+    start = time.monotonic()
+    served: list[str] = []
+
+    def backend_3_answers() -> bool:
+        status, body = mesh.get("http://frontend:8080/")
+        backend = body.get("backend", {})
+        assert status == 200, body
+        served.append(str(backend.get("instance")) if isinstance(backend, dict) else "")
+        return served[-1] == "backend-3"
+
+    wait_for(backend_3_answers, 20, "backend-3 serving requests")
+    elapsed = time.monotonic() - start
+    print(f"backend-3 served its first request {elapsed:.2f}s after its WorkloadEntry was "
+          f"written ({len(served)} requests, all 200)")
+    assert {w: mesh.envoy_pid(w) for w in before} == before
+    entry.unlink()
+    wait_for(lambda: "backend-3" not in mesh.heddle("status").stdout, 20, "backend-3 stopped")
+
+
+def test_deleting_a_service_removes_its_routes_from_every_proxy(mesh: LocalMesh) -> None:
+    frontend_se = mesh.home / "frontend-service.yaml"  # outside the watched directory
+    text = (mesh.config_dir / "mesh.yaml").read_text()
+    document = next(d for d in text.split("---") if "name: frontend\nspec:\n  hosts" in d)
+    frontend_se.write_text(document.strip() + "\n")
+    mesh.heddle("delete", "-f", str(frontend_se))
+
+    def gone_everywhere() -> bool:
+        for workload in ("client", "frontend", "backend-1", "backend-2"):
+            routes = mesh.heddle("proxy-config", "routes", workload, "-o", "json").stdout
+            if "frontend.default.svc.cluster.local" in routes:
+                return False
+        return True
+
+    wait_for(gone_everywhere, 10, "frontend's routes removed from every proxy")
+    assert mesh.get("http://frontend:8080/")[0] == 404
+    mesh.heddle("apply", "-f", str(frontend_se))
+    wait_for(lambda: mesh.get("http://frontend:8080/")[0] == 200, 10, "frontend routable again")
+
+
+def test_killing_the_control_plane_under_traffic_fails_no_request(mesh: LocalMesh) -> None:
+    envoys = {w: mesh.envoy_pid(w) for w in ("client", "frontend", "backend-1", "backend-2")}
+    old = mesh.state().control_plane_pid
+    results: list[int] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline and len(results) < 5000:
+            try:
+                results.append(mesh.get("http://frontend:8080/")[0])
+            except OSError:
+                results.append(-1)
+            time.sleep(0.01)
+
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    try:
+        wait_for(lambda: len(results) >= 20, 10, "traffic flowing")
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: mesh.state().control_plane_pid not in (0, old), 20,
+                 "the control plane restarted")
+        sent_while_down = len(results)
+
+        def resynced() -> bool:
+            out = mesh.heddle("proxy-status", check=False).stdout
+            lines = [line for line in out.splitlines() if ".default" in line]
+            return len(lines) == 4 and all(line.count("SYNCED") == 4 for line in lines)
+
+        wait_for(resynced, 30, "every proxy SYNCED with the new control plane")
+        wait_for(lambda: len(results) >= sent_while_down + 20, 10, "traffic after resync")
+    finally:
+        stop.set()
+        sender.join()
+    failures = [code for code in results if code != 200]
+    print(f"{len(results)} requests across a control plane kill, {len(failures)} failed")
+    assert failures == []
+    assert {w: mesh.envoy_pid(w) for w in envoys} == envoys
