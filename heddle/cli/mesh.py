@@ -159,10 +159,9 @@ def status() -> None:
         table.add_row(workload.name, workload.namespace, workload.address,
                       workload.app_address, "yes" if workload_ready(workload) else "no",
                       sync.get(proxy.id, "NOT CONNECTED"))
-    console = Console()
-    console.print(f"mesh from {state.config_dir}; control plane pid "
-                  f"{state.control_plane_pid}, xDS 127.0.0.1:{state.xds_port}")
-    console.print(table)
+    typer.echo(f"mesh from {state.config_dir}; control plane pid {state.control_plane_pid}, "
+               f"xDS 127.0.0.1:{state.xds_port}, debug 127.0.0.1:{state.debug_port}")
+    Console(width=200).print(table)
 
 
 def _workload(name: str) -> WorkloadState:
