@@ -70,6 +70,8 @@ def up(
     xds_port: int = typer.Option(15010, help="Control plane xDS port (loopback)."),
     debug_port: int = typer.Option(15014, help="Control plane debug port (loopback)."),
     timeout: float = typer.Option(90.0, help="With --detach: how long to wait for readiness."),
+    debounce_quiet: float = typer.Option(0.1, help="Push once changes pause this long (s)."),
+    debounce_max: float = typer.Option(10.0, help="Push at the latest this long after a change."),
 ) -> None:
     """Start the control plane and every workload DIR declares, each with its sidecar."""
     from heddle.api.diagnostics import Severity
@@ -92,14 +94,16 @@ def up(
         home.mkdir(parents=True, exist_ok=True)
         (home / "state.json").unlink(missing_ok=True)
         args = [*heddle_command(), "up", str(config_dir), "--xds-port", str(xds_port),
-                "--debug-port", str(debug_port)] + (["--delta"] if delta else [])
+                "--debug-port", str(debug_port), "--debounce-quiet", str(debounce_quiet),
+                "--debounce-max", str(debounce_max)] + (["--delta"] if delta else [])
         with (home / "supervisor.log").open("ab") as out:
             subprocess.Popen(args, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
                              start_new_session=True)
         state = _wait_until_ready(timeout)
         typer.echo(f"mesh up: {len(state.workloads)} workloads from {state.config_dir}")
         return
-    mesh = LocalMesh(LocalMeshConfig(config_dir, home, xds_port, debug_port, delta))
+    mesh = LocalMesh(LocalMeshConfig(config_dir, home, xds_port, debug_port, delta,
+                                     debounce_quiet, debounce_max))
     run_until_signalled(mesh.run)
 
 

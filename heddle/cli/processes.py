@@ -36,13 +36,16 @@ def control_plane(
     config_dir: Path = typer.Option(..., "--dir", help="The watched configuration directory."),  # noqa: B008
     xds_port: int = typer.Option(15010, help="Plaintext xDS port (loopback only)."),
     debug_port: int = typer.Option(15014, help="Debug API port (loopback)."),
+    debounce_quiet: float = typer.Option(0.1, help="Push once changes pause this long (s)."),
+    debounce_max: float = typer.Option(10.0, help="Push at the latest this long after a change."),
 ) -> None:
     """Run the control plane: watch DIR, serve xDS to every proxy."""
     from heddle.xds.control_plane import ControlPlane, ControlPlaneConfig
 
     _logging()
     plane = ControlPlane(ControlPlaneConfig(config_dir, f"127.0.0.1:{xds_port}",
-                                            debug_port=debug_port))
+                                            debug_port=debug_port, debounce_quiet=debounce_quiet,
+                                            debounce_max=debounce_max))
     run_until_signalled(plane.run)
 
 

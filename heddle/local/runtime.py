@@ -37,6 +37,8 @@ class LocalMeshConfig:
     xds_port: int = 15010
     debug_port: int = 15014
     delta: bool = False
+    debounce_quiet: float = 0.1
+    debounce_max: float = 10.0
 
 
 def app_address(pod_ip: str) -> str:
@@ -91,6 +93,8 @@ class LocalMesh:
             *heddle_command(), "control-plane", "--dir", str(self.config.config_dir),
             "--xds-port", str(self.config.xds_port),
             "--debug-port", str(self.config.debug_port),
+            "--debounce-quiet", str(self.config.debounce_quiet),
+            "--debounce-max", str(self.config.debounce_max),
             stdout=out, stderr=out, start_new_session=True)
         os.close(out)
         self.state.control_plane_pid = self.control_plane.pid

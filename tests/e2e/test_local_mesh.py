@@ -222,3 +222,16 @@ def test_killing_the_control_plane_under_traffic_fails_no_request(mesh: LocalMes
     print(f"{len(results)} requests across a control plane kill, {len(failures)} failed")
     assert failures == []
     assert {w: mesh.envoy_pid(w) for w in envoys} == envoys
+
+
+def test_a_crashed_envoy_is_restarted_by_its_agent(mesh: LocalMesh) -> None:
+    old = mesh.envoy_pid("backend-1")
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: mesh.envoy_pid("backend-1") != old, 20, "a new Envoy for backend-1")
+
+    def backend_1_serves() -> bool:
+        status, body = mesh.get("http://frontend:8080/")
+        backend = body.get("backend", {})
+        return status == 200 and isinstance(backend, dict) and backend["instance"] == "backend-1"
+
+    wait_for(backend_1_serves, 20, "backend-1 serving again through its new Envoy")
