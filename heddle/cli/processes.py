@@ -56,6 +56,7 @@ def agent(
     app_address: str = typer.Option(..., help="Where the application listens."),
     labels: str = typer.Option("{}", help="Workload labels as a JSON object."),
     service_account: str = typer.Option("default"),
+    workload_group: str = typer.Option("", help="Join as an instance of this WorkloadGroup."),
     xds_host: str = typer.Option("127.0.0.1"),
     xds_port: int = typer.Option(15010),
     workdir: Path = typer.Option(..., help="Where bootstrap and logs go."),  # noqa: B008
@@ -69,7 +70,7 @@ def agent(
 
     _logging()
     proxy = Proxy(ProxyType.SIDECAR, name, namespace, address, app_address,
-                  tuple(sorted(json.loads(labels).items())), service_account)
+                  tuple(sorted(json.loads(labels).items())), service_account, workload_group)
     words = [w for i, w in enumerate(command or []) if not (i == 0 and w == "--")]
     config = AgentConfig(proxy, xds_host, xds_port, workdir, " ".join(words), cwd,
                          delta, hold_application)

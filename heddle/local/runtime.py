@@ -23,11 +23,14 @@ from heddle.config.directory import DirectorySource
 from heddle.config.store import ConfigStore
 from heddle.local.state import MeshState, WorkloadState
 from heddle.model.snapshot import MeshSnapshot
+from heddle.registry.from_config import workload_from_group
 from heddle.registry.model import Workload
 
 log = logging.getLogger(__name__)
 
 COMMAND_ANNOTATION = "heddle.dev/command"
+# On a WorkloadGroup: start one instance per address listed; each joins the group itself.
+ADDRESSES_ANNOTATION = "heddle.dev/addresses"
 
 
 @dataclass(frozen=True)
@@ -118,19 +121,28 @@ class LocalMesh:
                 await asyncio.wait_for(stop.wait(), timeout=backoff)
             backoff = min(backoff * 2, 5.0)
 
-    def _wanted(self) -> dict[str, tuple[Workload, str]]:
+    def _wanted(self) -> dict[str, tuple[Workload, str, str]]:
+        """(workload, command, WorkloadGroup it joins) for everything that runs here."""
         snapshot = MeshSnapshot.of(self.store)
-        wanted: dict[str, tuple[Workload, str]] = {}
+        wanted: dict[str, tuple[Workload, str, str]] = {}
         for workload in snapshot.registry.workloads:
             entry = snapshot.get("networking.istio.io", "WorkloadEntry", workload.namespace,
                                  workload.name)
             if entry is None or not is_local(workload.address):
                 continue
             command = entry.metadata.annotations.get(COMMAND_ANNOTATION, "")
-            wanted[f"{workload.name}.{workload.namespace}"] = (workload, command)
+            wanted[f"{workload.name}.{workload.namespace}"] = (workload, command, "")
+        for group in snapshot.of_kind("networking.istio.io", "WorkloadGroup"):
+            annotations = group.metadata.annotations
+            addresses = [a.strip() for a in annotations.get(ADDRESSES_ANNOTATION, "").split(",")]
+            for i, address in enumerate(a for a in addresses if is_local(a)):
+                instance = workload_from_group(group, f"{group.name}-{i + 1}", address)
+                wanted[f"{instance.name}.{instance.namespace}"] = (
+                    instance, annotations.get(COMMAND_ANNOTATION, ""), group.name)
         return wanted
 
-    async def _start_agent(self, key: str, workload: Workload, command: str) -> None:
+    async def _start_agent(self, key: str, workload: Workload, command: str,
+                           group: str) -> None:
         workdir = self.config.home / "workloads" / key
         workdir.mkdir(parents=True, exist_ok=True)
         state = WorkloadState(
@@ -144,6 +156,8 @@ class LocalMesh:
                 "--service-account", workload.service_account,
                 "--xds-port", str(self.config.xds_port), "--workdir", str(workdir),
                 "--cwd", str(self.config.config_dir)]
+        if group:
+            args += ["--workload-group", group]
         if self.config.delta:
             args.append("--delta")
         if command:
@@ -167,9 +181,9 @@ class LocalMesh:
             if changed or process.returncode is not None:
                 await _terminate(process)
                 del self.agents[key]
-        for key, (workload, command) in sorted(wanted.items()):
+        for key, (workload, command, group) in sorted(wanted.items()):
             if key not in self.agents:
-                await self._start_agent(key, workload, command)
+                await self._start_agent(key, workload, command, group)
         self.state.workloads = {k: s for k, (_, s) in self.agents.items()}
         self.state.save(self.config.home)
 

@@ -29,6 +29,7 @@ class Proxy:
     app_address: str
     labels: tuple[tuple[str, str], ...] = ()
     service_account: str = "default"
+    workload_group: str = ""  # set when the proxy joins as an instance of a WorkloadGroup
 
     @property
     def id(self) -> str:

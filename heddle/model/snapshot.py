@@ -12,6 +12,7 @@ from heddle.api.resource import Resource, ResourceKey
 from heddle.config.store import ConfigStore
 from heddle.model.selectors import matches, selector_of
 from heddle.registry.from_config import Registry, build_registry
+from heddle.registry.model import Workload
 
 GroupKind = tuple[str, str]
 
@@ -35,7 +36,9 @@ class MeshSnapshot:
     registry: Registry = field(repr=False)
 
     @classmethod
-    def build(cls, version: int, resources: Iterable[Resource[Any]]) -> MeshSnapshot:
+    def build(cls, version: int, resources: Iterable[Resource[Any]],
+              registered: Iterable[Workload] = ()) -> MeshSnapshot:
+        """`registered`: workloads that joined at run time, beside the configured ones."""
         by_key = {r.key: r for r in sorted(resources, key=lambda r: r.key)}
         by_kind: dict[GroupKind, list[Resource[Any]]] = defaultdict(list)
         select_all: dict[tuple[str, str, str], list[ResourceKey]] = defaultdict(list)
@@ -65,7 +68,7 @@ class MeshSnapshot:
                 )
                 for scope in scopes
             }),
-            registry=build_registry(by_key.values()),
+            registry=build_registry(by_key.values(), registered),
         )
 
     @classmethod

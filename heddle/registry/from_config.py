@@ -153,9 +153,22 @@ class Registry:
         return tuple(sorted(found))
 
 
-def build_registry(resources: Iterable[Resource[Any]]) -> Registry:
+def workload_from_group(group: Resource[Any], name: str, address: str) -> Workload:
+    """An instance of a WorkloadGroup: its template, plus the group's metadata labels,
+    at the address the instance's proxy connected from (Istio's auto-registration)."""
+    spec = _body_spec(group)
+    template = dict(spec.get("template") or {})
+    labels = {**(template.get("labels") or {}),
+              **((spec.get("metadata") or {}).get("labels") or {})}
+    return workload_from_entry(name, group.namespace,
+                               {**template, "labels": labels, "address": address})
+
+
+def build_registry(resources: Iterable[Resource[Any]],
+                   registered: Iterable[Workload] = ()) -> Registry:
+    """`registered`: workloads that joined at run time (WorkloadGroup instances)."""
     services: list[Service] = []
-    workloads: list[Workload] = []
+    workloads: list[Workload] = list(registered)
     inline: dict[tuple[str, str], tuple[Workload, ...]] = {}
     for resource in resources:
         group, kind = resource.key.group, resource.kind

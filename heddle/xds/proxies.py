@@ -33,4 +33,5 @@ def proxy_from_node(node: base_pb2.Node, snapshot: MeshSnapshot) -> Proxy:
         labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
         service_account=str(meta.get("SERVICE_ACCOUNT")
                             or (entry.service_account if entry else "default")),
+        workload_group=str(meta.get("WORKLOAD_GROUP", "")),
     )

@@ -20,6 +20,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
+from heddle.registry.from_config import workload_from_group
 from heddle.translate.sidecar import (
     CLUSTER,
     LISTENER,
@@ -27,6 +28,7 @@ from heddle.translate.sidecar import (
     ProxyResources,
     sidecar_resources,
 )
+from heddle.xds.membership import Membership
 from heddle.xds.proxies import UnknownProxy, proxy_from_node
 from heddle.xds.status import ProxyStatus
 from heddle.xds.versions import VersionedResource, type_version, versioned
@@ -186,9 +188,11 @@ class XdsServer:
     AggregatedDiscoveryService servicer by its two method names."""
 
     def __init__(self, snapshots: Callable[[], MeshSnapshot],
-                 generator: Generator = sidecar_resources) -> None:
+                 generator: Generator = sidecar_resources,
+                 membership: Membership | None = None) -> None:
         self._snapshots = snapshots
         self._generator = generator
+        self.membership = membership or Membership()
         self._streams: dict[str, _Stream] = {}
         self.statuses: dict[str, ProxyStatus] = {}
         self.nonces = itertools.count(1)
@@ -209,9 +213,27 @@ class XdsServer:
             stream.refresh(self._generator(snapshot, stream.proxy))
             stream.push()
 
+    def _register(self, proxy: Proxy, snapshot: MeshSnapshot) -> None:
+        """A proxy that announces a WorkloadGroup joins as an instance of it."""
+        group = snapshot.get("networking.istio.io", "WorkloadGroup", proxy.namespace,
+                             proxy.workload_group)
+        if group is None:
+            raise UnknownProxy(f"WorkloadGroup {proxy.namespace}/{proxy.workload_group} "
+                               "does not exist; create it before starting its instances")
+        probe = dict((group.body.get("spec") or {}).get("probe") or {})
+        self.membership.join(
+            proxy.id, workload_from_group(group, proxy.name, proxy.address),
+            period=float(probe.get("periodSeconds") or 5),
+            failure_threshold=int(probe.get("failureThreshold") or 3),
+            success_threshold=int(probe.get("successThreshold") or 1))
+        log.info("%s joined WorkloadGroup %s/%s", proxy.id, proxy.namespace,
+                 proxy.workload_group)
+
     def _open(self, node: Any, delta: bool) -> _Stream:
+        proxy = proxy_from_node(node, self._snapshots())
+        if proxy.workload_group:
+            self._register(proxy, self._snapshots())
         snapshot = self._snapshots()
-        proxy = proxy_from_node(node, snapshot)
         stream = _Stream(self, proxy, delta)
         stream.refresh(self._generator(snapshot, proxy))
         self._streams[proxy.id] = stream
@@ -223,6 +245,7 @@ class XdsServer:
         stream.status.connected = False
         if self._streams.get(stream.proxy.id) is stream:
             del self._streams[stream.proxy.id]
+            self.membership.leave(stream.proxy.id)
 
     async def _serve(self, requests: AsyncIterator[Any],
                      context: grpc.aio.ServicerContext[Any, Any],

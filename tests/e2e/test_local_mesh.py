@@ -235,3 +235,42 @@ def test_a_crashed_envoy_is_restarted_by_its_agent(mesh: LocalMesh) -> None:
         return status == 200 and isinstance(backend, dict) and backend["instance"] == "backend-1"
 
     wait_for(backend_1_serves, 20, "backend-1 serving again through its new Envoy")
+
+
+def test_workload_group_instances_join_and_leave_with_their_health(mesh: LocalMesh) -> None:
+    group = mesh.config_dir / "backend-pool.yaml"
+    group.write_text(
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\n"
+        "metadata:\n  name: backend-pool\n  annotations:\n"
+        "    heddle.dev/command: VERSION=pool python3 apps/backend.py\n"
+        f"    heddle.dev/addresses: {mesh.subnet}7\n"
+        "spec:\n  metadata:\n    labels: {app: backend, version: v2}\n"
+        "  template:\n    serviceAccount: backend\n"
+        "  probe:\n    periodSeconds: 1\n    failureThreshold: 2\n")
+    cluster = "outbound|9090|v2|backend.default.svc.cluster.local"
+
+    def frontend_endpoints() -> str:
+        return mesh.heddle("proxy-config", "endpoints", "frontend", "-o", "json").stdout
+
+    def pool_endpoint_in(cluster_name: str) -> bool:
+        dump = json.loads(frontend_endpoints())
+        return any(f"{mesh.subnet}7" in json.dumps(c) for c in dump
+                   if c["cluster_name"] == cluster_name)
+
+    wait_for(lambda: pool_endpoint_in(cluster), 20, "the registered instance in EDS")
+
+    def pool_serves() -> bool:
+        backend = mesh.get("http://frontend:8080/")[1].get("backend", {})
+        return isinstance(backend, dict) and backend.get("instance") == "backend-pool-1"
+
+    wait_for(pool_serves, 20, "the group instance serving traffic")
+    agent = mesh.state().workload("backend-pool-1")
+    assert agent is not None
+    os.kill(agent.agent_pid, signal.SIGSTOP)  # stops answering its readiness probe
+    try:
+        wait_for(lambda: not pool_endpoint_in(cluster), 20, "unhealthy instance out of EDS")
+    finally:
+        os.kill(agent.agent_pid, signal.SIGCONT)
+    wait_for(lambda: pool_endpoint_in(cluster), 20, "the instance back once healthy")
+    group.unlink()
+    wait_for(lambda: not pool_endpoint_in(cluster), 20, "the instance gone with its group")
