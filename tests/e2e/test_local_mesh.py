@@ -185,7 +185,7 @@ def test_deleting_a_service_removes_its_routes_from_every_proxy(mesh: LocalMesh)
 
 
 def test_killing_the_control_plane_under_traffic_fails_no_request(mesh: LocalMesh) -> None:
-    envoys = {w: mesh.envoy_pid(w) for w in ("client", "frontend", "backend-1", "backend-2")}
+    envoys = {w: mesh.envoy_pid(w) for w in ("client", "frontend", "backend-1", "echo")}
     old = mesh.state().control_plane_pid
     results: list[int] = []
     stop = threading.Event()
@@ -211,7 +211,7 @@ def test_killing_the_control_plane_under_traffic_fails_no_request(mesh: LocalMes
         def resynced() -> bool:
             out = mesh.heddle("proxy-status", check=False).stdout
             lines = [line for line in out.splitlines() if ".default" in line]
-            return len(lines) == 4 and all(line.count("SYNCED") == 4 for line in lines)
+            return len(lines) == 5 and all(line.count("SYNCED") == 4 for line in lines)
 
         wait_for(resynced, 30, "every proxy SYNCED with the new control plane")
         wait_for(lambda: len(results) >= sent_while_down + 20, 10, "traffic after resync")
@@ -274,3 +274,20 @@ def test_workload_group_instances_join_and_leave_with_their_health(mesh: LocalMe
     wait_for(lambda: pool_endpoint_in(cluster), 20, "the instance back once healthy")
     group.unlink()
     wait_for(lambda: not pool_endpoint_in(cluster), 20, "the instance gone with its group")
+
+
+def test_tcp_services_are_reached_through_connect(mesh: LocalMesh) -> None:
+    """A TCP client asks its sidecar for a tunnel (HTTP CONNECT), as HTTPS clients do."""
+    with socket.create_connection((f"{mesh.subnet}1", 15001), timeout=10) as conn:
+        conn.sendall(b"CONNECT echo:9000 HTTP/1.1\r\nHost: echo:9000\r\n\r\n")
+        reply = conn.makefile("rb")
+        status = reply.readline()
+        assert status.split()[1] == b"200", status
+        while reply.readline() not in (b"\r\n", b""):
+            pass
+        conn.sendall(b"hello over tcp\n")
+        assert reply.readline() == b"echo: hello over tcp\n"
+        conn.shutdown(socket.SHUT_WR)  # a clean close, seen end to end
+        assert reply.readline() == b""
+    wait_for(lambda: "inbound|9000||" in mesh.envoy_log("echo"), 10,
+             "the echo sidecar's TCP access log")

@@ -42,6 +42,7 @@ def test_cluster_per_service_port_and_subset_named_as_istio_does() -> None:
         "outbound|9090||backend.default.svc.cluster.local",
         "outbound|9090|v1|backend.default.svc.cluster.local",
         "outbound|9090|v2|backend.default.svc.cluster.local",
+        "outbound|9000||echo.default.svc.cluster.local",
         "outbound|8080||frontend.default.svc.cluster.local",
     ]
 

@@ -51,3 +51,21 @@ def test_sidecar_resources_match_golden_and_real_envoy_accepts_them() -> None:
     })
     out = envoy_validate(sidecar_bootstrap(resources))
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_tcp_services_are_reached_by_connect_and_served_by_tcp_proxy() -> None:
+    snapshot = hello_snapshot()
+    [config] = sidecar_resources(snapshot, FRONTEND).of(ROUTE).values()
+    [echo] = [h for h in config.virtual_hosts  # type: ignore[attr-defined]
+              if h.name == "echo.default.svc.cluster.local:9000"]
+    [route] = echo.routes
+    assert route.match.HasField("connect_matcher")
+    assert route.route.cluster == "outbound|9000||echo.default.svc.cluster.local"
+    assert route.route.upgrade_configs[0].upgrade_type == "CONNECT"
+    echo_proxy = Proxy(ProxyType.SIDECAR, "echo", "default", "127.0.10.6", "127.255.10.6",
+                       (("app", "echo"),), "echo")
+    [inbound] = [listener for name, listener in
+                 sidecar_resources(snapshot, echo_proxy).of(LISTENER).items()
+                 if name == "127.0.10.6_9000"]
+    filters = inbound.filter_chains[0].filters  # type: ignore[attr-defined]
+    assert [f.name for f in filters] == ["envoy.filters.network.tcp_proxy"]
