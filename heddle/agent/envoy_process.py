@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 import httpx
 
-log = logging.getLogger(__name__)
+from heddle.supervise import keep_running
 
 
 def envoy_binary() -> str:
@@ -93,22 +92,12 @@ class EnvoyProcess:
             self.process.kill()
             await self.process.wait()
 
-    async def supervise(self, stop: asyncio.Event, max_backoff: float = 10.0) -> None:
+    async def supervise(self, stop: asyncio.Event) -> None:
         """Keep Envoy running until `stop`: restart it after a crash, backing off."""
-        backoff = 0.2
-        while not stop.is_set():
-            if not self.running:
-                await self.start()
+
+        async def start() -> asyncio.subprocess.Process:
+            await self.start()
             assert self.process is not None
-            waiter = asyncio.create_task(self.process.wait())
-            stopper = asyncio.create_task(stop.wait())
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if stop.is_set():
-                waiter.cancel()
-                break
-            log.warning("envoy exited with %s; restarting in %.1fs", self.process.returncode,
-                        backoff)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=backoff)
-            backoff = min(backoff * 2, max_backoff)
+            return self.process
+
+        await keep_running(start, stop, "envoy")

@@ -25,6 +25,7 @@ from heddle.local.state import MeshState, WorkloadState
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.from_config import workload_from_group
 from heddle.registry.model import Workload
+from heddle.supervise import keep_running
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class LocalMesh:
         path.parent.mkdir(parents=True, exist_ok=True)
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
-    async def _start_control_plane(self) -> None:
+    async def _start_control_plane(self) -> asyncio.subprocess.Process:
         out = self._log("control-plane.log")
         self.control_plane = await asyncio.create_subprocess_exec(
             *heddle_command(), "control-plane", "--dir", str(self.config.config_dir),
@@ -102,24 +103,7 @@ class LocalMesh:
         os.close(out)
         self.state.control_plane_pid = self.control_plane.pid
         self.state.save(self.config.home)
-
-    async def _supervise_control_plane(self, stop: asyncio.Event) -> None:
-        backoff = 0.2
-        while not stop.is_set():
-            if self.control_plane is None or self.control_plane.returncode is not None:
-                await self._start_control_plane()
-            assert self.control_plane is not None
-            waiter = asyncio.create_task(self.control_plane.wait())
-            stopper = asyncio.create_task(stop.wait())
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if stop.is_set():
-                waiter.cancel()
-                return
-            log.warning("control plane exited (%s); restarting", self.control_plane.returncode)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=backoff)
-            backoff = min(backoff * 2, 5.0)
+        return self.control_plane
 
     def _wanted(self) -> dict[str, tuple[Workload, str, str]]:
         """(workload, command, WorkloadGroup it joins) for everything that runs here."""
@@ -191,7 +175,8 @@ class LocalMesh:
         self.config.home.mkdir(parents=True, exist_ok=True)
         self.source.load()
         self.state.save(self.config.home)
-        control_plane = asyncio.create_task(self._supervise_control_plane(stop))
+        control_plane = asyncio.create_task(
+            keep_running(self._start_control_plane, stop, "control plane", max_backoff=5.0))
         events = self.store.subscribe()
         watcher = asyncio.create_task(self.source.watch(stop))
         try:
