@@ -3,15 +3,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# The end-to-end tests drive the mesh with curl, as a user would.
-if ! command -v curl >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && apt-get install -y -qq curl
-  else
-    echo "error: the tests need curl; install it (apt-get install curl)" >&2
-    exit 1
+# The end-to-end tests drive the mesh with curl, as a user would; openssl checks certificate
+# chains independently of Heddle's own code.
+for tool in curl openssl; do
+  if ! command -v "$tool" >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && apt-get install -y -qq "$tool"
+    else
+      echo "error: the tests need $tool; install it (apt-get install $tool)" >&2
+      exit 1
+    fi
   fi
-fi
+done
 echo "== ruff"
 .venv/bin/ruff check heddle tests scripts examples
 echo "== mypy --strict"

@@ -1,0 +1,1 @@
+"""The mesh CA: roots and intermediates, CSR signing for SPIFFE identities, join tokens."""

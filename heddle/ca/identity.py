@@ -1,0 +1,32 @@
+"""SPIFFE identities as Istio writes them: spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/ACCOUNT."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_TRUST_DOMAIN = "cluster.local"
+
+
+@dataclass(frozen=True, order=True)
+class Identity:
+    namespace: str
+    service_account: str
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
+
+    @property
+    def spiffe_id(self) -> str:
+        return f"spiffe://{self.trust_domain}/ns/{self.namespace}/sa/{self.service_account}"
+
+    def __str__(self) -> str:
+        return self.spiffe_id
+
+    @classmethod
+    def parse(cls, uri: str) -> Identity:
+        prefix = "spiffe://"
+        if not uri.startswith(prefix):
+            raise ValueError(f"{uri!r} is not a SPIFFE id")
+        trust_domain, _, path = uri[len(prefix):].partition("/")
+        parts = path.split("/")
+        if len(parts) != 4 or parts[0] != "ns" or parts[2] != "sa" or not all(parts):
+            raise ValueError(f"{uri!r} is not spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/ACCOUNT")
+        return cls(parts[1], parts[3], trust_domain)
