@@ -69,6 +69,12 @@ def static_bootstrap(clusters: list[cluster_pb2.Cluster],
             {"endpoint": {"address": {"socket_address": {
                 "address": "127.0.0.1", "port_value": 15010}}}}]}]},
     })
+    static.append({  # the agent's SDS socket, as the agent's bootstrap declares it
+        "name": "sds-grpc", "type": "STATIC", "connect_timeout": "1s",
+        "typed_extension_protocol_options": static[-1]["typed_extension_protocol_options"],
+        "load_assignment": {"cluster_name": "sds-grpc", "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"pipe": {"path": "/tmp/heddle-validate-sds.sock"}}}}]}]},
+    })
     return {
         "node": {"id": "sidecar~127.0.10.2~frontend.default~default.svc.cluster.local",
                  "cluster": "frontend.default"},

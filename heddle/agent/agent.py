@@ -5,17 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import hashlib
 import logging
 import os
 import signal
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 from aiohttp import web
 
 from heddle.agent.bootstrap import bootstrap
+from heddle.agent.certificates import (
+    CertificateClient,
+    CertificateRotator,
+    WorkloadCertificate,
+)
 from heddle.agent.environment import application_env
 from heddle.agent.envoy_process import EnvoyProcess
+from heddle.agent.sds import SdsServer, serve_sds
+from heddle.ca.identity import Identity
 from heddle.model.proxy import Proxy
 from heddle.translate import ports
 
@@ -33,17 +44,67 @@ class AgentConfig:
     delta: bool = False
     hold_application: bool = True  # start the app only once Envoy is ready, as Istio does
     extra_env: dict[str, str] = field(default_factory=dict)
+    ca_address: str = ""  # the control plane's TLS endpoint; empty: no workload certificate
+    root_cert: bytes = b""  # the mesh root, to trust the control plane
+    token: str = ""  # the join token bound to this workload's namespace and service account
+    cert_lifetime: float = 0.0  # seconds; 0: the CA's default
+
+
+def sds_socket_for(workdir: Path) -> Path:
+    """A short path for the SDS socket (Unix socket paths are limited to ~100 bytes)."""
+    digest = hashlib.sha256(str(workdir.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"heddle-sds-{digest}.sock"
 
 
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         proxy = config.proxy
+        self.sds_socket = sds_socket_for(config.workdir) if config.ca_address else None
         self.envoy = EnvoyProcess(
-            bootstrap(proxy, config.xds_host, config.xds_port, delta=config.delta),
+            bootstrap(proxy, config.xds_host, config.xds_port, delta=config.delta,
+                      sds_socket=str(self.sds_socket or "")),
             config.workdir, log_level="warning")
         self.app: asyncio.subprocess.Process | None = None
         self.envoy_ready = asyncio.Event()
+        self.rotator: CertificateRotator | None = None
+        self._rotation: asyncio.Task[None] | None = None
+
+    async def _start_identity(self, stop: asyncio.Event) -> grpc.aio.Server | None:
+        """Get the first certificate (waiting for the CA if it is not up yet), serve it to
+        Envoy over SDS, and keep it fresh."""
+        if self.sds_socket is None:
+            return None
+        config = self.config
+        client = CertificateClient(config.ca_address, config.root_cert, config.token)
+        lifetime = (datetime.timedelta(seconds=config.cert_lifetime)
+                    if config.cert_lifetime else None)
+        identity = Identity(config.proxy.namespace, config.proxy.service_account)
+        self.rotator = CertificateRotator(client, identity, lifetime)
+        sds = SdsServer()
+        loop = asyncio.get_running_loop()
+        updates: set[asyncio.Task[None]] = set()
+
+        def push(cert: WorkloadCertificate) -> None:
+            task = loop.create_task(sds.update(cert))
+            updates.add(task)  # keep a reference until it ran
+            task.add_done_callback(updates.discard)
+
+        self.rotator.on_rotate(push)
+        deadline = loop.time() + 120
+        while True:
+            try:
+                await self.rotator.refresh()
+                break
+            except grpc.aio.AioRpcError as err:
+                if err.code() in (grpc.StatusCode.PERMISSION_DENIED,
+                                  grpc.StatusCode.UNAUTHENTICATED) or loop.time() > deadline:
+                    raise RuntimeError(f"no workload certificate: {err.details()}") from err
+                await asyncio.sleep(0.2)
+        server = await serve_sds(sds, self.sds_socket)
+        self._rotation = loop.create_task(self.rotator.run(stop))
+        log.info("serving the certificate for %s over SDS", identity)
+        return server
 
     async def _health(self, _: web.Request) -> web.Response:
         app_up = not self.config.command or (self.app is not None
@@ -86,6 +147,7 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.config.workdir.mkdir(parents=True, exist_ok=True)
+        sds_server = await self._start_identity(stop)
         health = await self._start_health()
         envoy_stop = asyncio.Event()
         supervisor = asyncio.create_task(self.envoy.supervise(envoy_stop))
@@ -107,3 +169,5 @@ class Agent:
             await supervisor
             await self.envoy.stop()
             await health.cleanup()
+            if sds_server is not None:
+                await sds_server.stop(grace=None)

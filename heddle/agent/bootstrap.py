@@ -8,11 +8,35 @@ from heddle.model.proxy import Proxy
 from heddle.translate import ports
 
 XDS_CLUSTER = "xds-grpc"
+SDS_CLUSTER = "sds-grpc"  # the agent's SDS server on a Unix socket, as Istio names it
+
+
+def _http2_cluster(name: str, address: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/"
+                         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {
+                    "connection_keepalive": {"interval": "30s", "timeout": "5s"}}},
+            },
+        },
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": address}}]}]},
+    }
 
 
 def bootstrap(proxy: Proxy, xds_host: str, xds_port: int, delta: bool = False,
-              admin_port: int = ports.ADMIN) -> dict[str, Any]:
-    """Everything else arrives over ADS; the admin API listens on the pod IP."""
+              admin_port: int = ports.ADMIN, sds_socket: str = "") -> dict[str, Any]:
+    """Everything else arrives over ADS; the admin API listens on the pod IP; certificates
+    come from the agent's SDS socket when one is given."""
+    clusters = [_http2_cluster(XDS_CLUSTER, {"socket_address": {
+        "address": xds_host, "port_value": xds_port}})]
+    if sds_socket:
+        clusters.append(_http2_cluster(SDS_CLUSTER, {"pipe": {"path": sds_socket}}))
     ads_type = "DELTA_GRPC" if delta else "GRPC"
     config_source = {"ads": {}, "resource_api_version": "V3"}
     return {
@@ -39,20 +63,5 @@ def bootstrap(proxy: Proxy, xds_host: str, xds_port: int, delta: bool = False,
             "lds_config": config_source,
             "cds_config": config_source,
         },
-        "static_resources": {"clusters": [{
-            "name": XDS_CLUSTER,
-            "type": "STATIC",
-            "connect_timeout": "1s",
-            "typed_extension_protocol_options": {
-                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                    "@type": "type.googleapis.com/"
-                             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                    "explicit_http_config": {"http2_protocol_options": {
-                        "connection_keepalive": {"interval": "30s", "timeout": "5s"}}},
-                },
-            },
-            "load_assignment": {"cluster_name": XDS_CLUSTER, "endpoints": [{"lb_endpoints": [
-                {"endpoint": {"address": {"socket_address": {
-                    "address": xds_host, "port_value": xds_port}}}}]}]},
-        }]},
+        "static_resources": {"clusters": clusters},
     }

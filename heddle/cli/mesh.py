@@ -72,6 +72,8 @@ def up(
     timeout: float = typer.Option(90.0, help="With --detach: how long to wait for readiness."),
     debounce_quiet: float = typer.Option(0.1, help="Push once changes pause this long (s)."),
     debounce_max: float = typer.Option(10.0, help="Push at the latest this long after a change."),
+    ca_port: int = typer.Option(15012, help="Control plane xDS + CA over TLS (loopback)."),
+    cert_lifetime: float = typer.Option(86400.0, help="Workload certificate lifetime (s)."),
 ) -> None:
     """Start the control plane and every workload DIR declares, each with its sidecar."""
     from heddle.api.diagnostics import Severity
@@ -95,7 +97,8 @@ def up(
         (home / "state.json").unlink(missing_ok=True)
         args = [*heddle_command(), "up", str(config_dir), "--xds-port", str(xds_port),
                 "--debug-port", str(debug_port), "--debounce-quiet", str(debounce_quiet),
-                "--debounce-max", str(debounce_max)] + (["--delta"] if delta else [])
+                "--debounce-max", str(debounce_max), "--ca-port", str(ca_port),
+                "--cert-lifetime", str(cert_lifetime)] + (["--delta"] if delta else [])
         with (home / "supervisor.log").open("ab") as out:
             subprocess.Popen(args, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
                              start_new_session=True)
@@ -103,7 +106,7 @@ def up(
         typer.echo(f"mesh up: {len(state.workloads)} workloads from {state.config_dir}")
         return
     mesh = LocalMesh(LocalMeshConfig(config_dir, home, xds_port, debug_port, delta,
-                                     debounce_quiet, debounce_max))
+                                     debounce_quiet, debounce_max, ca_port, cert_lifetime))
     run_until_signalled(mesh.run)
 
 

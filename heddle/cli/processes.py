@@ -38,14 +38,21 @@ def control_plane(
     debug_port: int = typer.Option(15014, help="Debug API port (loopback)."),
     debounce_quiet: float = typer.Option(0.1, help="Push once changes pause this long (s)."),
     debounce_max: float = typer.Option(10.0, help="Push at the latest this long after a change."),
+    ca_dir: Path | None = typer.Option(None, help="CA directory: serve the CA on --ca-port."),  # noqa: B008
+    ca_port: int = typer.Option(15012, help="xDS + CA over TLS (for agents)."),
+    cert_lifetime: float = typer.Option(86400.0, help="Workload certificate lifetime (s)."),
 ) -> None:
     """Run the control plane: watch DIR, serve xDS to every proxy."""
+    import datetime
+
     from heddle.xds.control_plane import ControlPlane, ControlPlaneConfig
 
     _logging()
-    plane = ControlPlane(ControlPlaneConfig(config_dir, f"127.0.0.1:{xds_port}",
-                                            debug_port=debug_port, debounce_quiet=debounce_quiet,
-                                            debounce_max=debounce_max))
+    plane = ControlPlane(ControlPlaneConfig(
+        config_dir, f"127.0.0.1:{xds_port}", debug_port=debug_port,
+        debounce_quiet=debounce_quiet, debounce_max=debounce_max, ca_dir=ca_dir,
+        secure_address=f"127.0.0.1:{ca_port}",
+        cert_lifetime=datetime.timedelta(seconds=cert_lifetime)))
     run_until_signalled(plane.run)
 
 
@@ -63,6 +70,10 @@ def agent(
     cwd: Path | None = typer.Option(None, help="The application's working directory."),  # noqa: B008
     delta: bool = typer.Option(False, help="Use delta xDS."),
     hold_application: bool = typer.Option(True, help="Start the app once Envoy is ready."),
+    ca_address: str = typer.Option("", help="Control plane xDS+CA TLS address (host:port)."),
+    root_cert: Path | None = typer.Option(None, help="The mesh root certificate (PEM)."),  # noqa: B008
+    token_file: Path | None = typer.Option(None, help="File holding the join token."),  # noqa: B008
+    cert_lifetime: float = typer.Option(0.0, help="Ask for certificates this long (s)."),
     command: list[str] = typer.Argument(None, help="The application command (after --)."),  # noqa: B008
 ) -> None:
     """Run one workload's sidecar: Envoy, its readiness, and the application."""
@@ -72,6 +83,9 @@ def agent(
     proxy = Proxy(ProxyType.SIDECAR, name, namespace, address, app_address,
                   tuple(sorted(json.loads(labels).items())), service_account, workload_group)
     words = [w for i, w in enumerate(command or []) if not (i == 0 and w == "--")]
-    config = AgentConfig(proxy, xds_host, xds_port, workdir, " ".join(words), cwd,
-                         delta, hold_application)
+    config = AgentConfig(
+        proxy, xds_host, xds_port, workdir, " ".join(words), cwd, delta, hold_application,
+        ca_address=ca_address, root_cert=root_cert.read_bytes() if root_cert else b"",
+        token=token_file.read_text().strip() if token_file else "",
+        cert_lifetime=cert_lifetime)
     run_until_signalled(Agent(config).run)

@@ -19,6 +19,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from heddle.ca.authority import CertificateAuthority
+from heddle.ca.tokens import TokenIssuer
 from heddle.config.directory import DirectorySource
 from heddle.config.store import ConfigStore
 from heddle.local.state import MeshState, WorkloadState
@@ -43,6 +45,8 @@ class LocalMeshConfig:
     delta: bool = False
     debounce_quiet: float = 0.1
     debounce_max: float = 10.0
+    ca_port: int = 15012
+    cert_lifetime: float = 86400.0
 
 
 def app_address(pod_ip: str) -> str:
@@ -85,6 +89,10 @@ class LocalMesh:
         self.agents: dict[str, tuple[asyncio.subprocess.Process, WorkloadState]] = {}
         self.state = MeshState(str(config.config_dir.resolve()), os.getpid(), config.xds_port,
                                config.debug_port)
+        self.ca_dir = config.home / "ca"
+        # The root is made before anything starts; agents trust it to reach the CA.
+        CertificateAuthority.load_or_create(self.ca_dir)
+        self.tokens = TokenIssuer.load_or_create(self.ca_dir)
 
     def _log(self, name: str) -> int:
         path = self.config.home / "logs" / name
@@ -99,6 +107,8 @@ class LocalMesh:
             "--debug-port", str(self.config.debug_port),
             "--debounce-quiet", str(self.config.debounce_quiet),
             "--debounce-max", str(self.config.debounce_max),
+            "--ca-dir", str(self.ca_dir), "--ca-port", str(self.config.ca_port),
+            "--cert-lifetime", str(self.config.cert_lifetime),
             stdout=out, stderr=out, start_new_session=True)
         os.close(out)
         self.state.control_plane_pid = self.control_plane.pid
@@ -142,6 +152,13 @@ class LocalMesh:
                 "--cwd", str(self.config.config_dir)]
         if group:
             args += ["--workload-group", group]
+        token_file = workdir / "join-token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(self.tokens.create(workload.namespace, workload.service_account))
+        args += ["--ca-address", f"127.0.0.1:{self.config.ca_port}",
+                 "--root-cert", str(self.ca_dir / "root-cert.pem"),
+                 "--token-file", str(token_file),
+                 "--cert-lifetime", str(self.config.cert_lifetime)]
         if self.config.delta:
             args.append("--delta")
         if command:

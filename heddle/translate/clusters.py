@@ -12,7 +12,15 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from google.protobuf import duration_pb2, wrappers_pb2
 
 from heddle.model.snapshot import MeshSnapshot
-from heddle.registry.model import Resolution, Service, ServicePort, resolve_host
+from heddle.registry.model import Location, Resolution, Service, ServicePort, resolve_host
+from heddle.translate.mtls import (
+    has_sidecar,
+    istio_mutual_socket,
+    plaintext_socket,
+    spiffe_id,
+    tls_mode_match,
+    tls_mode_metadata,
+)
 from heddle.translate.names import inbound_cluster, outbound_cluster
 
 CONNECT_TIMEOUT = duration_pb2.Duration(seconds=10)
@@ -64,12 +72,14 @@ def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget,
                                             dict(target.subset_labels))
     by_locality: dict[str, list[endpoint_components_pb2.LbEndpoint]] = {}
     for endpoint in endpoints:
-        by_locality.setdefault(endpoint.workload.locality, []).append(
-            endpoint_components_pb2.LbEndpoint(
-                endpoint=endpoint_components_pb2.Endpoint(
-                    address=_socket_address(endpoint.address, endpoint.port)),
-                load_balancing_weight=wrappers_pb2.UInt32Value(value=endpoint.workload.weight),
-            ))
+        lb = endpoint_components_pb2.LbEndpoint(
+            endpoint=endpoint_components_pb2.Endpoint(
+                address=_socket_address(endpoint.address, endpoint.port)),
+            load_balancing_weight=wrappers_pb2.UInt32Value(value=endpoint.workload.weight),
+        )
+        if has_sidecar(endpoint.workload):  # auto-mTLS picks TLS for these endpoints
+            lb.metadata.CopyFrom(tls_mode_metadata())
+        by_locality.setdefault(endpoint.workload.locality, []).append(lb)
     return endpoint_pb2.ClusterLoadAssignment(
         cluster_name=target.cluster_name,
         endpoints=[
@@ -79,7 +89,48 @@ def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget,
     )
 
 
-def outbound_cluster_resource(target: OutboundTarget) -> cluster_pb2.Cluster:
+def _destination_tls_mode(snapshot: MeshSnapshot, target: OutboundTarget) -> str:
+    """A DestinationRule's tls mode for this cluster (subset over host level), or ""."""
+    mode = ""
+    for rule in snapshot.of_kind("networking.istio.io", "DestinationRule"):
+        spec: dict[str, Any] = dict(rule.body.get("spec") or {})
+        if resolve_host(str(spec.get("host", "")), rule.namespace) != target.service.hostname:
+            continue
+        mode = str(((spec.get("trafficPolicy") or {}).get("tls") or {}).get("mode") or mode)
+        for subset in spec.get("subsets") or []:
+            if subset.get("name") == target.subset and target.subset:
+                policy = subset.get("trafficPolicy") or {}
+                mode = str((policy.get("tls") or {}).get("mode") or mode)
+    return mode
+
+
+def _peer_identities(snapshot: MeshSnapshot, service: Service) -> list[str]:
+    """The SPIFFE ids the destination may present: its workloads' service accounts."""
+    return sorted({spiffe_id(w.namespace, w.service_account)
+                   for w in snapshot.registry.workloads_of(service)})
+
+
+def _apply_mtls(snapshot: MeshSnapshot, target: OutboundTarget,
+                cluster: cluster_pb2.Cluster) -> None:
+    """Auto-mTLS as in Istio: ISTIO_MUTUAL to endpoints with a sidecar, plaintext to the rest,
+    unless a DestinationRule says DISABLE or ISTIO_MUTUAL."""
+    mode = _destination_tls_mode(snapshot, target)
+    if mode in ("DISABLE", "SIMPLE", "MUTUAL"):  # SIMPLE/MUTUAL origination: see issue 5
+        return
+    port, subset, host = target.port.number, target.subset, target.service.hostname
+    mutual = istio_mutual_socket(_peer_identities(snapshot, target.service),
+                                 sni=f"outbound_.{port}_.{subset}_.{host}")
+    if mode == "ISTIO_MUTUAL":
+        cluster.transport_socket.CopyFrom(mutual)
+        return
+    cluster.transport_socket_matches.add(name="tlsMode-istio", match=tls_mode_match(),
+                                         transport_socket=mutual)
+    cluster.transport_socket_matches.add(name="tlsMode-disabled",
+                                         transport_socket=plaintext_socket())
+
+
+def outbound_cluster_resource(target: OutboundTarget,
+                              snapshot: MeshSnapshot | None = None) -> cluster_pb2.Cluster:
     cluster = cluster_pb2.Cluster(name=target.cluster_name, connect_timeout=CONNECT_TIMEOUT)
     if target.service.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
         cluster.type = (cluster_pb2.Cluster.STRICT_DNS
@@ -98,6 +149,8 @@ def outbound_cluster_resource(target: OutboundTarget) -> cluster_pb2.Cluster:
             ads=config_source_pb2.AggregatedConfigSource(),
             resource_api_version=config_source_pb2.V3,
         ))
+        if snapshot is not None and target.service.location is Location.MESH_INTERNAL:
+            _apply_mtls(snapshot, target, cluster)
     return cluster
 
 
@@ -118,7 +171,7 @@ def inbound_cluster_resource(port: int, app_address: str) -> cluster_pb2.Cluster
 
 def outbound_clusters(snapshot: MeshSnapshot) -> list[cluster_pb2.Cluster]:
     """CDS for a sidecar: one cluster per service port and per DestinationRule subset."""
-    return [outbound_cluster_resource(t) for t in outbound_targets(snapshot)]
+    return [outbound_cluster_resource(t, snapshot) for t in outbound_targets(snapshot)]
 
 
 def outbound_endpoints(snapshot: MeshSnapshot) -> list[endpoint_pb2.ClusterLoadAssignment]:

@@ -17,6 +17,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
@@ -29,6 +30,13 @@ from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import ServicePort
 from heddle.translate import ports
 from heddle.translate.clusters import inbound_cluster_resource
+from heddle.translate.mtls import (
+    DISABLE,
+    PERMISSIVE,
+    STRICT,
+    inbound_mutual_socket,
+    peer_authentication_mode,
+)
 from heddle.translate.names import inbound_cluster
 from heddle.translate.routes import HTTP_PROTOCOLS
 
@@ -90,7 +98,7 @@ def outbound_listener(proxy: Proxy) -> listener_pb2.Listener:
     ])
 
 
-def _inbound_http(port: int) -> listener_components_pb2.Filter:
+def _inbound_http(port: int, mtls: bool = False) -> listener_components_pb2.Filter:
     cluster = inbound_cluster(port)
     route = route_pb2.RouteConfiguration(name=cluster)
     host = route.virtual_hosts.add(name=f"inbound|http|{port}", domains=["*"])
@@ -99,6 +107,9 @@ def _inbound_http(port: int) -> listener_components_pb2.Filter:
     manager = hcm.HttpConnectionManager(
         stat_prefix=f"inbound_{port}", route_config=route, http_filters=[_router()],
         access_log=[_access_log()])
+    if mtls:  # tell the application who called, as Istio does (x-forwarded-client-cert)
+        manager.forward_client_cert_details = hcm.HttpConnectionManager.SANITIZE_SET
+        manager.set_current_client_cert_details.uri = True
     return listener_components_pb2.Filter(name="envoy.filters.network.http_connection_manager",
                                           typed_config=_pack(manager))
 
@@ -126,12 +137,32 @@ def inbound_ports(snapshot: MeshSnapshot, proxy: Proxy) -> list[tuple[int, Servi
     return sorted(found.items())
 
 
+def _inbound_listener(proxy: Proxy, number: int, port: ServicePort,
+                      mode: str) -> listener_pb2.Listener:
+    """One filter chain per accepted transport: mTLS (STRICT), plaintext (DISABLE) or both
+    (PERMISSIVE), told apart by the TLS inspector. A connection no chain accepts is closed
+    before the application sees it."""
+    http = port.protocol in HTTP_PROTOCOLS
+    listener = _listener(f"{proxy.address}_{number}", proxy.address, number, [])
+    del listener.filter_chains[:]
+    listener.listener_filters.add(name="envoy.filters.listener.tls_inspector",
+                                  typed_config=_pack(tls_inspector_pb2.TlsInspector()))
+    if mode in (STRICT, PERMISSIVE):
+        chain = listener.filter_chains.add(name="mtls")
+        chain.filter_chain_match.transport_protocol = "tls"
+        chain.transport_socket.CopyFrom(inbound_mutual_socket())
+        chain.filters.append(_inbound_http(number, mtls=True) if http else _inbound_tcp(number))
+    if mode in (PERMISSIVE, DISABLE):
+        chain = listener.filter_chains.add(name="plaintext")
+        chain.filter_chain_match.transport_protocol = "raw_buffer"
+        chain.filters.append(_inbound_http(number) if http else _inbound_tcp(number))
+    return listener
+
+
 def inbound_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[listener_pb2.Listener]:
-    listeners = []
-    for number, port in inbound_ports(snapshot, proxy):
-        chain = _inbound_http(number) if port.protocol in HTTP_PROTOCOLS else _inbound_tcp(number)
-        listeners.append(_listener(f"{proxy.address}_{number}", proxy.address, number, [chain]))
-    return listeners
+    return [_inbound_listener(proxy, number, port,
+                              peer_authentication_mode(snapshot, proxy, number))
+            for number, port in inbound_ports(snapshot, proxy)]
 
 
 def inbound_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[cluster_pb2.Cluster]:

@@ -4,6 +4,7 @@ wired together. One explicit object owns them all; nothing is created at import 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,11 @@ from pathlib import Path
 import grpc
 import httpx
 from aiohttp import web
+from envoy.service.discovery.v3 import ads_pb2_grpc
 
+from heddle.ca.authority import CertificateAuthority
+from heddle.ca.service import CertificateService
+from heddle.ca.tokens import TokenIssuer
 from heddle.config.directory import DirectorySource
 from heddle.config.events import StoreEvent
 from heddle.config.store import ConfigStore
@@ -44,6 +49,9 @@ class ControlPlaneConfig:
     debug_port: int = 15014
     debounce_quiet: float = 0.1
     debounce_max: float = 10.0
+    ca_dir: Path | None = None  # where the root (or plugged-in CA) and the token key live
+    secure_address: str = "127.0.0.1:15012"  # xDS + CA over TLS
+    cert_lifetime: datetime.timedelta = datetime.timedelta(hours=24)
 
 
 class ControlPlane:
@@ -57,7 +65,25 @@ class ControlPlane:
         self.xds = XdsServer(self.snapshot, membership=self.membership)
         self.debouncer = Debouncer(self.xds.push_all, config.debounce_quiet, config.debounce_max)
         self._grpc: grpc.aio.Server | None = None
+        self._secure: grpc.aio.Server | None = None
         self._runner: web.AppRunner | None = None
+
+    async def _start_secure(self, ca_dir: Path) -> grpc.aio.Server:
+        """The agents' endpoint: the CA and ADS over TLS with a server certificate from the
+        mesh CA (agents trust the root they were given)."""
+        ca = CertificateAuthority.load_or_create(ca_dir)
+        tokens = TokenIssuer.load_or_create(ca_dir)
+        service = CertificateService(ca, tokens, max_lifetime=self.config.cert_lifetime)
+        host = self.config.secure_address.rsplit(":", 1)[0]
+        chain, key = ca.issue_server_cert(["heddle-control-plane", "istiod.istio-system.svc"],
+                                          host, lifetime=datetime.timedelta(days=365))
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((service.handler(),))
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self.xds, server)
+        server.add_secure_port(self.config.secure_address,
+                               grpc.ssl_server_credentials([(key, chain)]))
+        await server.start()
+        return server
 
     def snapshot(self) -> MeshSnapshot:
         """Configuration plus the healthy registered workloads, built once per change of
@@ -79,6 +105,8 @@ class ControlPlane:
                 if diagnostic.is_error:
                     log.error("%s", diagnostic)
         self._grpc, port = await start_grpc(self.xds, self.config.xds_address)
+        if self.config.ca_dir is not None:
+            self._secure = await self._start_secure(self.config.ca_dir)
         app = debug_app(self.xds, self.snapshot, self.store.diagnostics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -98,6 +126,8 @@ class ControlPlane:
             await self.debouncer.stop()
             await watcher
             await self._grpc.stop(grace=1)
+            if self._secure is not None:
+                await self._secure.stop(grace=1)
             await self._runner.cleanup()
 
     async def _forward(self, events: asyncio.Queue[StoreEvent]) -> None:

@@ -8,7 +8,16 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from heddle.agent.agent import sds_socket_for
+from heddle.agent.certificates import WorkloadCertificate
+from heddle.agent.sds import SdsServer, serve_sds
 from heddle.api.loader import load_text
+from heddle.ca.authority import CertificateAuthority, make_csr, new_key
+from heddle.ca.identity import Identity
 from heddle.config.store import ConfigStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,3 +53,21 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float,
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"not within {timeout}s: {what}")
+
+
+async def serve_identity(tmp: Path, namespace: str, service_account: str,
+                         ) -> tuple[grpc.aio.Server, Path]:
+    """An SDS socket serving a workload certificate from a throwaway CA, as an agent would."""
+    ca = CertificateAuthority.load_or_create(tmp / "ca")
+    identity = Identity(namespace, service_account)
+    key = new_key()
+    signed = ca.sign(make_csr(key, identity), identity)
+    leaf = x509.load_pem_x509_certificate(signed.cert_chain_pem)
+    sds = SdsServer()
+    await sds.update(WorkloadCertificate(
+        signed.cert_chain_pem,
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                          serialization.NoEncryption()),
+        signed.root_pem, leaf.not_valid_before_utc, leaf.not_valid_after_utc))
+    socket_path = sds_socket_for(tmp / f"{namespace}-{service_account}")
+    return await serve_sds(sds, socket_path), socket_path

@@ -20,7 +20,7 @@ from heddle.translate.sidecar import CLUSTER, ProxyResources, sidecar_resources
 from heddle.xds.server import XdsServer, start_grpc
 from heddle.xds.status import SyncState
 
-from .mesh_fixtures import eventually, hello_store, unique_subnet
+from .mesh_fixtures import eventually, hello_store, serve_identity, unique_subnet
 
 BACKEND_3 = """\
 apiVersion: networking.istio.io/v1
@@ -62,7 +62,9 @@ async def start_mesh(tmp_path: Path, delta: bool) -> AsyncIterator[Mesh]:
     grpc_server, port = await start_grpc(xds, "127.0.0.1:0")
     proxy = Proxy(ProxyType.SIDECAR, "frontend", "default", f"{subnet}2", f"{subnet}102",
                   (("app", "frontend"), ("version", "v1")), "frontend")
-    envoy = EnvoyProcess(bootstrap(proxy, "127.0.0.1", port, delta=delta), tmp_path / "envoy")
+    sds_server, sds_socket = await serve_identity(tmp_path, "default", "frontend")
+    envoy = EnvoyProcess(bootstrap(proxy, "127.0.0.1", port, delta=delta,
+                                   sds_socket=str(sds_socket)), tmp_path / "envoy")
     await envoy.start()
     try:
         await envoy.wait_ready()
@@ -70,6 +72,7 @@ async def start_mesh(tmp_path: Path, delta: bool) -> AsyncIterator[Mesh]:
     finally:
         await envoy.stop()
         await grpc_server.stop(grace=None)
+        await sds_server.stop(grace=None)
 
 
 @pytest.fixture(params=[False, True], ids=["sotw", "delta"])

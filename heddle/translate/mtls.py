@@ -1,0 +1,148 @@
+"""Mutual TLS between sidecars: ISTIO_MUTUAL upstream contexts, inbound contexts, SDS names,
+and PeerAuthentication's mode for a workload port with Istio's precedence.
+
+Certificates never appear in translated config: both sides name the agent's SDS secrets
+(`default`, the workload certificate; `ROOTCA`, the trust bundle).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from envoy.config.core.v3 import base_pb2, config_source_pb2, grpc_service_pb2
+from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
+from envoy.type.matcher.v3 import string_pb2
+from google.protobuf import any_pb2, struct_pb2
+from google.protobuf.message import Message
+
+from heddle.model.proxy import Proxy
+from heddle.model.selectors import matches
+from heddle.model.snapshot import MeshSnapshot
+from heddle.registry.model import Workload
+
+SDS_CLUSTER = "sds-grpc"
+WORKLOAD_SECRET = "default"
+ROOT_SECRET = "ROOTCA"
+ROOT_NAMESPACE = "istio-system"
+TRUST_DOMAIN = "cluster.local"
+TLS_MODE_LABEL = "security.istio.io/tlsMode"
+TRANSPORT_SOCKET_MATCH = "envoy.transport_socket_match"
+
+STRICT, PERMISSIVE, DISABLE = "STRICT", "PERMISSIVE", "DISABLE"
+
+
+def _pack(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def has_sidecar(workload: Workload) -> bool:
+    """Istio marks sidecar-injected workloads `security.istio.io/tlsMode: istio`; Heddle's
+    local runtime runs a sidecar beside every WorkloadEntry on a loopback address."""
+    mode = workload.label_map.get(TLS_MODE_LABEL)
+    if mode is not None:
+        return mode == "istio"
+    try:
+        return ipaddress.ip_address(workload.address).is_loopback
+    except ValueError:
+        return False
+
+
+def tls_mode_metadata() -> base_pb2.Metadata:
+    metadata = base_pb2.Metadata()
+    metadata.filter_metadata[TRANSPORT_SOCKET_MATCH].update({"tlsMode": "istio"})
+    return metadata
+
+
+def spiffe_id(namespace: str, service_account: str) -> str:
+    return f"spiffe://{TRUST_DOMAIN}/ns/{namespace}/sa/{service_account}"
+
+
+def _sds(name: str) -> secret_pb2.SdsSecretConfig:
+    return secret_pb2.SdsSecretConfig(name=name, sds_config=config_source_pb2.ConfigSource(
+        api_config_source=config_source_pb2.ApiConfigSource(
+            api_type=config_source_pb2.ApiConfigSource.GRPC,
+            transport_api_version=config_source_pb2.V3,
+            grpc_services=[grpc_service_pb2.GrpcService(
+                envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=SDS_CLUSTER))]),
+        resource_api_version=config_source_pb2.V3))
+
+
+def _common(sans: list[str], san_prefix: str = "") -> tls_pb2.CommonTlsContext:
+    validation = common_pb2.CertificateValidationContext()
+    for san in sans:
+        validation.match_typed_subject_alt_names.add(
+            san_type=common_pb2.SubjectAltNameMatcher.URI,
+            matcher=string_pb2.StringMatcher(exact=san))
+    if san_prefix:
+        validation.match_typed_subject_alt_names.add(
+            san_type=common_pb2.SubjectAltNameMatcher.URI,
+            matcher=string_pb2.StringMatcher(prefix=san_prefix))
+    return tls_pb2.CommonTlsContext(
+        tls_certificate_sds_secret_configs=[_sds(WORKLOAD_SECRET)],
+        combined_validation_context=tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
+            default_validation_context=validation,
+            validation_context_sds_secret_config=_sds(ROOT_SECRET)),
+    )
+
+
+def istio_mutual_socket(sans: list[str], sni: str) -> base_pb2.TransportSocket:
+    """The client side: present the workload certificate, accept only the expected peers."""
+    context = tls_pb2.UpstreamTlsContext(common_tls_context=_common(sans), sni=sni)
+    return base_pb2.TransportSocket(name="envoy.transport_sockets.tls",
+                                    typed_config=_pack(context))
+
+
+def plaintext_socket() -> base_pb2.TransportSocket:
+    return base_pb2.TransportSocket(name="envoy.transport_sockets.raw_buffer",
+                                    typed_config=_pack(raw_buffer_pb2.RawBuffer()))
+
+
+def inbound_mutual_socket() -> base_pb2.TransportSocket:
+    """The server side: require a client certificate from this trust domain."""
+    context = tls_pb2.DownstreamTlsContext(
+        common_tls_context=_common([], san_prefix=f"spiffe://{TRUST_DOMAIN}/"))
+    context.require_client_certificate.value = True
+    return base_pb2.TransportSocket(name="envoy.transport_sockets.tls",
+                                    typed_config=_pack(context))
+
+
+def tls_mode_match() -> struct_pb2.Struct:
+    match = struct_pb2.Struct()
+    match.update({"tlsMode": "istio"})
+    return match
+
+
+def _mode_of(resource_body: dict[str, Any], port: int | None) -> str:
+    spec = resource_body.get("spec") or {}
+    if port is not None:
+        port_mode = ((spec.get("portLevelMtls") or {}).get(str(port)) or {}).get("mode")
+        if port_mode and port_mode != "UNSET":
+            return str(port_mode)
+    mode = (spec.get("mtls") or {}).get("mode")
+    return str(mode) if mode and mode != "UNSET" else ""
+
+
+def peer_authentication_mode(snapshot: MeshSnapshot, proxy: Proxy, port: int) -> str:
+    """Istio's precedence: workload (port level, then workload) over namespace over mesh
+    (the root namespace); UNSET inherits; with nothing set the mode is PERMISSIVE. Where
+    several policies apply at one level, the first by name wins (Istio: the oldest)."""
+    kind = ("security.istio.io", "PeerAuthentication")
+
+    def unselected(namespace: str) -> list[dict[str, Any]]:
+        return [dict(r.body) for r in snapshot.of_kind(*kind, namespace)
+                if not ((r.body.get("spec") or {}).get("selector") or {}).get("matchLabels")]
+
+    labels = proxy.label_map
+    selected = [dict(r.body) for r in snapshot.of_kind(*kind, proxy.namespace)
+                if (sel := ((r.body.get("spec") or {}).get("selector") or {})
+                    .get("matchLabels")) and matches(dict(sel), labels)]
+    mode = PERMISSIVE
+    for level, level_port in ((unselected(ROOT_NAMESPACE), None),
+                              (unselected(proxy.namespace), None), (selected, port)):
+        if level:
+            mode = _mode_of(level[0], level_port) or mode
+    return mode
