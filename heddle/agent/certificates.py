@@ -21,6 +21,7 @@ from heddle.ca.identity import Identity
 from heddle.ca.service import FULL_METHOD, decode, encode
 
 log = logging.getLogger(__name__)
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,15 @@ class WorkloadCertificate:
     root_pem: bytes
     not_before: datetime.datetime
     not_after: datetime.datetime
+    received: datetime.datetime = EPOCH  # when the agent got it
 
     def renew_at(self, jitter: float = 0.1) -> datetime.datetime:
-        """Half-way through the lifetime, give or take `jitter` of it, as Istio renews."""
-        lifetime = self.not_after - self.not_before
-        offset = lifetime * (0.5 + random.uniform(-jitter, jitter))
-        return self.not_before + offset
+        """Half-way through the lifetime, give or take `jitter` of it, as Istio renews. The
+        CA backdates not_before a little for clock skew, so count from when it was received
+        if that is later."""
+        start = max(self.not_before, self.received)
+        lifetime = self.not_after - start
+        return start + lifetime * (0.5 + random.uniform(-jitter, jitter))
 
 
 class CertificateClient:
@@ -67,7 +71,7 @@ class CertificateClient:
                                     serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
         return WorkloadCertificate(chain, key_pem, reply["root"].encode(),
-                                   leaf.not_valid_before_utc, leaf.not_valid_after_utc)
+                                   leaf.not_valid_before_utc, leaf.not_valid_after_utc, utcnow())
 
 
 class CertificateRotator:

@@ -88,7 +88,7 @@ class LocalMesh:
         self.control_plane: asyncio.subprocess.Process | None = None
         self.agents: dict[str, tuple[asyncio.subprocess.Process, WorkloadState]] = {}
         self.state = MeshState(str(config.config_dir.resolve()), os.getpid(), config.xds_port,
-                               config.debug_port)
+                               config.debug_port, ca_port=config.ca_port)
         self.ca_dir = config.home / "ca"
         # The root is made before anything starts; agents trust it to reach the CA.
         CertificateAuthority.load_or_create(self.ca_dir)

@@ -33,6 +33,7 @@ class MeshState:
     xds_port: int
     debug_port: int
     control_plane_pid: int = 0
+    ca_port: int = 15012
     workloads: dict[str, WorkloadState] = field(default_factory=dict)
 
     @property

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import json
 import os
-from collections.abc import Awaitable, Callable
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -19,6 +29,7 @@ from heddle.api.loader import load_text
 from heddle.ca.authority import CertificateAuthority, make_csr, new_key
 from heddle.ca.identity import Identity
 from heddle.config.store import ConfigStore
+from heddle.local.state import MeshState, pid_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 _counter = itertools.count(1)
@@ -71,3 +82,88 @@ async def serve_identity(tmp: Path, namespace: str, service_account: str,
         signed.root_pem, leaf.not_valid_before_utc, leaf.not_valid_after_utc))
     socket_path = sds_socket_for(tmp / f"{namespace}-{service_account}")
     return await serve_sds(sds, socket_path), socket_path
+
+
+HEDDLE = str(Path(sys.executable).with_name("heddle"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalMesh:
+    config_dir: Path
+    home: Path
+    subnet: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "HEDDLE_HOME": str(self.home)}
+
+    def heddle(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run([HEDDLE, *args], env=self.env, capture_output=True, text=True,
+                             timeout=120)
+        if check:
+            assert out.returncode == 0, f"heddle {' '.join(args)}: {out.stdout}{out.stderr}"
+        return out
+
+    def state(self) -> MeshState:
+        state = MeshState.load(self.home / "mesh")
+        assert state is not None
+        return state
+
+    def envoy_log(self, workload: str) -> str:
+        return (self.home / "mesh" / "workloads" / f"{workload}.default" / "envoy.log").read_text()
+
+    def envoy_pid(self, workload: str) -> int:
+        path = self.home / "mesh" / "workloads" / f"{workload}.default" / "envoy.pid"
+        return int(path.read_text())
+
+    def get(self, url: str, timeout: float = 5.0) -> tuple[int, dict[str, object]]:
+        """A request from the client workload, sent through the client's sidecar."""
+        proxy = f"http://{self.subnet}1:15001"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy}))
+        try:
+            with opener.open(url, timeout=timeout) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, {}
+
+
+def wait_for(check: object, timeout: float, what: str) -> float:
+    """Poll `check()` until true; returns the seconds it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if check():  # type: ignore[operator]
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+@contextlib.contextmanager
+def running_mesh(base: Path, *up_args: str) -> Iterator[LocalMesh]:
+    """`heddle up` on a copy of examples/hello with its own addresses and ports; on exit,
+    `heddle down`, then check that no process it started is left."""
+    config_dir = base / "hello"
+    shutil.copytree(ROOT / "examples" / "hello", config_dir)
+    subnet = unique_subnet()
+    (config_dir / "mesh.yaml").write_text(hello_text(subnet))
+    running = LocalMesh(config_dir, base / "home", subnet)
+    running.heddle("up", str(config_dir), "--detach", "--xds-port", str(free_port()),
+                   "--debug-port", str(free_port()), "--ca-port", str(free_port()), *up_args)
+    state = running.state()
+    pids = [state.supervisor_pid, state.control_plane_pid,
+            *(w.agent_pid for w in state.workloads.values())]
+    try:
+        yield running
+    finally:
+        out = running.heddle("down", check=False)
+        envoys = [p for p in (running.home / "mesh" / "workloads").glob("*/envoy.pid")]
+        pids += [int(p.read_text()) for p in envoys]
+    assert out.returncode == 0, out.stderr
+    assert [p for p in pids if pid_alive(p)] == [], "processes left behind by heddle down"
+
+

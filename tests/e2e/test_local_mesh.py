@@ -5,104 +5,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from heddle.local.state import MeshState, pid_alive
-
-from .mesh_fixtures import ROOT, hello_text, unique_subnet
-
-HEDDLE = str(Path(sys.executable).with_name("heddle"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class LocalMesh:
-    config_dir: Path
-    home: Path
-    subnet: str
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "HEDDLE_HOME": str(self.home)}
-
-    def heddle(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        out = subprocess.run([HEDDLE, *args], env=self.env, capture_output=True, text=True,
-                             timeout=120)
-        if check:
-            assert out.returncode == 0, f"heddle {' '.join(args)}: {out.stdout}{out.stderr}"
-        return out
-
-    def state(self) -> MeshState:
-        state = MeshState.load(self.home / "mesh")
-        assert state is not None
-        return state
-
-    def envoy_log(self, workload: str) -> str:
-        return (self.home / "mesh" / "workloads" / f"{workload}.default" / "envoy.log").read_text()
-
-    def envoy_pid(self, workload: str) -> int:
-        path = self.home / "mesh" / "workloads" / f"{workload}.default" / "envoy.pid"
-        return int(path.read_text())
-
-    def get(self, url: str, timeout: float = 5.0) -> tuple[int, dict[str, object]]:
-        """A request from the client workload, sent through the client's sidecar."""
-        proxy = f"http://{self.subnet}1:15001"
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy}))
-        try:
-            with opener.open(url, timeout=timeout) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as err:
-            return err.code, {}
-
-
-def wait_for(check: object, timeout: float, what: str) -> float:
-    """Poll `check()` until true; returns the seconds it took."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check():  # type: ignore[operator]
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s: {what}")
+from .mesh_fixtures import LocalMesh, running_mesh, wait_for
 
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
-    base = tmp_path_factory.mktemp("hello")
-    config_dir = base / "hello"
-    shutil.copytree(ROOT / "examples" / "hello", config_dir)
-    subnet = unique_subnet()
-    (config_dir / "mesh.yaml").write_text(hello_text(subnet))
-    running = LocalMesh(config_dir, base / "home", subnet)
-    running.heddle("up", str(config_dir), "--detach", "--xds-port", str(free_port()),
-                   "--debug-port", str(free_port()))
-    state = running.state()
-    pids = [state.supervisor_pid, state.control_plane_pid,
-            *(w.agent_pid for w in state.workloads.values())]
-    try:
+    with running_mesh(tmp_path_factory.mktemp("hello")) as running:
         yield running
-    finally:
-        out = running.heddle("down", check=False)
-        envoys = [p for p in (running.home / "mesh" / "workloads").glob("*/envoy.pid")]
-        pids += [int(p.read_text()) for p in envoys]
-    assert out.returncode == 0, out.stderr
-    assert [p for p in pids if pid_alive(p)] == [], "processes left behind by heddle down"
 
 
 def test_status_lists_every_workload_synced(mesh: LocalMesh) -> None:

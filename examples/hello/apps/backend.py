@@ -14,6 +14,8 @@ class Handler(BaseHTTPRequestHandler):
             "instance": os.environ.get("HEDDLE_WORKLOAD", "backend"),
             "version": os.environ.get("VERSION", ""),
             "request_id": self.headers.get("x-request-id", ""),
+            # Set by the sidecar on mTLS connections: who called, by SPIFFE id.
+            "peer": self.headers.get("x-forwarded-client-cert", ""),
         }).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
