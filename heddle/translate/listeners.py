@@ -29,6 +29,7 @@ from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import ServicePort
 from heddle.translate import ports
+from heddle.translate.authz import http_rbac_filters, network_rbac_filters
 from heddle.translate.clusters import inbound_cluster_resource
 from heddle.translate.mtls import (
     DISABLE,
@@ -47,7 +48,13 @@ OUTBOUND_ROUTE = "http_proxy"
 ACCESS_LOG_FORMAT = (
     "[%START_TIME%] %DOWNSTREAM_LOCAL_ADDRESS% \"%REQ(:METHOD)% %REQ(:AUTHORITY)%"
     "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%\" %RESPONSE_CODE% %RESPONSE_FLAGS% "
-    "%UPSTREAM_CLUSTER% %UPSTREAM_HOST% %DURATION%ms x-request-id=%REQ(X-REQUEST-ID)%\n"
+    "%UPSTREAM_CLUSTER% %UPSTREAM_HOST% %DURATION%ms x-request-id=%REQ(X-REQUEST-ID)% "
+    # A denial names the deciding policy rule; dry-run policies record what they would do.
+    "details=%RESPONSE_CODE_DETAILS% "
+    "dry_run_deny=%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_deny_shadow_effective_policy_id)%"
+    ":%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_deny_shadow_engine_result)% "
+    "dry_run_allow=%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_allow_shadow_effective_policy_id)%"
+    ":%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_allow_shadow_engine_result)%\n"
 )
 
 
@@ -98,14 +105,21 @@ def outbound_listener(proxy: Proxy) -> listener_pb2.Listener:
     ])
 
 
-def _inbound_http(port: int, mtls: bool = False) -> listener_components_pb2.Filter:
+Named = list[tuple[str, Message]]
+
+
+def _inbound_http(port: int, policy: Named, mtls: bool = False,
+                  ) -> listener_components_pb2.Filter:
+    """`policy`: the HTTP filters that decide before the router (authn, authz)."""
     cluster = inbound_cluster(port)
     route = route_pb2.RouteConfiguration(name=cluster)
     host = route.virtual_hosts.add(name=f"inbound|http|{port}", domains=["*"])
     host.routes.add(name="default", match=rc.RouteMatch(prefix="/"),
                     route=rc.RouteAction(cluster=cluster, timeout=duration_pb2.Duration()))
     manager = hcm.HttpConnectionManager(
-        stat_prefix=f"inbound_{port}", route_config=route, http_filters=[_router()],
+        stat_prefix=f"inbound_{port}", route_config=route,
+        http_filters=[*(hcm.HttpFilter(name=n, typed_config=_pack(c)) for n, c in policy),
+                      _router()],
         access_log=[_access_log()])
     if mtls:  # tell the application who called, as Istio does (x-forwarded-client-cert)
         manager.forward_client_cert_details = hcm.HttpConnectionManager.SANITIZE_SET
@@ -114,11 +128,12 @@ def _inbound_http(port: int, mtls: bool = False) -> listener_components_pb2.Filt
                                           typed_config=_pack(manager))
 
 
-def _inbound_tcp(port: int) -> listener_components_pb2.Filter:
+def _inbound_tcp(port: int, policy: Named) -> list[listener_components_pb2.Filter]:
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=f"inbound_{port}", cluster=inbound_cluster(port),
                                    access_log=[_access_log()])
-    return listener_components_pb2.Filter(name="envoy.filters.network.tcp_proxy",
-                                          typed_config=_pack(proxy))
+    return [*(listener_components_pb2.Filter(name=n, typed_config=_pack(c)) for n, c in policy),
+            listener_components_pb2.Filter(name="envoy.filters.network.tcp_proxy",
+                                           typed_config=_pack(proxy))]
 
 
 def inbound_ports(snapshot: MeshSnapshot, proxy: Proxy) -> list[tuple[int, ServicePort]]:
@@ -137,12 +152,20 @@ def inbound_ports(snapshot: MeshSnapshot, proxy: Proxy) -> list[tuple[int, Servi
     return sorted(found.items())
 
 
-def _inbound_listener(proxy: Proxy, number: int, port: ServicePort,
+def _inbound_listener(snapshot: MeshSnapshot, proxy: Proxy, number: int, port: ServicePort,
                       mode: str) -> listener_pb2.Listener:
     """One filter chain per accepted transport: mTLS (STRICT), plaintext (DISABLE) or both
     (PERMISSIVE), told apart by the TLS inspector. A connection no chain accepts is closed
     before the application sees it."""
     http = port.protocol in HTTP_PROTOCOLS
+    policy = http_rbac_filters(snapshot, proxy) if http else network_rbac_filters(
+        snapshot, proxy, number)
+
+    def filters(mtls: bool) -> list[listener_components_pb2.Filter]:
+        if http:
+            return [_inbound_http(number, policy, mtls=mtls)]
+        return _inbound_tcp(number, policy)
+
     listener = _listener(f"{proxy.address}_{number}", proxy.address, number, [])
     del listener.filter_chains[:]
     listener.listener_filters.add(name="envoy.filters.listener.tls_inspector",
@@ -151,16 +174,16 @@ def _inbound_listener(proxy: Proxy, number: int, port: ServicePort,
         chain = listener.filter_chains.add(name="mtls")
         chain.filter_chain_match.transport_protocol = "tls"
         chain.transport_socket.CopyFrom(inbound_mutual_socket())
-        chain.filters.append(_inbound_http(number, mtls=True) if http else _inbound_tcp(number))
+        chain.filters.extend(filters(mtls=True))
     if mode in (PERMISSIVE, DISABLE):
         chain = listener.filter_chains.add(name="plaintext")
         chain.filter_chain_match.transport_protocol = "raw_buffer"
-        chain.filters.append(_inbound_http(number) if http else _inbound_tcp(number))
+        chain.filters.extend(filters(mtls=False))
     return listener
 
 
 def inbound_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[listener_pb2.Listener]:
-    return [_inbound_listener(proxy, number, port,
+    return [_inbound_listener(snapshot, proxy, number, port,
                               peer_authentication_mode(snapshot, proxy, number))
             for number, port in inbound_ports(snapshot, proxy)]
 

@@ -1,0 +1,404 @@
+"""AuthorizationPolicy -> Envoy RBAC filters, with Istio's semantics.
+
+Order on a request: DENY policies, then ALLOW policies (when any ALLOW policy applies, a request
+must match one of them), with AUDIT policies logging alongside. Each rule of a policy becomes
+one Envoy policy named `ns[NS]-policy[NAME]-rule[I]`, so a denied request's
+%RESPONSE_CODE_DETAILS% names the rule that matched. Policies annotated
+`istio.io/dry-run: "true"` go into shadow rules: evaluated and recorded, never enforced.
+
+A rule: `from` sources OR'ed, `to` operations OR'ed, `when` conditions AND'ed; within a source
+or operation the fields are AND'ed and each field's values OR'ed; `notX` negates the OR.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from envoy.config.core.v3 import address_pb2
+from envoy.config.rbac.v3 import rbac_pb2
+from envoy.config.route.v3 import route_components_pb2
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
+from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
+from envoy.extensions.path.match.uri_template.v3 import uri_template_match_pb2
+from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2, value_pb2
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+
+from heddle.api.resource import Resource
+from heddle.model.proxy import Proxy
+from heddle.model.selectors import matches
+from heddle.model.snapshot import MeshSnapshot
+from heddle.translate.mtls import ROOT_NAMESPACE, TRUST_DOMAIN
+
+DRY_RUN_ANNOTATION = "istio.io/dry-run"
+JWT_FILTER = "envoy.filters.http.jwt_authn"
+JWT_PAYLOAD = "payload"  # where the JWT filter puts a verified token's claims
+
+# Fields that only make sense for HTTP: on a TCP port, an ALLOW rule using one matches
+# nothing, and a DENY rule ignores them (so it denies more), as Istio documents.
+HTTP_ONLY_SOURCE = {"requestPrincipals", "notRequestPrincipals"}
+HTTP_ONLY_OPERATION = {"hosts", "notHosts", "methods", "notMethods", "paths", "notPaths"}
+HTTP_ONLY_WHEN_PREFIXES = ("request.",)
+
+
+class _Unsupported(Exception):
+    """A rule uses HTTP-only attributes on a TCP port."""
+
+
+def _pack(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def istio_string_match(value: str, ignore_case: bool = False) -> string_pb2.StringMatcher:
+    """Istio's value syntax: `*` any non-empty, `abc*` prefix, `*abc` suffix, else exact."""
+    if value == "*":
+        return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=".+"))
+    if value.endswith("*"):
+        return string_pb2.StringMatcher(prefix=value[:-1], ignore_case=ignore_case)
+    if value.startswith("*"):
+        return string_pb2.StringMatcher(suffix=value[1:], ignore_case=ignore_case)
+    return string_pb2.StringMatcher(exact=value, ignore_case=ignore_case)
+
+
+def _spiffe_match(principal: str) -> string_pb2.StringMatcher:
+    if principal == "*":
+        return istio_string_match("*")
+    if principal.startswith("*"):
+        return string_pb2.StringMatcher(suffix=principal[1:])
+    return istio_string_match("spiffe://" + principal)
+
+
+def _namespace_match(namespace: str) -> string_pb2.StringMatcher:
+    if namespace == "*":
+        pattern = r"spiffe://[^/]+/ns/[^/]+/sa/.+"
+    elif namespace.endswith("*"):
+        pattern = rf"spiffe://[^/]+/ns/{re.escape(namespace[:-1])}[^/]*/sa/.+"
+    elif namespace.startswith("*"):
+        pattern = rf"spiffe://[^/]+/ns/[^/]*{re.escape(namespace[1:])}/sa/.+"
+    else:
+        pattern = rf"spiffe://[^/]+/ns/{re.escape(namespace)}/sa/.+"
+    return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=pattern))
+
+
+def _cidr(value: str) -> address_pb2.CidrRange:
+    network = ipaddress.ip_network(value, strict=False)
+    return address_pb2.CidrRange(address_prefix=str(network.network_address),
+                                 prefix_len={"value": network.prefixlen})
+
+
+def _header(name: str, value: str, ignore_case: bool = False,
+            ) -> route_components_pb2.HeaderMatcher:
+    if value == "*":
+        return route_components_pb2.HeaderMatcher(name=name, present_match=True)
+    return route_components_pb2.HeaderMatcher(name=name,
+                                              string_match=istio_string_match(value, ignore_case))
+
+
+def _jwt_claim(path: list[str], value: str) -> metadata_pb2.MetadataMatcher:
+    """A claim of the verified token: strings match as values, lists when they contain it."""
+    matcher = metadata_pb2.MetadataMatcher(filter=JWT_FILTER)
+    for key in [JWT_PAYLOAD, *path]:
+        matcher.path.add(key=key)
+    string = istio_string_match(value)
+    matcher.value.CopyFrom(value_pb2.ValueMatcher(or_match=value_pb2.OrMatcher(value_matchers=[
+        value_pb2.ValueMatcher(string_match=string),
+        value_pb2.ValueMatcher(list_match=value_pb2.ListMatcher(
+            one_of=value_pb2.ValueMatcher(string_match=string))),
+    ])))
+    return matcher
+
+
+def _request_principal(value: str) -> rbac_pb2.Principal:
+    """`ISS/SUB` of a verified JWT (`*` is any verified token)."""
+    if value == "*":
+        matcher = metadata_pb2.MetadataMatcher(filter=JWT_FILTER)
+        matcher.path.add(key=JWT_PAYLOAD)
+        matcher.value.present_match = True
+        return rbac_pb2.Principal(metadata=matcher)
+    issuer, _, subject = value.rpartition("/")
+    if issuer.endswith("*") or not issuer:  # `*/sub` or a prefix: match the subject only
+        return rbac_pb2.Principal(metadata=_jwt_claim(["sub"], subject or value))
+    parts = [rbac_pb2.Principal(metadata=_jwt_claim(["iss"], issuer))]
+    if subject != "*":
+        parts.append(rbac_pb2.Principal(metadata=_jwt_claim(["sub"], subject)))
+    return rbac_pb2.Principal(and_ids=rbac_pb2.Principal.Set(ids=parts))
+
+
+def _claim_path(key: str) -> list[str]:
+    """`request.auth.claims[groups]` -> ["groups"]; nested `[a][b]` -> ["a", "b"]."""
+    return re.findall(r"\[([^\[\]]+)\]", key)
+
+
+def _any_of_principals(items: list[rbac_pb2.Principal]) -> rbac_pb2.Principal:
+    return items[0] if len(items) == 1 else rbac_pb2.Principal(
+        or_ids=rbac_pb2.Principal.Set(ids=items))
+
+
+def _any_of_permissions(items: list[rbac_pb2.Permission]) -> rbac_pb2.Permission:
+    return items[0] if len(items) == 1 else rbac_pb2.Permission(
+        or_rules=rbac_pb2.Permission.Set(rules=items))
+
+
+_SOURCE_FIELDS: dict[str, Callable[[str], rbac_pb2.Principal]] = {
+    "principals": lambda v: rbac_pb2.Principal(
+        authenticated=rbac_pb2.Principal.Authenticated(principal_name=_spiffe_match(v))),
+    "namespaces": lambda v: rbac_pb2.Principal(
+        authenticated=rbac_pb2.Principal.Authenticated(principal_name=_namespace_match(v))),
+    "serviceAccounts": lambda v: rbac_pb2.Principal(
+        authenticated=rbac_pb2.Principal.Authenticated(principal_name=_spiffe_match(
+            "{}/ns/{}/sa/{}".format(TRUST_DOMAIN, *v.split("/", 1))
+            if "/" in v else f"{TRUST_DOMAIN}/ns/*/sa/{v}"))),
+    "ipBlocks": lambda v: rbac_pb2.Principal(direct_remote_ip=_cidr(v)),
+    "remoteIpBlocks": lambda v: rbac_pb2.Principal(remote_ip=_cidr(v)),
+    "requestPrincipals": _request_principal,
+}
+
+
+def _path_permission(value: str) -> rbac_pb2.Permission:
+    if "{" in value:  # Istio's {*} (one segment) and {**} (the rest) path templates
+        template = value.replace("{**}", "**").replace("{*}", "*")
+        config = uri_template_match_pb2.UriTemplateMatchConfig(path_template=template)
+        extension = rbac_pb2.Permission(uri_template={
+            "name": "uri-template", "typed_config": _pack(config)})
+        return extension
+    return rbac_pb2.Permission(url_path=path_pb2.PathMatcher(path=istio_string_match(value)))
+
+
+def _host_permission(value: str) -> rbac_pb2.Permission:
+    """The Host header, with or without a port, case-insensitively."""
+    exact = _header(":authority", value, ignore_case=True)
+    if value == "*" or value.startswith("*") or value.endswith("*"):
+        return rbac_pb2.Permission(header=exact)
+    with_port = route_components_pb2.HeaderMatcher(
+        name=":authority", string_match=string_pb2.StringMatcher(
+            safe_regex=regex_pb2.RegexMatcher(regex=f"(?i){re.escape(value)}:[0-9]+")))
+    return _any_of_permissions([rbac_pb2.Permission(header=exact),
+                                rbac_pb2.Permission(header=with_port)])
+
+
+_OPERATION_FIELDS: dict[str, Callable[[str], rbac_pb2.Permission]] = {
+    "hosts": _host_permission,
+    "ports": lambda v: rbac_pb2.Permission(destination_port=int(v)),
+    "methods": lambda v: rbac_pb2.Permission(header=_header(":method", v)),
+    "paths": _path_permission,
+}
+
+
+def _when_principal(key: str, value: str) -> rbac_pb2.Principal | None:
+    if key == "source.ip":
+        return rbac_pb2.Principal(direct_remote_ip=_cidr(value))
+    if key == "remote.ip":
+        return rbac_pb2.Principal(remote_ip=_cidr(value))
+    if key == "source.namespace":
+        return _SOURCE_FIELDS["namespaces"](value)
+    if key == "source.principal":
+        return _SOURCE_FIELDS["principals"](value)
+    if key == "source.serviceAccount":
+        return _SOURCE_FIELDS["serviceAccounts"](value)
+    if key.startswith("request.headers["):
+        return rbac_pb2.Principal(header=_header(key[len("request.headers["):-1].lower(),
+                                                 value))
+    if key == "request.auth.principal":
+        return _request_principal(value)
+    if key == "request.auth.audiences":
+        return rbac_pb2.Principal(metadata=_jwt_claim(["aud"], value))
+    if key == "request.auth.presenter":
+        return rbac_pb2.Principal(metadata=_jwt_claim(["azp"], value))
+    if key.startswith("request.auth.claims["):
+        return rbac_pb2.Principal(metadata=_jwt_claim(_claim_path(key), value))
+    return None
+
+
+DESTINATION_WHEN_KEYS = {"destination.ip", "destination.port", "connection.sni"}
+
+
+def _when_permission(key: str, value: str) -> rbac_pb2.Permission | None:
+    if key == "destination.ip":
+        return rbac_pb2.Permission(destination_ip=_cidr(value))
+    if key == "destination.port":
+        return rbac_pb2.Permission(destination_port=int(value))
+    if key == "connection.sni":
+        return rbac_pb2.Permission(requested_server_name=istio_string_match(value))
+    return None
+
+
+def _not_principal(principal: rbac_pb2.Principal) -> rbac_pb2.Principal:
+    return rbac_pb2.Principal(not_id=principal)
+
+
+def _not_permission(permission: rbac_pb2.Permission) -> rbac_pb2.Permission:
+    return rbac_pb2.Permission(not_rule=permission)
+
+
+def _field(values: list[str], negated: list[str], build: Callable[[str], Any],
+           any_of: Callable[[list[Any]], Any], negate: Callable[[Any], Any]) -> list[Any]:
+    found = []
+    if values:
+        found.append(any_of([build(v) for v in values]))
+    if negated:
+        found.append(negate(any_of([build(v) for v in negated])))
+    return found
+
+
+def _source(source: dict[str, Any], tcp: bool, deny: bool) -> rbac_pb2.Principal:
+    parts: list[rbac_pb2.Principal] = []
+    for name, build in _SOURCE_FIELDS.items():
+        negated_name = "not" + name[0].upper() + name[1:]
+        if tcp and (name in HTTP_ONLY_SOURCE) and (source.get(name) or source.get(negated_name)):
+            if deny:
+                continue
+            raise _Unsupported(name)
+        parts += _field(source.get(name) or [], source.get(negated_name) or [], build,
+                        _any_of_principals, _not_principal)
+    if not parts:
+        return rbac_pb2.Principal(any=True)
+    return parts[0] if len(parts) == 1 else rbac_pb2.Principal(
+        and_ids=rbac_pb2.Principal.Set(ids=parts))
+
+
+def _operation(operation: dict[str, Any], tcp: bool, deny: bool) -> rbac_pb2.Permission:
+    parts: list[rbac_pb2.Permission] = []
+    for name, build in _OPERATION_FIELDS.items():
+        negated_name = "not" + name[0].upper() + name[1:]
+        used = operation.get(name) or operation.get(negated_name)
+        if tcp and name in HTTP_ONLY_OPERATION and used:
+            if deny:
+                continue
+            raise _Unsupported(name)
+        parts += _field(operation.get(name) or [], operation.get(negated_name) or [], build,
+                        _any_of_permissions, _not_permission)
+    if not parts:
+        return rbac_pb2.Permission(any=True)
+    return parts[0] if len(parts) == 1 else rbac_pb2.Permission(
+        and_rules=rbac_pb2.Permission.Set(rules=parts))
+
+
+def _rule(rule: dict[str, Any], tcp: bool, deny: bool) -> rbac_pb2.Policy:
+    principals = [_source((item or {}).get("source") or {}, tcp, deny)
+                  for item in rule.get("from") or []]
+    permissions = [_operation((item or {}).get("operation") or {}, tcp, deny)
+                   for item in rule.get("to") or []]
+    when_principals: list[rbac_pb2.Principal] = []
+    when_permissions: list[rbac_pb2.Permission] = []
+    for condition in rule.get("when") or []:
+        key = str(condition.get("key", ""))
+        if tcp and key.startswith(HTTP_ONLY_WHEN_PREFIXES):
+            if deny:
+                continue
+            raise _Unsupported(key)
+        values, negated = condition.get("values") or [], condition.get("notValues") or []
+        if key in DESTINATION_WHEN_KEYS:
+            when_permissions += _field(
+                values, negated, functools.partial(_when_permission, key), _any_of_permissions,
+                _not_permission)
+        else:
+            when_principals += _field(
+                values, negated, functools.partial(_when_principal, key), _any_of_principals,
+                _not_principal)
+    principal_parts = ([_any_of_principals(principals)] if principals else []) + when_principals
+    permission_parts = ([_any_of_permissions(permissions)] if permissions else []) \
+        + when_permissions
+    principal = (rbac_pb2.Principal(any=True) if not principal_parts
+                 else principal_parts[0] if len(principal_parts) == 1
+                 else rbac_pb2.Principal(and_ids=rbac_pb2.Principal.Set(ids=principal_parts)))
+    permission = (rbac_pb2.Permission(any=True) if not permission_parts
+                  else permission_parts[0] if len(permission_parts) == 1
+                  else rbac_pb2.Permission(and_rules=rbac_pb2.Permission.Set(
+                      rules=permission_parts)))
+    return rbac_pb2.Policy(permissions=[permission], principals=[principal])
+
+
+def policy_name(resource: Resource[Any], index: int) -> str:
+    return f"ns[{resource.namespace}]-policy[{resource.name}]-rule[{index}]"
+
+
+def applicable_policies(snapshot: MeshSnapshot, proxy: Proxy) -> list[Resource[Any]]:
+    """Policies in the root namespace (mesh-wide) and the workload's namespace whose selector
+    matches the workload (no selector: all of them)."""
+    kind = ("security.istio.io", "AuthorizationPolicy")
+    found = []
+    namespaces = dict.fromkeys([ROOT_NAMESPACE, proxy.namespace])
+    for namespace in namespaces:
+        for policy in snapshot.of_kind(*kind, namespace):
+            spec = policy.body.get("spec") or {}
+            if spec.get("targetRef") or spec.get("targetRefs"):
+                continue  # bound to gateways/waypoints, not sidecars
+            selector = (spec.get("selector") or {}).get("matchLabels") or {}
+            if matches(dict(selector), proxy.label_map):
+                found.append(policy)
+    return found
+
+
+@dataclass
+class _Rules:
+    enforced: rbac_pb2.RBAC
+    shadow: rbac_pb2.RBAC
+    present: bool = False
+    shadow_present: bool = False
+
+
+def _rbac_sets(snapshot: MeshSnapshot, proxy: Proxy, tcp: bool) -> dict[str, _Rules]:
+    actions = {"DENY": rbac_pb2.RBAC.DENY, "ALLOW": rbac_pb2.RBAC.ALLOW,
+               "AUDIT": rbac_pb2.RBAC.LOG}
+    sets = {action: _Rules(rbac_pb2.RBAC(action=value), rbac_pb2.RBAC(action=value))
+            for action, value in actions.items()}
+    for policy in applicable_policies(snapshot, proxy):
+        spec = policy.body.get("spec") or {}
+        action = str(spec.get("action") or "ALLOW")
+        if action not in sets:
+            continue  # CUSTOM needs an ext_authz provider from mesh config
+        dry_run = policy.metadata.annotations.get(DRY_RUN_ANNOTATION, "").lower() == "true"
+        target = sets[action]
+        rules = target.shadow if dry_run else target.enforced
+        if dry_run:
+            target.shadow_present = True
+        else:
+            target.present = True
+        for index, rule in enumerate(spec.get("rules") or []):
+            try:
+                translated = _rule(rule or {}, tcp, deny=action == "DENY")
+            except _Unsupported:
+                continue  # an ALLOW rule that cannot match on TCP matches nothing
+            rules.policies[policy_name(policy, index)].CopyFrom(translated)
+    return sets
+
+
+def http_rbac_filters(snapshot: MeshSnapshot, proxy: Proxy) -> list[tuple[str, Message]]:
+    """(filter name, config) for the inbound HTTP chain: DENY, then ALLOW, then AUDIT."""
+    filters: list[tuple[str, Message]] = []
+    for action, rules in _rbac_sets(snapshot, proxy, tcp=False).items():
+        if not rules.present and not rules.shadow_present:
+            continue
+        # Shadow results land in dynamic metadata under keys with this prefix, as in Istio.
+        config = http_rbac_pb2.RBAC(shadow_rules_stat_prefix=f"istio_dry_run_{action.lower()}_")
+        if rules.present:
+            config.rules.CopyFrom(rules.enforced)
+        if rules.shadow_present:
+            config.shadow_rules.CopyFrom(rules.shadow)
+        filters.append((f"envoy.filters.http.rbac.{action.lower()}", config))
+    return filters
+
+
+def network_rbac_filters(snapshot: MeshSnapshot, proxy: Proxy, port: int,
+                         ) -> list[tuple[str, Message]]:
+    """The same policies for a TCP port, enforced on the connection."""
+    filters: list[tuple[str, Message]] = []
+    for action, rules in _rbac_sets(snapshot, proxy, tcp=True).items():
+        if not rules.present and not rules.shadow_present:
+            continue
+        config = network_rbac_pb2.RBAC(
+            stat_prefix=f"tcp_{action.lower()}_{port}_",
+            shadow_rules_stat_prefix=f"istio_dry_run_{action.lower()}_")
+        if rules.present:
+            config.rules.CopyFrom(rules.enforced)
+        if rules.shadow_present:
+            config.shadow_rules.CopyFrom(rules.shadow)
+        filters.append((f"envoy.filters.network.rbac.{action.lower()}", config))
+    return filters
