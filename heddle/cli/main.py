@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from heddle import __version__
-from heddle.cli import inspect, mesh, processes
+from heddle.cli import inspect, mesh, processes, token
 from heddle.cli.validate import validate
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.command("delete")(inspect.delete)
 app.command("get")(inspect.get)
 app.command("proxy-status")(inspect.proxy_status)
 app.command("proxy-config")(inspect.proxy_config)
+app.add_typer(token.app, name="token")
 app.command("control-plane", hidden=True)(processes.control_plane)
 app.command("agent", hidden=True, context_settings={"allow_interspersed_args": False})(
     processes.agent)

@@ -31,6 +31,7 @@ from heddle.registry.model import ServicePort
 from heddle.translate import ports
 from heddle.translate.authz import http_rbac_filters, network_rbac_filters
 from heddle.translate.clusters import inbound_cluster_resource
+from heddle.translate.jwt import jwks_clusters, jwt_filter
 from heddle.translate.mtls import (
     DISABLE,
     PERMISSIVE,
@@ -158,8 +159,9 @@ def _inbound_listener(snapshot: MeshSnapshot, proxy: Proxy, number: int, port: S
     (PERMISSIVE), told apart by the TLS inspector. A connection no chain accepts is closed
     before the application sees it."""
     http = port.protocol in HTTP_PROTOCOLS
-    policy = http_rbac_filters(snapshot, proxy) if http else network_rbac_filters(
-        snapshot, proxy, number)
+    # Authentication first, then authorization (which reads the verified token's claims).
+    policy: Named = [*jwt_filter(snapshot, proxy), *http_rbac_filters(snapshot, proxy)] \
+        if http else network_rbac_filters(snapshot, proxy, number)
 
     def filters(mtls: bool) -> list[listener_components_pb2.Filter]:
         if http:
@@ -189,8 +191,10 @@ def inbound_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[listener_pb2
 
 
 def inbound_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[cluster_pb2.Cluster]:
-    return [inbound_cluster_resource(number, proxy.app_address)
-            for number, _ in inbound_ports(snapshot, proxy)]
+    """Clusters the inbound side needs: to the application, and to remote JWKS."""
+    return [*(inbound_cluster_resource(number, proxy.app_address)
+              for number, _ in inbound_ports(snapshot, proxy)),
+            *jwks_clusters(snapshot, proxy)]
 
 
 def sidecar_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[listener_pb2.Listener]:

@@ -167,3 +167,20 @@ def running_mesh(base: Path, *up_args: str) -> Iterator[LocalMesh]:
     assert [p for p in pids if pid_alive(p)] == [], "processes left behind by heddle down"
 
 
+
+
+def active_listeners(address: str) -> str:
+    """The listeners an Envoy is serving with now (not warming or draining ones), as JSON."""
+    url = f"http://{address}:15000/config_dump?resource=dynamic_listeners"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        dump = json.loads(response.read())
+    return json.dumps([c.get("active_state", {}) for c in dump.get("configs", [])])
+
+
+def nothing_draining(address: str) -> bool:
+    """No connection is still served by a replaced listener or filter chain: after a policy
+    change, every request from now on meets the new configuration."""
+    url = f"http://{address}:15000/stats?filter=^listener_manager.total_(filter_chains|listeners)_draining$"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        lines = response.read().decode().split("\n")
+    return all(line.rsplit(": ", 1)[-1] == "0" for line in lines if line.strip())

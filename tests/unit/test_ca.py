@@ -106,3 +106,15 @@ def test_plugged_in_intermediate_signs_and_chains_to_the_enterprise_root(tmp_pat
                           "-untrusted", str(tmp_path / "chain.pem"), str(tmp_path / "leaf.pem")],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_token_create_cli_prints_a_token_bound_to_the_identity(tmp_path: Path) -> None:
+    import sys
+
+    heddle = str(Path(sys.executable).with_name("heddle"))
+    out = subprocess.run([heddle, "token", "create", "--namespace", "shop",
+                          "--service-account", "cart", "--ca-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert TokenIssuer.load_or_create(tmp_path).verify(out.stdout.strip()) == Identity(
+        "shop", "cart")

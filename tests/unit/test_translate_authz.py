@@ -61,3 +61,19 @@ def test_rbac_matches_golden_and_real_envoy_accepts_it() -> None:
     for proxy in (BACKEND, ECHO):
         out = envoy_validate(sidecar_bootstrap(sidecar_resources(snap, proxy)))
         assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_request_authentication_lets_tokenless_requests_through_and_fetches_remote_jwks() -> None:
+    from heddle.translate.jwt import jwks_clusters, jwt_filter
+
+    snap = snapshot()
+    [(name, config)] = jwt_filter(snap, BACKEND)
+    assert name == "envoy.filters.http.jwt_authn"
+    assert sorted(config.providers) == ["origins-default-backend-jwt-0",
+                                        "origins-default-backend-jwt-1"]
+    requirements = config.rules[0].requires.requires_any.requirements
+    assert requirements[-1].HasField("allow_missing")  # no token: unauthenticated, not 401
+    remote = config.providers["origins-default-backend-jwt-1"].remote_jwks.http_uri
+    [cluster] = jwks_clusters(snap, BACKEND)
+    assert remote.cluster == cluster.name == "jwks|accounts.example.com|443"
+    assert jwt_filter(snap, ECHO) == []  # the policy selects only the backend

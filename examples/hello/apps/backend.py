@@ -16,6 +16,10 @@ class Handler(BaseHTTPRequestHandler):
             "request_id": self.headers.get("x-request-id", ""),
             # Set by the sidecar on mTLS connections: who called, by SPIFFE id.
             "peer": self.headers.get("x-forwarded-client-cert", ""),
+            # Claims the sidecar copied from a verified JWT (outputClaimToHeaders).
+            "jwt_headers": {k.lower(): v for k, v in self.headers.items()
+                            if k.lower().startswith("x-jwt")},
+            "has_authorization": "authorization" in self.headers,
         }).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
