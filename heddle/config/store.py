@@ -58,6 +58,11 @@ class ConfigStore:
     def unsubscribe(self, queue: asyncio.Queue[StoreEvent]) -> None:
         self._subscribers.remove(queue)
 
+    def _unmanaged_bodies(self) -> dict[ResourceKey, dict[str, Any]]:
+        """Kept objects by key: mesh config lives in one (ConfigMap istio-system/istio)."""
+        return {ResourceKey(o.api_version.rpartition("/")[0], o.kind, o.namespace, o.name):
+                dict(o.body) for o in self.unmanaged()}
+
     def _merged(self) -> dict[ResourceKey, Resource[Any]]:
         merged: dict[ResourceKey, Resource[Any]] = {}
         for name in sorted(self._files):
@@ -81,21 +86,28 @@ class ConfigStore:
         if loaded.errors:
             state.diagnostics = list(loaded.diagnostics)
             return self._publish(source, [], state.diagnostics)
-        before = self._merged()
+        before, kept_before = self._merged(), self._unmanaged_bodies()
         state.resources = {r.key: r for r in loaded.resources}
         state.unmanaged = list(loaded.unmanaged)
         state.diagnostics = list(loaded.diagnostics) + self._duplicates(source, state.resources)
-        return self._publish(source, self._commit(before), state.diagnostics)
+        return self._publish(source, self._commit(before, kept_before), state.diagnostics)
 
     def remove(self, source: str) -> StoreEvent:
-        before = self._merged()
+        before, kept_before = self._merged(), self._unmanaged_bodies()
         self._files.pop(source, None)
-        return self._publish(source, self._commit(before), [])
+        return self._publish(source, self._commit(before, kept_before), [])
 
-    def _commit(self, before: dict[ResourceKey, Resource[Any]]) -> list[ResourceChange]:
-        """Diff against `before`; on any change, bump the version."""
+    def _commit(self, before: dict[ResourceKey, Resource[Any]],
+                kept_before: dict[ResourceKey, dict[str, Any]]) -> list[ResourceChange]:
+        """Diff against `before` (kept objects too); on any change, bump the version."""
         after = self._merged()
         changes: list[ResourceChange] = []
+        kept_after = self._unmanaged_bodies()
+        for key in sorted(set(kept_before) | set(kept_after)):
+            if kept_before.get(key) != kept_after.get(key):
+                changes.append(ResourceChange(
+                    ChangeType.DELETED if key not in kept_after else
+                    ChangeType.ADDED if key not in kept_before else ChangeType.UPDATED, key))
         for key in sorted(set(before) | set(after)):
             if key not in after:
                 changes.append(ResourceChange(ChangeType.DELETED, key))

@@ -10,6 +10,7 @@ from typing import Any
 
 from heddle.api.resource import Resource, ResourceKey
 from heddle.config.store import ConfigStore
+from heddle.model.mesh_config import MeshConfig
 from heddle.model.selectors import matches, selector_of
 from heddle.registry.from_config import Registry, build_registry
 from heddle.registry.model import Workload
@@ -34,10 +35,12 @@ class MeshSnapshot:
     _by_kind: Mapping[GroupKind, tuple[Resource[Any], ...]] = field(repr=False)
     _selectors: Mapping[tuple[str, str, str], _SelectorIndex] = field(repr=False)
     registry: Registry = field(repr=False)
+    mesh_config: MeshConfig = field(default_factory=MeshConfig, repr=False)
 
     @classmethod
     def build(cls, version: int, resources: Iterable[Resource[Any]],
-              registered: Iterable[Workload] = ()) -> MeshSnapshot:
+              registered: Iterable[Workload] = (),
+              mesh_config: MeshConfig | None = None) -> MeshSnapshot:
         """`registered`: workloads that joined at run time, beside the configured ones."""
         by_key = {r.key: r for r in sorted(resources, key=lambda r: r.key)}
         by_kind: dict[GroupKind, list[Resource[Any]]] = defaultdict(list)
@@ -69,12 +72,14 @@ class MeshSnapshot:
                 for scope in scopes
             }),
             registry=build_registry(by_key.values(), registered),
+            mesh_config=mesh_config or MeshConfig(),
         )
 
     @classmethod
     def of(cls, store: ConfigStore) -> MeshSnapshot:
         """The store's content at its current version."""
-        return cls.build(store.version, store.resources())
+        return cls.build(store.version, store.resources(),
+                         mesh_config=MeshConfig.from_objects(store.unmanaged()))
 
     def __len__(self) -> int:
         return len(self._resources)

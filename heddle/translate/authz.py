@@ -12,6 +12,7 @@ or operation the fields are AND'ed and each field's values OR'ed; `notX` negates
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import re
@@ -19,14 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from envoy.config.core.v3 import address_pb2
+from envoy.config.core.v3 import address_pb2, config_source_pb2, http_uri_pb2
 from envoy.config.rbac.v3 import rbac_pb2
 from envoy.config.route.v3 import route_components_pb2
+from envoy.extensions.filters.http.ext_authz.v3 import ext_authz_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
 from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
 from envoy.extensions.path.match.uri_template.v3 import uri_template_match_pb2
 from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2, value_pb2
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 
 from heddle.api.resource import Resource
@@ -402,3 +404,84 @@ def network_rbac_filters(snapshot: MeshSnapshot, proxy: Proxy, port: int,
             config.shadow_rules.CopyFrom(rules.shadow)
         filters.append((f"envoy.filters.network.rbac.{action.lower()}", config))
     return filters
+
+
+EXT_AUTHZ_PREFIX = "istio_ext_authz_"
+EXT_AUTHZ_POLICY_PREFIX = "istio-ext-authz-"
+
+
+def _provider_cluster(service: str, port: int) -> str:
+    """Istio names a provider's service as HOST or NAMESPACE/HOST."""
+    return f"outbound|{port}||{service.split('/')[-1]}"
+
+
+def _ext_authz(provider: dict[str, Any]) -> ext_authz_pb2.ExtAuthz | None:
+    """Envoy's ext_authz for an Istio extension provider (envoyExtAuthzHttp/Grpc)."""
+    config = ext_authz_pb2.ExtAuthz(transport_api_version=config_source_pb2.V3)
+    http = provider.get("envoyExtAuthzHttp")
+    grpc_ = provider.get("envoyExtAuthzGrpc")
+    settings = http or grpc_
+    if not settings:
+        return None
+    cluster = _provider_cluster(str(settings["service"]), int(settings["port"]))
+    timeout = duration_pb2.Duration()
+    timeout.FromJsonString(str(settings.get("timeout") or "0.6s"))
+    if http:
+        host = str(http["service"]).split("/")[-1]
+        service = config.http_service
+        service.server_uri.CopyFrom(http_uri_pb2.HttpUri(
+            uri=f"http://{host}:{http['port']}", cluster=cluster, timeout=timeout))
+        service.path_prefix = str(http.get("pathPrefix", ""))
+        for header in http.get("includeRequestHeadersInCheck") or []:
+            config.allowed_headers.patterns.add(exact=str(header), ignore_case=True)
+        for name, value in (http.get("includeAdditionalHeadersInCheck") or {}).items():
+            service.authorization_request.headers_to_add.add(key=str(name), value=str(value))
+        for header in http.get("headersToUpstreamOnAllow") or []:
+            service.authorization_response.allowed_upstream_headers.patterns.add(
+                exact=str(header), ignore_case=True)
+        for header in http.get("headersToDownstreamOnDeny") or []:
+            service.authorization_response.allowed_client_headers.patterns.add(
+                exact=str(header), ignore_case=True)
+    else:
+        config.grpc_service.envoy_grpc.cluster_name = cluster
+        config.grpc_service.timeout.CopyFrom(timeout)
+    config.failure_mode_allow = bool(settings.get("failOpen", False))
+    if settings.get("statusOnError"):
+        config.status_on_error.code = int(settings["statusOnError"])
+    # Only requests a CUSTOM rule matched (marked by the shadow RBAC filter before) are sent.
+    matcher = config.filter_enabled_metadata
+    matcher.filter = "envoy.filters.http.rbac"
+    matcher.path.add(key=f"{EXT_AUTHZ_PREFIX}shadow_effective_policy_id")
+    matcher.value.string_match.prefix = EXT_AUTHZ_POLICY_PREFIX
+    return config
+
+
+def custom_filters(snapshot: MeshSnapshot, proxy: Proxy) -> list[tuple[str, Message]]:
+    """CUSTOM policies: a shadow RBAC filter marks requests their rules match, then ext_authz
+    asks the provider about exactly those. A provider missing from mesh config fails closed:
+    the rules deny, as Istio does."""
+    policies = [p for p in applicable_policies(snapshot, proxy)
+                if (p.body.get("spec") or {}).get("action") == "CUSTOM"]
+    if not policies:
+        return []
+    name = str(((policies[0].body.get("spec") or {}).get("provider") or {}).get("name", ""))
+    # One provider per workload, as in Istio: policies naming another are not applied.
+    chosen = [p for p in policies
+              if ((p.body.get("spec") or {}).get("provider") or {}).get("name") == name]
+    marks = rbac_pb2.RBAC(action=rbac_pb2.RBAC.ALLOW)
+    for policy in chosen:
+        for index, rule in enumerate((policy.body.get("spec") or {}).get("rules") or []):
+            with contextlib.suppress(_Unsupported):
+                marks.policies[EXT_AUTHZ_POLICY_PREFIX + policy_name(policy, index)].CopyFrom(
+                    _rule(rule or {}, tcp=False, deny=False))
+    provider = snapshot.mesh_config.extension_providers.get(name)
+    ext_authz = _ext_authz(dict(provider)) if provider else None
+    if ext_authz is None:
+        deny = rbac_pb2.RBAC(action=rbac_pb2.RBAC.DENY)
+        deny.policies.MergeFrom(marks.policies)
+        return [("envoy.filters.http.rbac.custom", http_rbac_pb2.RBAC(rules=deny))]
+    return [
+        ("envoy.filters.http.rbac.custom",
+         http_rbac_pb2.RBAC(shadow_rules=marks, shadow_rules_stat_prefix=EXT_AUTHZ_PREFIX)),
+        ("envoy.filters.http.ext_authz", ext_authz),
+    ]

@@ -29,7 +29,7 @@ from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import ServicePort
 from heddle.translate import ports
-from heddle.translate.authz import http_rbac_filters, network_rbac_filters
+from heddle.translate.authz import custom_filters, http_rbac_filters, network_rbac_filters
 from heddle.translate.clusters import inbound_cluster_resource
 from heddle.translate.jwt import jwks_clusters, jwt_filter
 from heddle.translate.mtls import (
@@ -160,7 +160,10 @@ def _inbound_listener(snapshot: MeshSnapshot, proxy: Proxy, number: int, port: S
     before the application sees it."""
     http = port.protocol in HTTP_PROTOCOLS
     # Authentication first, then authorization (which reads the verified token's claims).
-    policy: Named = [*jwt_filter(snapshot, proxy), *http_rbac_filters(snapshot, proxy)] \
+    # Authentication first, then CUSTOM, DENY, ALLOW and AUDIT authorization, as Istio orders
+    # them (authorization reads the verified token's claims).
+    policy: Named = [*jwt_filter(snapshot, proxy), *custom_filters(snapshot, proxy),
+                     *http_rbac_filters(snapshot, proxy)] \
         if http else network_rbac_filters(snapshot, proxy, number)
 
     def filters(mtls: bool) -> list[listener_components_pb2.Filter]:

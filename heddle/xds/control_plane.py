@@ -20,6 +20,7 @@ from heddle.ca.tokens import TokenIssuer
 from heddle.config.directory import DirectorySource
 from heddle.config.events import StoreEvent
 from heddle.config.store import ConfigStore
+from heddle.model.mesh_config import MeshConfig
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import Workload
 from heddle.translate import ports
@@ -91,9 +92,9 @@ class ControlPlane:
         key = (self.store.version, self.membership.version)
         if key != self._snapshot_key:
             self._snapshot_key = key
-            self._snapshot = MeshSnapshot.build(self._snapshot.version + 1,
-                                                self.store.resources(),
-                                                self.membership.healthy())
+            self._snapshot = MeshSnapshot.build(
+                self._snapshot.version + 1, self.store.resources(), self.membership.healthy(),
+                MeshConfig.from_objects(self.store.unmanaged()))
         return self._snapshot
 
     def _membership_changed(self) -> None:

@@ -9,6 +9,7 @@ from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
 from google.protobuf.json_format import MessageToDict
 
 from heddle.api.loader import load_paths
+from heddle.model.mesh_config import MeshConfig
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
 from heddle.translate.authz import http_rbac_filters, network_rbac_filters
@@ -27,7 +28,8 @@ ECHO = Proxy(ProxyType.SIDECAR, "echo", "default", "127.0.10.6", "127.255.10.6",
 def snapshot() -> MeshSnapshot:
     result = load_paths([ROOT / "examples" / "hello", ROOT / "tests" / "golden" / "authz"])
     assert result.errors == []
-    return MeshSnapshot.build(1, result.resources)
+    return MeshSnapshot.build(1, result.resources,
+                              mesh_config=MeshConfig.from_objects(result.unmanaged))
 
 
 def test_filters_run_deny_then_allow_then_audit() -> None:
@@ -77,3 +79,26 @@ def test_request_authentication_lets_tokenless_requests_through_and_fetches_remo
     [cluster] = jwks_clusters(snap, BACKEND)
     assert remote.cluster == cluster.name == "jwks|accounts.example.com|443"
     assert jwt_filter(snap, ECHO) == []  # the policy selects only the backend
+
+
+def test_custom_policies_send_only_matching_requests_to_the_provider() -> None:
+    from envoy.extensions.filters.http.ext_authz.v3 import ext_authz_pb2
+
+    from heddle.translate.authz import custom_filters
+
+    [(marks_name, marks), (name, ext_authz)] = custom_filters(snapshot(), BACKEND)
+    assert (marks_name, name) == ("envoy.filters.http.rbac.custom", "envoy.filters.http.ext_authz")
+    assert list(marks.shadow_rules.policies) == [  # type: ignore[attr-defined]
+        "istio-ext-authz-ns[default]-policy[ext-authz-protected]-rule[0]"]
+    assert isinstance(ext_authz, ext_authz_pb2.ExtAuthz)
+    assert ext_authz.http_service.server_uri.cluster == (
+        "outbound|8000||ext-authz.default.svc.cluster.local")
+
+
+def test_custom_with_an_unknown_provider_fails_closed() -> None:
+    from heddle.translate.authz import custom_filters
+
+    snap = snapshot()
+    no_providers = MeshSnapshot.build(2, snap.resources())  # mesh config without the provider
+    [(_, deny)] = custom_filters(no_providers, BACKEND)
+    assert deny.rules.action == 1  # type: ignore[attr-defined]  # DENY
