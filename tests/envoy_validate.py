@@ -32,6 +32,10 @@ def http_listener(port: int, route_config: route_pb2.RouteConfiguration) -> dict
                 "stat_prefix": f"outbound_{port}",
                 "route_config": MessageToDict(route_config),
                 "http_filters": [{
+                    "name": "envoy.filters.http.fault",
+                    "typed_config": {"@type": "type.googleapis.com/"
+                                              "envoy.extensions.filters.http.fault.v3.HTTPFault"},
+                }, {
                     "name": "envoy.filters.http.router",
                     "typed_config": {"@type": "type.googleapis.com/"
                                               "envoy.extensions.filters.http.router.v3.Router"},

@@ -16,6 +16,7 @@ from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -40,6 +41,7 @@ from heddle.translate.mtls import (
     peer_authentication_mode,
 )
 from heddle.translate.names import inbound_cluster
+from heddle.translate.route_actions import FAULT_FILTER
 from heddle.translate.routes import HTTP_PROTOCOLS
 
 OUTBOUND_LISTENER = "virtualOutbound"
@@ -93,7 +95,9 @@ def outbound_listener(proxy: Proxy) -> listener_pb2.Listener:
         rds=hcm.Rds(route_config_name=OUTBOUND_ROUTE, config_source=config_source_pb2.ConfigSource(
             ads=config_source_pb2.AggregatedConfigSource(),
             resource_api_version=config_source_pb2.V3)),
-        http_filters=[_router()],
+        # The fault filter acts only where a route carries fault config (VirtualService fault).
+        http_filters=[hcm.HttpFilter(name=FAULT_FILTER, typed_config=_pack(fault_pb2.HTTPFault())),
+                      _router()],
         access_log=[_access_log()],
         # Absolute-form requests (GET http://frontend:8080/) arrive from HTTP proxy clients.
         http_protocol_options={"allow_absolute_url": {"value": True}},

@@ -19,6 +19,15 @@ from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import Service, resolve_host
 from heddle.translate.durations import parse_duration
 from heddle.translate.names import outbound_cluster
+from heddle.translate.route_actions import (
+    FAULT_FILTER,
+    apply_headers,
+    apply_rewrite,
+    direct_response,
+    fault,
+    mirror_policy,
+    redirect,
+)
 
 HTTP_PROTOCOLS = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB"}
 
@@ -140,20 +149,52 @@ def _route_action(snapshot: MeshSnapshot, vs: Resource[Any], http: dict[str, Any
     return action
 
 
+def _forwarding(snapshot: MeshSnapshot, vs: Resource[Any], http: dict[str, Any],
+                match: dict[str, Any], port: int) -> rc.Route:
+    route = rc.Route(route=_route_action(snapshot, vs, http, port))
+    action = route.route
+    for i, dest in enumerate(http.get("route") or []):
+        if dest.get("headers") and action.HasField("weighted_clusters"):
+            apply_headers(action.weighted_clusters.clusters[i], dest["headers"])
+        elif dest.get("headers"):
+            apply_headers(route, dest["headers"])
+    apply_rewrite(action, http.get("rewrite") or {}, match)
+    if http.get("mirror"):
+        action.request_mirror_policies.append(mirror_policy(
+            _destination_cluster(snapshot, vs.namespace, http["mirror"], port),
+            (http.get("mirrorPercentage") or {}).get("value")))
+    for mirror in http.get("mirrors") or []:
+        action.request_mirror_policies.append(mirror_policy(
+            _destination_cluster(snapshot, vs.namespace, mirror["destination"], port),
+            (mirror.get("percentage") or {}).get("value")))
+    if http.get("fault"):
+        route.typed_per_filter_config[FAULT_FILTER].CopyFrom(fault(http["fault"]))
+        action.ClearField("retry_policy")  # no retries on fault-injected routes, as Istio
+    return route
+
+
 def _routes_for(snapshot: MeshSnapshot, vs: Resource[Any], port: int) -> list[rc.Route]:
+    """One Envoy route per (http rule, match), in order: the first match wins."""
     routes: list[rc.Route] = []
     spec: dict[str, Any] = dict(vs.body.get("spec") or {})
     for i, http in enumerate(spec.get("http") or []):
-        if not http.get("route"):  # redirect, directResponse, delegate: see issue 5
+        if http.get("delegate"):  # delegation: see issue 5
             continue
         matches = [m for m in http.get("match") or [{}] if m.get("port") in (None, port)]
         for j, match in enumerate(matches):
+            if http.get("redirect"):
+                route = rc.Route(redirect=redirect(http["redirect"]))
+            elif http.get("directResponse"):
+                route = rc.Route(direct_response=direct_response(http["directResponse"]))
+            elif http.get("route"):
+                route = _forwarding(snapshot, vs, http, match, port)
+            else:
+                continue
             name = http.get("name") or f"{vs.namespace}.{vs.name}.{i}"
-            routes.append(rc.Route(
-                name=f"{name}.{j}" if len(matches) > 1 else name,
-                match=_route_match(match),
-                route=_route_action(snapshot, vs, http, port),
-            ))
+            route.name = f"{name}.{j}" if len(matches) > 1 else name
+            route.match.CopyFrom(_route_match(match))
+            apply_headers(route, http.get("headers") or {})
+            routes.append(route)
     return routes
 
 

@@ -109,3 +109,76 @@ def test_real_envoy_accepts_routes_for_every_bookinfo_virtual_service(corpus: Pa
         out = envoy_validate(static_bootstrap(outbound_clusters(snapshot),
                                               outbound_endpoints(snapshot), listeners))
         assert out.returncode == 0, f"{path.name}: {out.stdout}{out.stderr}"
+
+
+def test_bookinfo_delay_and_abort_faults_become_fault_filter_config(corpus: Path) -> None:
+    from envoy.extensions.filters.http.fault.v3 import fault_pb2
+
+    def ratings_routes(name: str) -> list[rc.Route]:
+        config = outbound_route_config(bookinfo(corpus, name), 9080)
+        [host] = [h for h in config.virtual_hosts
+                  if h.name == "ratings.default.svc.cluster.local:9080"]
+        return list(host.routes)
+
+    jason, _ = ratings_routes("virtual-service-ratings-test-delay.yaml")
+    delay = fault_pb2.HTTPFault()
+    jason.typed_per_filter_config["envoy.filters.http.fault"].Unpack(delay)
+    assert delay.delay.fixed_delay.seconds == 7
+    assert delay.delay.percentage.numerator == 1_000_000  # 100 %
+    assert not jason.route.HasField("retry_policy")  # no retries on fault-injected routes
+    jason, _ = ratings_routes("virtual-service-ratings-test-abort.yaml")
+    abort = fault_pb2.HTTPFault()
+    jason.typed_per_filter_config["envoy.filters.http.fault"].Unpack(abort)
+    assert abort.abort.http_status == 500
+
+
+def test_redirect_direct_response_rewrite_headers_and_mirror(
+    write_yaml: Callable[..., Path], corpus: Path,
+) -> None:
+    vs = write_yaml("""
+        apiVersion: networking.istio.io/v1
+        kind: VirtualService
+        metadata: {name: reviews}
+        spec:
+          hosts: [reviews]
+          http:
+          - match: [{uri: {prefix: /old}}]
+            redirect: {uri: /new, authority: shop.example.com, redirectCode: 308}
+          - match: [{uri: {exact: /ping}}]
+            directResponse: {status: 200, body: {string: pong}}
+          - match: [{uri: {prefix: /v1/}}]
+            rewrite: {uri: /, authority: reviews-internal}
+            headers:
+              request: {set: {x-a: "1"}, add: {x-b: "2"}, remove: [x-c]}
+              response: {remove: [server]}
+            mirror: {host: reviews, subset: v3}
+            mirrorPercentage: {value: 12.5}
+            route:
+            - destination: {host: reviews, subset: v1}
+              weight: 90
+              headers: {response: {set: {x-subset: v1}}}
+            - destination: {host: reviews, subset: v2}
+              weight: 10
+        """)
+    snapshot = MeshSnapshot.build(1, [*bookinfo(corpus).resources(),
+                                      *load_paths([vs]).resources])
+    redirect, direct, forward = reviews_routes(snapshot)
+    assert redirect.redirect.path_redirect == "/new"
+    assert redirect.redirect.host_redirect == "shop.example.com"
+    assert redirect.redirect.response_code == rc.RedirectAction.PERMANENT_REDIRECT
+    assert direct.direct_response.status == 200
+    assert direct.direct_response.body.inline_string == "pong"
+    action = forward.route
+    assert (action.prefix_rewrite, action.host_rewrite_literal) == ("/", "reviews-internal")
+    assert [h.header.key for h in forward.request_headers_to_add] == ["x-a", "x-b"]
+    assert list(forward.request_headers_to_remove) == ["x-c"]
+    assert list(forward.response_headers_to_remove) == ["server"]
+    [mirror] = action.request_mirror_policies
+    assert mirror.cluster == f"outbound|9080|v3|{REVIEWS}"
+    assert mirror.runtime_fraction.default_value.numerator == 125_000
+    assert action.weighted_clusters.clusters[0].response_headers_to_add[0].header.key == (
+        "x-subset")
+    listeners = [http_listener(15100, outbound_route_config(snapshot, 9080))]
+    out = envoy_validate(static_bootstrap(outbound_clusters(snapshot),
+                                          outbound_endpoints(snapshot), listeners))
+    assert out.returncode == 0, out.stdout + out.stderr
