@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -184,3 +185,29 @@ def nothing_draining(address: str) -> bool:
     with urllib.request.urlopen(url, timeout=5) as response:
         lines = response.read().decode().split("\n")
     return all(line.rsplit(": ", 1)[-1] == "0" for line in lines if line.strip())
+
+
+@contextlib.contextmanager
+def steady_traffic(mesh: LocalMesh, url: str = "http://frontend:8080/",
+                   seconds: float = 60, limit: int = 5000) -> Iterator[list[int]]:
+    """Requests from the client workload, one after another (every ~10 ms), while the block
+    runs; yields the list their statuses are appended to (-1: the connection failed)."""
+    results: list[int] = []
+    stop = threading.Event()
+
+    def send() -> None:
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and time.monotonic() < deadline and len(results) < limit:
+            try:
+                results.append(mesh.get(url)[0])
+            except OSError:
+                results.append(-1)
+            time.sleep(0.01)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        yield results
+    finally:
+        stop.set()
+        sender.join()

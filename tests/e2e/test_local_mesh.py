@@ -7,13 +7,12 @@ import json
 import os
 import signal
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from .mesh_fixtures import LocalMesh, running_mesh, wait_for
+from .mesh_fixtures import LocalMesh, running_mesh, steady_traffic, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -104,21 +103,7 @@ def test_deleting_a_service_removes_its_routes_from_every_proxy(mesh: LocalMesh)
 def test_killing_the_control_plane_under_traffic_fails_no_request(mesh: LocalMesh) -> None:
     envoys = {w: mesh.envoy_pid(w) for w in ("client", "frontend", "backend-1", "echo")}
     old = mesh.state().control_plane_pid
-    results: list[int] = []
-    stop = threading.Event()
-
-    def traffic() -> None:
-        deadline = time.monotonic() + 60
-        while not stop.is_set() and time.monotonic() < deadline and len(results) < 5000:
-            try:
-                results.append(mesh.get("http://frontend:8080/")[0])
-            except OSError:
-                results.append(-1)
-            time.sleep(0.01)
-
-    sender = threading.Thread(target=traffic)
-    sender.start()
-    try:
+    with steady_traffic(mesh) as results:
         wait_for(lambda: len(results) >= 20, 10, "traffic flowing")
         os.kill(old, signal.SIGKILL)
         wait_for(lambda: mesh.state().control_plane_pid not in (0, old), 20,
@@ -132,9 +117,6 @@ def test_killing_the_control_plane_under_traffic_fails_no_request(mesh: LocalMes
 
         wait_for(resynced, 30, "every proxy SYNCED with the new control plane")
         wait_for(lambda: len(results) >= sent_while_down + 20, 10, "traffic after resync")
-    finally:
-        stop.set()
-        sender.join()
     failures = [code for code in results if code != 200]
     print(f"{len(results)} requests across a control plane kill, {len(failures)} failed")
     assert failures == []

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ from heddle.agent.certificates import CertificateClient
 from heddle.ca.identity import Identity
 from heddle.ca.tokens import TokenIssuer
 
-from .mesh_fixtures import LocalMesh, running_mesh, wait_for
+from .mesh_fixtures import LocalMesh, running_mesh, steady_traffic, wait_for
 
 CERT_LIFETIME = 4.0  # seconds: rotation every ~2 s
 
@@ -113,25 +111,8 @@ def test_certificates_rotate_under_traffic_with_no_failure(mesh: LocalMesh) -> N
         return {c["cert_chain"][0]["serial_number"] for c in certs if c.get("cert_chain")}
 
     before, serials_before = rotations(), envoy_serials()
-    results: list[int] = []
-    stop = threading.Event()
-
-    def traffic() -> None:
-        deadline = time.monotonic() + 60
-        while not stop.is_set() and time.monotonic() < deadline and len(results) < 5000:
-            try:
-                results.append(mesh.get("http://frontend:8080/")[0])
-            except OSError:
-                results.append(-1)
-            time.sleep(0.01)
-
-    sender = threading.Thread(target=traffic)
-    sender.start()
-    try:
+    with steady_traffic(mesh) as results:
         wait_for(lambda: rotations() >= before + 3, 30, "three rotations of frontend's cert")
-    finally:
-        stop.set()
-        sender.join()
     failures = [code for code in results if code != 200]
     print(f"{rotations() - before} rotations during {len(results)} requests, "
           f"{len(failures)} failed")
