@@ -16,9 +16,9 @@ import contextlib
 import functools
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from envoy.config.core.v3 import address_pb2, config_source_pb2, http_uri_pb2
 from envoy.config.rbac.v3 import rbac_pb2
@@ -33,7 +33,6 @@ from google.protobuf.message import Message
 
 from heddle.api.resource import Resource
 from heddle.model.proxy import Proxy
-from heddle.model.selectors import matches
 from heddle.model.snapshot import MeshSnapshot
 from heddle.translate.mtls import ROOT_NAMESPACE, TRUST_DOMAIN
 
@@ -46,6 +45,9 @@ JWT_PAYLOAD = "payload"  # where the JWT filter puts a verified token's claims
 HTTP_ONLY_SOURCE = {"requestPrincipals", "notRequestPrincipals"}
 HTTP_ONLY_OPERATION = {"hosts", "notHosts", "methods", "notMethods", "paths", "notPaths"}
 HTTP_ONLY_WHEN_PREFIXES = ("request.",)
+
+
+RbacConfig = TypeVar("RbacConfig", http_rbac_pb2.RBAC, network_rbac_pb2.RBAC)
 
 
 class _Unsupported(Exception):
@@ -321,19 +323,16 @@ def policy_name(resource: Resource[Any], index: int) -> str:
     return f"ns[{resource.namespace}]-policy[{resource.name}]-rule[{index}]"
 
 
-def applicable_policies(snapshot: MeshSnapshot, proxy: Proxy) -> list[Resource[Any]]:
-    """Policies in the root namespace (mesh-wide) and the workload's namespace whose selector
-    matches the workload (no selector: all of them)."""
-    kind = ("security.istio.io", "AuthorizationPolicy")
+def applicable_policies(snapshot: MeshSnapshot, proxy: Proxy,
+                        kind: str = "AuthorizationPolicy") -> list[Resource[Any]]:
+    """Security policies of `kind` in the root namespace (mesh-wide) and the workload's
+    namespace whose selector matches the workload (no selector: all of them)."""
     found = []
-    namespaces = dict.fromkeys([ROOT_NAMESPACE, proxy.namespace])
-    for namespace in namespaces:
-        for policy in snapshot.of_kind(*kind, namespace):
+    for namespace in dict.fromkeys([ROOT_NAMESPACE, proxy.namespace]):
+        for policy in snapshot.selecting("security.istio.io", kind, namespace,
+                                         proxy.label_map):
             spec = policy.body.get("spec") or {}
-            if spec.get("targetRef") or spec.get("targetRefs"):
-                continue  # bound to gateways/waypoints, not sidecars
-            selector = (spec.get("selector") or {}).get("matchLabels") or {}
-            if matches(dict(selector), proxy.label_map):
+            if not (spec.get("targetRef") or spec.get("targetRefs")):  # not for gateways
                 found.append(policy)
     return found
 
@@ -372,38 +371,36 @@ def _rbac_sets(snapshot: MeshSnapshot, proxy: Proxy, tcp: bool) -> dict[str, _Ru
     return sets
 
 
+def _in_use(snapshot: MeshSnapshot, proxy: Proxy, tcp: bool) -> Iterator[tuple[str, _Rules]]:
+    for action, rules in _rbac_sets(snapshot, proxy, tcp).items():
+        if rules.present or rules.shadow_present:
+            yield action.lower(), rules
+
+
+def _with_rules(config: RbacConfig, rules: _Rules) -> RbacConfig:
+    if rules.present:
+        config.rules.CopyFrom(rules.enforced)
+    if rules.shadow_present:
+        config.shadow_rules.CopyFrom(rules.shadow)
+    return config
+
+
 def http_rbac_filters(snapshot: MeshSnapshot, proxy: Proxy) -> list[tuple[str, Message]]:
-    """(filter name, config) for the inbound HTTP chain: DENY, then ALLOW, then AUDIT."""
-    filters: list[tuple[str, Message]] = []
-    for action, rules in _rbac_sets(snapshot, proxy, tcp=False).items():
-        if not rules.present and not rules.shadow_present:
-            continue
-        # Shadow results land in dynamic metadata under keys with this prefix, as in Istio.
-        config = http_rbac_pb2.RBAC(shadow_rules_stat_prefix=f"istio_dry_run_{action.lower()}_")
-        if rules.present:
-            config.rules.CopyFrom(rules.enforced)
-        if rules.shadow_present:
-            config.shadow_rules.CopyFrom(rules.shadow)
-        filters.append((f"envoy.filters.http.rbac.{action.lower()}", config))
-    return filters
+    """(filter name, config) for the inbound HTTP chain: DENY, then ALLOW, then AUDIT.
+    Shadow results land in dynamic metadata under keys with the dry-run prefix, as in Istio."""
+    return [(f"envoy.filters.http.rbac.{action}", _with_rules(
+                http_rbac_pb2.RBAC(shadow_rules_stat_prefix=f"istio_dry_run_{action}_"), rules))
+            for action, rules in _in_use(snapshot, proxy, tcp=False)]
 
 
 def network_rbac_filters(snapshot: MeshSnapshot, proxy: Proxy, port: int,
                          ) -> list[tuple[str, Message]]:
     """The same policies for a TCP port, enforced on the connection."""
-    filters: list[tuple[str, Message]] = []
-    for action, rules in _rbac_sets(snapshot, proxy, tcp=True).items():
-        if not rules.present and not rules.shadow_present:
-            continue
-        config = network_rbac_pb2.RBAC(
-            stat_prefix=f"tcp_{action.lower()}_{port}_",
-            shadow_rules_stat_prefix=f"istio_dry_run_{action.lower()}_")
-        if rules.present:
-            config.rules.CopyFrom(rules.enforced)
-        if rules.shadow_present:
-            config.shadow_rules.CopyFrom(rules.shadow)
-        filters.append((f"envoy.filters.network.rbac.{action.lower()}", config))
-    return filters
+    return [(f"envoy.filters.network.rbac.{action}", _with_rules(
+                network_rbac_pb2.RBAC(stat_prefix=f"tcp_{action}_{port}_",
+                                      shadow_rules_stat_prefix=f"istio_dry_run_{action}_"),
+                rules))
+            for action, rules in _in_use(snapshot, proxy, tcp=True)]
 
 
 EXT_AUTHZ_PREFIX = "istio_ext_authz_"

@@ -19,10 +19,8 @@ from google.protobuf import any_pb2, duration_pb2
 
 from heddle.api.resource import Resource
 from heddle.model.proxy import Proxy
-from heddle.model.selectors import matches
 from heddle.model.snapshot import MeshSnapshot
-from heddle.translate.authz import JWT_FILTER, JWT_PAYLOAD
-from heddle.translate.mtls import ROOT_NAMESPACE
+from heddle.translate.authz import JWT_FILTER, JWT_PAYLOAD, applicable_policies
 
 DEFAULT_HEADER = "Authorization"
 DEFAULT_PREFIX = "Bearer "
@@ -31,16 +29,7 @@ SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def applicable(snapshot: MeshSnapshot, proxy: Proxy) -> list[Resource[Any]]:
-    found = []
-    for namespace in dict.fromkeys([ROOT_NAMESPACE, proxy.namespace]):
-        for policy in snapshot.of_kind("security.istio.io", "RequestAuthentication", namespace):
-            spec = policy.body.get("spec") or {}
-            if spec.get("targetRef") or spec.get("targetRefs"):
-                continue
-            selector = (spec.get("selector") or {}).get("matchLabels") or {}
-            if matches(dict(selector), proxy.label_map):
-                found.append(policy)
-    return found
+    return applicable_policies(snapshot, proxy, "RequestAuthentication")
 
 
 def jwks_cluster_name(uri: str) -> str:
