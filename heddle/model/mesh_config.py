@@ -1,5 +1,6 @@
 """Mesh-wide settings, read where Istio keeps them: the `mesh` key of ConfigMap
-istio-system/istio. Today: the extension providers that CUSTOM authorization names."""
+istio-system/istio. Today: the extension providers that CUSTOM authorization names, and the
+outbound traffic policy."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ MESH_CONFIG_NAME = "istio"
 class MeshConfig:
     extension_providers: Mapping[str, Mapping[str, Any]] = field(
         default_factory=lambda: MappingProxyType({}))
+    # Where unknown hosts go: ALLOW_ANY (passthrough, Istio's default) or REGISTRY_ONLY.
+    outbound_traffic_mode: str = "ALLOW_ANY"
 
     @classmethod
     def from_objects(cls, objects: Iterable[UnmanagedObject]) -> MeshConfig:
@@ -35,5 +38,7 @@ class MeshConfig:
                 return cls()
             providers = {str(p["name"]): p for p in mesh.get("extensionProviders") or []
                          if isinstance(p, dict) and p.get("name")}
-            return cls(MappingProxyType(providers))
+            policy = mesh.get("outboundTrafficPolicy") or {}
+            mode = policy.get("mode") if isinstance(policy, dict) else None
+            return cls(MappingProxyType(providers), str(mode or "ALLOW_ANY"))
         return cls()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -13,7 +13,7 @@ from heddle.config.store import ConfigStore
 from heddle.model.mesh_config import MeshConfig
 from heddle.model.selectors import matches, selector_of
 from heddle.registry.from_config import Registry, build_registry
-from heddle.registry.model import Workload
+from heddle.registry.model import Service, Workload
 
 GroupKind = tuple[str, str]
 
@@ -112,6 +112,14 @@ class MeshSnapshot:
             if selector is not None and matches(selector, wanted):
                 found.append(resource)
         return tuple(found)
+
+    def narrowed(self, services: Iterable[Service],
+                 kinds: Mapping[GroupKind, Iterable[Resource[Any]]]) -> MeshSnapshot:
+        """The same snapshot seen by one proxy: only `services` in the registry (workloads
+        stay, so their endpoints do) and only the given resources of the given kinds."""
+        by_kind = {**self._by_kind, **{k: tuple(v) for k, v in kinds.items()}}
+        return replace(self, _by_kind=MappingProxyType(by_kind),
+                       registry=self.registry.with_services(services))
 
     def keys(self) -> tuple[ResourceKey, ...]:
         return tuple(self._resources)

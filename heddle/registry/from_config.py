@@ -6,7 +6,7 @@ Pure functions of the resources given: no I/O, so the snapshot can hold the resu
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from heddle.api.resource import Resource
@@ -125,6 +125,10 @@ class Registry:
     services: tuple[Service, ...]
     workloads: tuple[Workload, ...]
     _inline: Mapping[tuple[str, str], tuple[Workload, ...]]
+
+    def with_services(self, services: Iterable[Service]) -> Registry:
+        """Only `services`, with every workload still known (a proxy's narrowed view)."""
+        return replace(self, services=tuple(services))
 
     def service(self, hostname: str) -> Service | None:
         return next((s for s in self.services if s.hostname == hostname), None)

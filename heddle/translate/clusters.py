@@ -158,14 +158,15 @@ def is_eds(cluster: cluster_pb2.Cluster) -> bool:
     return bool(cluster.type == cluster_pb2.Cluster.EDS)
 
 
-def inbound_cluster_resource(port: int, app_address: str) -> cluster_pb2.Cluster:
-    """Where the inbound listener hands requests to the application itself."""
+def inbound_cluster_resource(port: int, app_address: str, app_port: int | None = None,
+                             ) -> cluster_pb2.Cluster:
+    """Where the inbound listener on `port` hands requests to the application itself."""
     name = inbound_cluster(port)
     cluster = cluster_pb2.Cluster(name=name, connect_timeout=CONNECT_TIMEOUT,
                                   type=cluster_pb2.Cluster.STATIC)
     cluster.load_assignment.cluster_name = name
     cluster.load_assignment.endpoints.add().lb_endpoints.add().endpoint.address.CopyFrom(
-        _socket_address(app_address, port))
+        _socket_address(app_address, app_port or port))
     return cluster
 
 

@@ -8,6 +8,7 @@ sidecar listens and forwards to the application, like Istio's Sidecar `ingress` 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.cluster.v3 import cluster_pb2
@@ -16,6 +17,7 @@ from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
@@ -27,11 +29,14 @@ from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 
 from heddle.model.proxy import Proxy
+from heddle.model.scope import sidecar_for
 from heddle.model.snapshot import MeshSnapshot
+from heddle.registry.from_config import protocol_from_name
 from heddle.registry.model import ServicePort
 from heddle.translate import ports
 from heddle.translate.authz import custom_filters, http_rbac_filters, network_rbac_filters
 from heddle.translate.clusters import inbound_cluster_resource
+from heddle.translate.egress import DFP_FILTER, passthrough_filter
 from heddle.translate.jwt import jwks_clusters, jwt_filter
 from heddle.translate.mtls import (
     DISABLE,
@@ -41,7 +46,7 @@ from heddle.translate.mtls import (
     peer_authentication_mode,
 )
 from heddle.translate.names import inbound_cluster
-from heddle.translate.route_actions import FAULT_FILTER
+from heddle.translate.route_actions import CORS_FILTER, FAULT_FILTER
 from heddle.translate.routes import HTTP_PROTOCOLS
 
 OUTBOUND_LISTENER = "virtualOutbound"
@@ -95,8 +100,11 @@ def outbound_listener(proxy: Proxy) -> listener_pb2.Listener:
         rds=hcm.Rds(route_config_name=OUTBOUND_ROUTE, config_source=config_source_pb2.ConfigSource(
             ads=config_source_pb2.AggregatedConfigSource(),
             resource_api_version=config_source_pb2.V3)),
-        # The fault filter acts only where a route carries fault config (VirtualService fault).
-        http_filters=[hcm.HttpFilter(name=FAULT_FILTER, typed_config=_pack(fault_pb2.HTTPFault())),
+        # CORS and fault act only where a route carries their config (VirtualService corsPolicy,
+        # fault); the forward proxy filter only on routes to the passthrough cluster.
+        http_filters=[hcm.HttpFilter(name=CORS_FILTER, typed_config=_pack(cors_pb2.Cors())),
+                      hcm.HttpFilter(name=FAULT_FILTER, typed_config=_pack(fault_pb2.HTTPFault())),
+                      hcm.HttpFilter(name=DFP_FILTER, typed_config=passthrough_filter()),
                       _router()],
         access_log=[_access_log()],
         # Absolute-form requests (GET http://frontend:8080/) arrive from HTTP proxy clients.
@@ -141,8 +149,40 @@ def _inbound_tcp(port: int, policy: Named) -> list[listener_components_pb2.Filte
                                            typed_config=_pack(proxy))]
 
 
-def inbound_ports(snapshot: MeshSnapshot, proxy: Proxy) -> list[tuple[int, ServicePort]]:
-    """The (listening port, service port) pairs of every service that selects this workload."""
+@dataclass(frozen=True)
+class InboundPort:
+    """A port the sidecar listens on for peers, and where the application serves it."""
+
+    number: int
+    port: ServicePort
+    app_port: int
+
+
+def _ingress_overrides(snapshot: MeshSnapshot, proxy: Proxy) -> list[InboundPort] | None:
+    """A Sidecar resource's `ingress` replaces the ports taken from services: listen on
+    `port`, forward to `defaultEndpoint` (its loopback host is the application's address)."""
+    sidecar = sidecar_for(snapshot, proxy)
+    ingress = (sidecar.body.get("spec") or {}).get("ingress") if sidecar else None
+    if not ingress:
+        return None
+    found = []
+    for listener in ingress:
+        port = listener["port"]
+        number = int(port["number"])
+        endpoint = str(listener.get("defaultEndpoint") or "")
+        app_port = int(endpoint.rsplit(":", 1)[1]) if ":" in endpoint and not \
+            endpoint.startswith("unix://") else int(port.get("targetPort") or number)
+        protocol = str(port.get("protocol") or protocol_from_name(str(port.get("name", ""))))
+        found.append(InboundPort(number, ServicePort(number, str(port.get("name", "")),
+                                                     protocol.upper()), app_port))
+    return found
+
+
+def inbound_ports(snapshot: MeshSnapshot, proxy: Proxy) -> list[InboundPort]:
+    """The ports of every service that selects this workload (or its Sidecar's ingress)."""
+    overrides = _ingress_overrides(snapshot, proxy)
+    if overrides is not None:
+        return overrides
     found: dict[int, ServicePort] = {}
     registry = snapshot.registry
     for service in registry.services:
@@ -154,7 +194,7 @@ def inbound_ports(snapshot: MeshSnapshot, proxy: Proxy) -> list[tuple[int, Servi
             for port in service.ports:
                 number = dict(workload.ports).get(port.name) or port.target_port or port.number
                 found.setdefault(number, port)
-    return sorted(found.items())
+    return [InboundPort(number, port, number) for number, port in sorted(found.items())]
 
 
 def _inbound_listener(snapshot: MeshSnapshot, proxy: Proxy, number: int, port: ServicePort,
@@ -192,15 +232,15 @@ def _inbound_listener(snapshot: MeshSnapshot, proxy: Proxy, number: int, port: S
 
 
 def inbound_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[listener_pb2.Listener]:
-    return [_inbound_listener(snapshot, proxy, number, port,
-                              peer_authentication_mode(snapshot, proxy, number))
-            for number, port in inbound_ports(snapshot, proxy)]
+    return [_inbound_listener(snapshot, proxy, p.number, p.port,
+                              peer_authentication_mode(snapshot, proxy, p.number))
+            for p in inbound_ports(snapshot, proxy)]
 
 
 def inbound_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[cluster_pb2.Cluster]:
     """Clusters the inbound side needs: to the application, and to remote JWKS."""
-    return [*(inbound_cluster_resource(number, proxy.app_address)
-              for number, _ in inbound_ports(snapshot, proxy)),
+    return [*(inbound_cluster_resource(p.number, proxy.app_address, p.app_port)
+              for p in inbound_ports(snapshot, proxy)),
             *jwks_clusters(snapshot, proxy)]
 
 

@@ -1,5 +1,5 @@
 """The parts of a VirtualService http rule beyond "where to": redirects, direct responses,
-rewrites, header changes, fault injection and mirroring, each as Envoy spells it."""
+rewrites, header changes, fault injection, mirroring and CORS, each as Envoy spells it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.type.matcher.v3 import regex_pb2
 from envoy.type.v3 import percent_pb2
@@ -120,3 +121,34 @@ def mirror_policy(cluster: str, percentage: Any) -> rc.RouteAction.RequestMirror
     if percentage is not None:
         policy.runtime_fraction.default_value.CopyFrom(_percent(percentage))
     return policy
+
+
+CORS_FILTER = "envoy.filters.http.cors"
+
+
+def cors(spec: dict[str, Any]) -> any_pb2.Any:
+    """Per-route config for the CORS filter from a corsPolicy; Envoy answers preflights."""
+    policy = cors_pb2.CorsPolicy()
+    for origin in spec.get("allowOrigins") or []:
+        matcher = policy.allow_origin_string_match.add()
+        if "exact" in origin:
+            matcher.exact = str(origin["exact"])
+        elif "prefix" in origin:
+            matcher.prefix = str(origin["prefix"])
+        elif "regex" in origin:
+            matcher.safe_regex.regex = str(origin["regex"])
+    for origin in spec.get("allowOrigin") or []:  # deprecated: exact origins
+        policy.allow_origin_string_match.add(exact=str(origin))
+    for field, name in (("allowMethods", "allow_methods"), ("allowHeaders", "allow_headers"),
+                        ("exposeHeaders", "expose_headers")):
+        if spec.get(field):
+            setattr(policy, name, ",".join(str(v) for v in spec[field]))
+    if "maxAge" in spec:
+        policy.max_age = str(parse_duration(str(spec["maxAge"])).seconds)
+    if "allowCredentials" in spec:
+        policy.allow_credentials.value = bool(spec["allowCredentials"])
+    # Istio forwards preflights no policy origin matches unless told to IGNORE them.
+    policy.forward_not_matching_preflights.value = spec.get("unmatchedPreflights") != "IGNORE"
+    packed = any_pb2.Any()
+    packed.Pack(policy)
+    return packed

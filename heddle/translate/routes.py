@@ -6,6 +6,7 @@ VirtualService routes gets Istio's default route with its default retry policy.
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -15,14 +16,20 @@ from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
 from heddle.api.resource import Resource
+from heddle.model.proxy import Proxy
+from heddle.model.scope import ALLOW_ANY, REGISTRY_ONLY
 from heddle.model.snapshot import MeshSnapshot
-from heddle.registry.model import Service, resolve_host
+from heddle.registry.model import Service, ServicePort, resolve_host
+from heddle.translate.delegation import merged_rules
 from heddle.translate.durations import parse_duration
+from heddle.translate.egress import BLACKHOLE_ROUTE, PASSTHROUGH_ROUTE, catch_all_routes
 from heddle.translate.names import outbound_cluster
 from heddle.translate.route_actions import (
+    CORS_FILTER,
     FAULT_FILTER,
     apply_headers,
     apply_rewrite,
+    cors,
     direct_response,
     fault,
     mirror_policy,
@@ -30,6 +37,7 @@ from heddle.translate.route_actions import (
 )
 
 HTTP_PROTOCOLS = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB"}
+TLS_PROTOCOLS = {"TLS", "HTTPS"}
 
 
 def default_retry_policy() -> rc.RetryPolicy:
@@ -173,42 +181,78 @@ def _forwarding(snapshot: MeshSnapshot, vs: Resource[Any], http: dict[str, Any],
     return route
 
 
-def _routes_for(snapshot: MeshSnapshot, vs: Resource[Any], port: int) -> list[rc.Route]:
-    """One Envoy route per (http rule, match), in order: the first match wins."""
-    routes: list[rc.Route] = []
+def _applies_to(match: dict[str, Any], proxy: Proxy | None) -> bool:
+    """Matches on who sends (sourceLabels, sourceNamespace, gateways) decide per proxy."""
+    if "mesh" not in (match.get("gateways") or ["mesh"]):
+        return False
+    if proxy is None:
+        return not match.get("sourceLabels") and not match.get("sourceNamespace")
+    labels = proxy.label_map
+    if any(labels.get(k) != v for k, v in (match.get("sourceLabels") or {}).items()):
+        return False
+    return bool(match.get("sourceNamespace", proxy.namespace) == proxy.namespace)
+
+
+def _http_rules(snapshot: MeshSnapshot, vs: Resource[Any],
+                ) -> list[tuple[Resource[Any], int, dict[str, Any]]]:
+    """(owner, index, rule) for every http rule, delegations expanded: a delegate's rules
+    keep their own namespace for the hosts they name."""
+    rules: list[tuple[Resource[Any], int, dict[str, Any]]] = []
     spec: dict[str, Any] = dict(vs.body.get("spec") or {})
     for i, http in enumerate(spec.get("http") or []):
-        if http.get("delegate"):  # delegation: see issue 5
+        target = http.get("delegate")
+        if not target:
+            rules.append((vs, i, http))
             continue
-        matches = [m for m in http.get("match") or [{}] if m.get("port") in (None, port)]
+        delegate = snapshot.get("networking.istio.io", "VirtualService",
+                                str(target.get("namespace") or vs.namespace), str(target["name"]))
+        if delegate is not None and not (delegate.body.get("spec") or {}).get("hosts"):
+            rules += [(delegate, j, rule) for j, rule in
+                      enumerate(merged_rules(http, dict(delegate.body.get("spec") or {})))]
+    return rules
+
+
+def _routes_for(snapshot: MeshSnapshot, vs: Resource[Any], port: int,
+                proxy: Proxy | None = None) -> list[rc.Route]:
+    """One Envoy route per (http rule, match), in order: the first match wins."""
+    routes: list[rc.Route] = []
+    for owner, i, http in _http_rules(snapshot, vs):
+        matches = [m for m in http.get("match") or [{}]
+                   if m.get("port") in (None, port) and _applies_to(m, proxy)]
         for j, match in enumerate(matches):
             if http.get("redirect"):
                 route = rc.Route(redirect=redirect(http["redirect"]))
             elif http.get("directResponse"):
                 route = rc.Route(direct_response=direct_response(http["directResponse"]))
             elif http.get("route"):
-                route = _forwarding(snapshot, vs, http, match, port)
+                route = _forwarding(snapshot, owner, http, match, port)
             else:
                 continue
-            name = http.get("name") or f"{vs.namespace}.{vs.name}.{i}"
+            name = http.get("name") or f"{owner.namespace}.{owner.name}.{i}"
             route.name = f"{name}.{j}" if len(matches) > 1 else name
             route.match.CopyFrom(_route_match(match))
             apply_headers(route, http.get("headers") or {})
+            if http.get("corsPolicy"):
+                route.typed_per_filter_config[CORS_FILTER].CopyFrom(cors(http["corsPolicy"]))
             routes.append(route)
     return routes
 
 
 def _virtual_service_for(snapshot: MeshSnapshot, service: Service) -> Resource[Any] | None:
-    """The first VirtualService (oldest name order) bound to the mesh that names the host."""
+    """The VirtualService bound to the mesh that names the host: an exact host before a
+    wildcard one, then the first by namespace and name."""
+    wildcard = None
     for vs in snapshot.of_kind("networking.istio.io", "VirtualService"):
         spec: dict[str, Any] = dict(vs.body.get("spec") or {})
-        gateways = spec.get("gateways") or ["mesh"]
-        if "mesh" not in gateways:
+        if "mesh" not in (spec.get("gateways") or ["mesh"]):
             continue
         hosts = {resolve_host(str(h), vs.namespace) for h in spec.get("hosts") or []}
         if service.hostname in hosts:
             return vs
-    return None
+        if wildcard is None and any("*" in h and fnmatch.fnmatchcase(service.hostname, h)
+                                    for h in hosts):
+            wildcard = vs
+    return wildcard
 
 
 def _domains(service: Service, port: int, with_bare_names: bool) -> list[str]:
@@ -221,9 +265,10 @@ def _domains(service: Service, port: int, with_bare_names: bool) -> list[str]:
     return [*bare, *(f"{name}:{port}" for name in names)]
 
 
-def _http_routes(snapshot: MeshSnapshot, service: Service, port: int) -> list[rc.Route]:
+def _http_routes(snapshot: MeshSnapshot, service: Service, port: int,
+                 proxy: Proxy | None = None) -> list[rc.Route]:
     vs = _virtual_service_for(snapshot, service)
-    routes = _routes_for(snapshot, vs, port) if vs else []
+    routes = _routes_for(snapshot, vs, port, proxy) if vs else []
     return routes or [rc.Route(
         name="default",
         match=rc.RouteMatch(prefix="/"),
@@ -233,18 +278,54 @@ def _http_routes(snapshot: MeshSnapshot, service: Service, port: int) -> list[rc
     )]
 
 
-def _connect_routes(service: Service, port: int) -> list[rc.Route]:
-    """A CONNECT tunnel to a TCP service port: Envoy unwraps it into a plain TCP stream."""
+def _stream_rules(vs: Resource[Any], service: Service, port: ServicePort,
+                  proxy: Proxy | None) -> list[dict[str, Any]]:
+    """The VirtualService's tls rules (TLS ports; SNI is the host the tunnel names) or tcp
+    rules that apply to this port and proxy: the first that matches is used."""
+    spec: dict[str, Any] = dict(vs.body.get("spec") or {})
+    found = []
+    if port.protocol in TLS_PROTOCOLS:
+        for rule in spec.get("tls") or []:
+            if any(m.get("port") in (None, port.number) and _applies_to(m, proxy)
+                   and any(fnmatch.fnmatchcase(service.hostname, resolve_host(h, vs.namespace))
+                           for h in m.get("sniHosts") or [])
+                   for m in rule.get("match") or []):
+                found.append(rule)
+    for rule in spec.get("tcp") or []:
+        if any(m.get("port") in (None, port.number) and _applies_to(m, proxy)
+               for m in rule.get("match") or [{}]):
+            found.append(rule)
+    return found
+
+
+def _connect_routes(snapshot: MeshSnapshot, service: Service, port: ServicePort,
+                    proxy: Proxy | None) -> list[rc.Route]:
+    """A CONNECT tunnel to a TCP or TLS service port: Envoy unwraps it into a plain stream,
+    sent where the VirtualService's tls or tcp rule says (weights included)."""
     action = rc.RouteAction(
-        cluster=outbound_cluster(port, service.hostname),
+        cluster=outbound_cluster(port.number, service.hostname),
         upgrade_configs=[rc.RouteAction.UpgradeConfig(
             upgrade_type="CONNECT",
             connect_config=rc.RouteAction.UpgradeConfig.ConnectConfig())],
     )
+    vs = _virtual_service_for(snapshot, service)
+    rules = _stream_rules(vs, service, port, proxy) if vs else []
+    destinations = (rules[0].get("route") or []) if rules else []
+    if vs and len(destinations) == 1:
+        action.cluster = _destination_cluster(snapshot, vs.namespace,
+                                              destinations[0]["destination"], port.number)
+    elif vs and destinations:
+        action.ClearField("cluster")
+        for dest in destinations:
+            action.weighted_clusters.clusters.add(
+                name=_destination_cluster(snapshot, vs.namespace, dest["destination"],
+                                          port.number),
+                weight=wrappers_pb2.UInt32Value(value=int(dest.get("weight", 0))))
     return [rc.Route(name="connect", match=rc.RouteMatch(connect_matcher={}), route=action)]
 
 
-def outbound_route_config(snapshot: MeshSnapshot, port: int) -> route_pb2.RouteConfiguration:
+def outbound_route_config(snapshot: MeshSnapshot, port: int, proxy: Proxy | None = None,
+                          ) -> route_pb2.RouteConfiguration:
     """Routes for one outbound HTTP port, named by the port as Istio names them."""
     config = route_pb2.RouteConfiguration(
         name=str(port), validate_clusters=wrappers_pb2.BoolValue(value=False))
@@ -254,13 +335,15 @@ def outbound_route_config(snapshot: MeshSnapshot, port: int) -> route_pb2.RouteC
             continue
         config.virtual_hosts.add(name=f"{service.hostname}:{port}",
                                  domains=_domains(service, port, with_bare_names=True),
-                                 routes=_http_routes(snapshot, service, port))
+                                 routes=_http_routes(snapshot, service, port, proxy))
     return config
 
 
-def proxy_route_config(snapshot: MeshSnapshot, name: str) -> route_pb2.RouteConfiguration:
+def proxy_route_config(snapshot: MeshSnapshot, name: str, proxy: Proxy | None = None,
+                       mode: str = ALLOW_ANY) -> route_pb2.RouteConfiguration:
     """Routes for the sidecar's HTTP proxy listener: every service port, told apart by the
-    `host:port` the application asked for (the bare name too on port 80); CONNECT for TCP."""
+    `host:port` the application asked for (the bare name too on port 80); CONNECT for TCP.
+    Any other host goes where the outbound traffic policy `mode` says."""
     config = route_pb2.RouteConfiguration(
         name=name, validate_clusters=wrappers_pb2.BoolValue(value=False))
     for service in snapshot.registry.services:
@@ -269,9 +352,11 @@ def proxy_route_config(snapshot: MeshSnapshot, name: str) -> route_pb2.RouteConf
             config.virtual_hosts.add(
                 name=f"{service.hostname}:{port.number}",
                 domains=_domains(service, port.number, with_bare_names=port.number == 80),
-                routes=(_http_routes(snapshot, service, port.number) if http
-                        else _connect_routes(service, port.number)),
+                routes=(_http_routes(snapshot, service, port.number, proxy) if http
+                        else _connect_routes(snapshot, service, port, proxy)),
             )
+    config.virtual_hosts.add(name=BLACKHOLE_ROUTE if mode == REGISTRY_ONLY
+                             else PASSTHROUGH_ROUTE, domains=["*"], routes=catch_all_routes(mode))
     return config
 
 

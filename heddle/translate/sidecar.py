@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from google.protobuf.message import Message
 
 from heddle.model.proxy import Proxy
+from heddle.model.scope import proxy_scope
 from heddle.model.snapshot import MeshSnapshot
 from heddle.translate.clusters import outbound_clusters, outbound_endpoints
+from heddle.translate.egress import passthrough_cluster
 from heddle.translate.listeners import OUTBOUND_ROUTE, inbound_clusters, sidecar_listeners
 from heddle.translate.routes import proxy_route_config
 
@@ -33,11 +35,17 @@ class ProxyResources:
 
 
 def sidecar_resources(snapshot: MeshSnapshot, proxy: Proxy) -> ProxyResources:
-    """Pure: the same snapshot and proxy always give the same resources."""
-    clusters = [*outbound_clusters(snapshot), *inbound_clusters(snapshot, proxy)]
+    """Pure: the same snapshot and proxy always give the same resources. The outbound side
+    sees only what the proxy may reach (exportTo, its Sidecar resource); the inbound side
+    and policies see the whole mesh."""
+    scope = proxy_scope(snapshot, proxy)
+    outbound = scope.snapshot
+    clusters = [*outbound_clusters(outbound), passthrough_cluster(),
+                *inbound_clusters(snapshot, proxy)]
     return ProxyResources({
         CLUSTER: {c.name: c for c in clusters},
-        ENDPOINT: {e.cluster_name: e for e in outbound_endpoints(snapshot)},
+        ENDPOINT: {e.cluster_name: e for e in outbound_endpoints(outbound)},
         LISTENER: {listener.name: listener for listener in sidecar_listeners(snapshot, proxy)},
-        ROUTE: {OUTBOUND_ROUTE: proxy_route_config(snapshot, OUTBOUND_ROUTE)},
+        ROUTE: {OUTBOUND_ROUTE: proxy_route_config(outbound, OUTBOUND_ROUTE, proxy,
+                                                   scope.outbound_traffic_mode)},
     })

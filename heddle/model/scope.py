@@ -1,0 +1,145 @@
+"""What one proxy can see: exportTo visibility and its Sidecar resource's egress hosts.
+
+Istio sends a sidecar only the services, VirtualServices and DestinationRules exported to
+its namespace and named by the egress hosts of the Sidecar resource that applies to it;
+everything else is left out of its configuration. Translation of the outbound side reads
+the narrowed snapshot this module builds, so it never needs to know about scoping.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from heddle.api.resource import Resource
+from heddle.model.proxy import Proxy
+from heddle.model.snapshot import MeshSnapshot
+from heddle.registry.model import Service, resolve_host
+
+ROOT_NAMESPACE = "istio-system"
+ALLOW_ANY, REGISTRY_ONLY = "ALLOW_ANY", "REGISTRY_ONLY"
+NETWORKING = "networking.istio.io"
+SCOPED_KINDS = ("VirtualService", "DestinationRule")
+
+
+def exported_to(export_to: Iterable[str], owner_namespace: str, namespace: str) -> bool:
+    """exportTo: empty or `*` everywhere, `.` the owner's namespace, `~` nowhere, or names."""
+    targets = list(export_to)
+    if not targets or "*" in targets:
+        return True
+    return any((t == "." and namespace == owner_namespace) or t == namespace for t in targets)
+
+
+def sidecar_for(snapshot: MeshSnapshot, proxy: Proxy) -> Resource[Any] | None:
+    """Istio's choice: a Sidecar in the proxy's namespace whose workloadSelector matches it,
+    else that namespace's Sidecar without a selector, else the root namespace's."""
+    candidates = snapshot.selecting(NETWORKING, "Sidecar", proxy.namespace, proxy.label_map)
+    selected = [s for s in candidates if (s.body.get("spec") or {}).get("workloadSelector")]
+    if selected:
+        return selected[0]
+    if candidates:
+        return candidates[0]
+    return next((s for s in snapshot.of_kind(NETWORKING, "Sidecar", ROOT_NAMESPACE)
+                 if not (s.body.get("spec") or {}).get("workloadSelector")), None)
+
+
+@dataclass(frozen=True)
+class EgressHost:
+    """One `namespace/dnsName` of a Sidecar egress listener."""
+
+    namespace: str  # `*` any, `~` none, or a namespace name (`.` already resolved)
+    dns_name: str  # `*`, `*.suffix` or an exact FQDN
+
+    @classmethod
+    def parse(cls, text: str, sidecar_namespace: str) -> EgressHost:
+        namespace, _, name = text.partition("/")
+        return cls(sidecar_namespace if namespace == "." else namespace, name)
+
+    def admits(self, namespace: str, hostname: str) -> bool:
+        if self.namespace == "~" or self.namespace not in ("*", namespace):
+            return False
+        return fnmatch.fnmatchcase(hostname, self.dns_name) if "*" in self.dns_name \
+            else hostname == self.dns_name
+
+
+def egress_hosts(sidecar: Resource[Any] | None) -> list[EgressHost] | None:
+    """Every egress host of the Sidecar; None when no Sidecar limits the proxy."""
+    if sidecar is None:
+        return None
+    listeners = (sidecar.body.get("spec") or {}).get("egress") or []
+    if not listeners:
+        return None
+    return [EgressHost.parse(str(h), sidecar.namespace)
+            for listener in listeners for h in listener.get("hosts") or []]
+
+
+def outbound_traffic_mode(snapshot: MeshSnapshot, sidecar: Resource[Any] | None) -> str:
+    """ALLOW_ANY (Istio's default) or REGISTRY_ONLY: the Sidecar's, else the mesh's."""
+    if sidecar is not None:
+        mode = ((sidecar.body.get("spec") or {}).get("outboundTrafficPolicy") or {}).get("mode")
+        if mode:
+            return str(mode)
+    return snapshot.mesh_config.outbound_traffic_mode
+
+
+def _hosts_of(resource: Resource[Any]) -> list[str]:
+    spec = resource.body.get("spec") or {}
+    if resource.kind == "DestinationRule":
+        return [resolve_host(str(spec.get("host", "")), resource.namespace)]
+    return [resolve_host(str(h), resource.namespace) for h in spec.get("hosts") or []]
+
+
+def _destinations(virtual_service: Resource[Any]) -> set[str]:
+    """Hosts a VirtualService sends traffic to (routes and mirrors of every protocol)."""
+    spec = virtual_service.body.get("spec") or {}
+    found: set[str] = set()
+    for section in ("http", "tls", "tcp"):
+        for rule in spec.get(section) or []:
+            targets = [r.get("destination") or {} for r in rule.get("route") or []]
+            targets += [rule.get("mirror") or {}]
+            targets += [m.get("destination") or {} for m in rule.get("mirrors") or []]
+            found.update(resolve_host(str(t["host"]), virtual_service.namespace)
+                         for t in targets if t.get("host"))
+    return found
+
+
+def _visible(resource: Resource[Any], namespace: str) -> bool:
+    export_to = (resource.body.get("spec") or {}).get("exportTo") or ()
+    return exported_to(export_to, resource.namespace, namespace)
+
+
+@dataclass(frozen=True)
+class ProxyScope:
+    """The outbound view of one proxy, and where it came from."""
+
+    snapshot: MeshSnapshot  # narrowed: only what this proxy may reach
+    sidecar: Resource[Any] | None
+    outbound_traffic_mode: str
+
+
+def proxy_scope(snapshot: MeshSnapshot, proxy: Proxy) -> ProxyScope:
+    sidecar = sidecar_for(snapshot, proxy)
+    hosts = egress_hosts(sidecar)
+
+    def admitted(namespace: str, hostname: str) -> bool:
+        return hosts is None or any(h.admits(namespace, hostname) for h in hosts)
+
+    namespace = proxy.namespace
+    services = [s for s in snapshot.registry.services
+                if exported_to(s.export_to, s.namespace, namespace)]
+    virtual_services = [
+        vs for vs in snapshot.of_kind(NETWORKING, "VirtualService")
+        if _visible(vs, namespace) and any(admitted(vs.namespace, h) for h in _hosts_of(vs))]
+    # Services a selected VirtualService routes to stay reachable through it, as in Istio.
+    routed = {h for vs in virtual_services for h in _destinations(vs)}
+    kept: list[Service] = [s for s in services
+                           if admitted(s.namespace, s.hostname) or s.hostname in routed]
+    kept_hosts = {s.hostname for s in kept}
+    rules = [dr for dr in snapshot.of_kind(NETWORKING, "DestinationRule")
+             if _visible(dr, namespace)
+             and any(fnmatch.fnmatchcase(k, h) for h in _hosts_of(dr) for k in kept_hosts)]
+    narrowed = snapshot.narrowed(kept, {(NETWORKING, "VirtualService"): virtual_services,
+                                        (NETWORKING, "DestinationRule"): rules})
+    return ProxyScope(narrowed, sidecar, outbound_traffic_mode(snapshot, sidecar))
