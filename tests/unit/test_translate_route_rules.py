@@ -1,0 +1,216 @@
+"""VirtualService rules that depend on who sends or hand over to another VirtualService:
+delegation, sourceLabels/sourceNamespace, CORS, and tcp/tls routes through CONNECT."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
+
+from heddle.api.loader import load_text
+from heddle.model.proxy import Proxy, ProxyType
+from heddle.model.snapshot import MeshSnapshot
+from heddle.translate.delegation import merge_match
+from heddle.translate.route_actions import CORS_FILTER
+from heddle.translate.sidecar import ROUTE, sidecar_resources
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from envoy_validate import envoy_validate, sidecar_bootstrap
+
+SERVICES = """
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: default}
+spec:
+  selector: {app: db}
+  ports: [{name: tcp, port: 5432}, {name: tls, port: 5433}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: db}
+spec:
+  host: db
+  subsets: [{name: primary, labels: {role: primary}}, {name: replica, labels: {role: replica}}]
+"""
+
+REVIEWS = "reviews.default.svc.cluster.local"
+DB = "db.default.svc.cluster.local"
+
+
+def proxy(labels: dict[str, str], namespace: str = "default") -> Proxy:
+    return Proxy(ProxyType.SIDECAR, "client", namespace, "127.0.40.1", "127.255.40.1",
+                 tuple(sorted(labels.items())), "client")
+
+
+def routes_of(config_text: str, host: str, client: Proxy) -> list[rc.Route]:
+    result = load_text(SERVICES + "\n---\n" + textwrap.dedent(config_text), "mesh.yaml")
+    assert result.errors == [], result.errors
+    [config] = sidecar_resources(MeshSnapshot.build(1, result.resources), client) \
+        .of(ROUTE).values()
+    [vhost] = [h for h in config.virtual_hosts if h.name == host]  # type: ignore[attr-defined]
+    return list(vhost.routes)
+
+
+def test_delegate_matches_narrow_the_root_match_and_conflicting_ones_never_apply() -> None:
+    root = {"uri": {"prefix": "/api"}, "headers": {"x-team": {"exact": "a"}}}
+    assert merge_match(root, {"uri": {"prefix": "/api/v2"}}) == {
+        "uri": {"prefix": "/api/v2"}, "headers": {"x-team": {"exact": "a"}}}
+    assert merge_match(root, {"uri": {"prefix": "/other"}}) is None
+    assert merge_match(root, {"headers": {"x-team": {"exact": "b"}}}) is None
+    assert merge_match({"method": {"exact": "GET"}}, {"method": {"exact": "POST"}}) is None
+
+
+def test_a_delegate_virtual_service_supplies_the_routes_of_a_root_rule() -> None:
+    config = """
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: root}
+    spec:
+      hosts: [reviews]
+      http:
+      - match: [{uri: {prefix: /api}}]
+        delegate: {name: reviews-team, namespace: team}
+      - route: [{destination: {host: reviews, subset: v1}}]
+    ---
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: reviews-team, namespace: team}
+    spec:
+      http:
+      - match: [{uri: {prefix: /api/v2}}]
+        route: [{destination: {host: reviews.default.svc.cluster.local, subset: v2}}]
+      - match: [{uri: {prefix: /elsewhere}}]
+        route: [{destination: {host: reviews.default.svc.cluster.local, subset: v2}}]
+    """
+    v2, default = routes_of(config, f"{REVIEWS}:9080", proxy({}))
+    assert (v2.match.prefix, v2.route.cluster) == ("/api/v2", f"outbound|9080|v2|{REVIEWS}")
+    assert (default.match.prefix, default.route.cluster) == ("/", f"outbound|9080|v1|{REVIEWS}")
+
+
+def test_source_labels_and_namespace_pick_routes_per_sending_proxy() -> None:
+    config = """
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: reviews}
+    spec:
+      hosts: [reviews]
+      http:
+      - match: [{sourceLabels: {app: productpage, version: v2}}]
+        route: [{destination: {host: reviews, subset: v2}}]
+      - match: [{sourceNamespace: testing}]
+        route: [{destination: {host: reviews, subset: v2}}]
+      - route: [{destination: {host: reviews, subset: v1}}]
+    """
+    host = f"{REVIEWS}:9080"
+    canary = routes_of(config, host, proxy({"app": "productpage", "version": "v2"}))
+    assert [r.route.cluster for r in canary] == [f"outbound|9080|v2|{REVIEWS}",
+                                                 f"outbound|9080|v1|{REVIEWS}"]
+    stable = routes_of(config, host, proxy({"app": "productpage", "version": "v1"}))
+    assert [r.route.cluster for r in stable] == [f"outbound|9080|v1|{REVIEWS}"]
+    tester = routes_of(config, host, proxy({}, namespace="testing"))
+    assert len(tester) == 2
+
+
+def test_cors_policy_becomes_per_route_cors_config() -> None:
+    config = """
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: reviews}
+    spec:
+      hosts: [reviews]
+      http:
+      - corsPolicy:
+          allowOrigins: [{exact: https://shop.example.com}, {regex: "https://.*\\\\.example\\\\.org"}]
+          allowMethods: [GET, POST]
+          allowHeaders: [x-token]
+          maxAge: 24h
+          allowCredentials: true
+        route: [{destination: {host: reviews}}]
+    """
+    [route] = routes_of(config, f"{REVIEWS}:9080", proxy({}))
+    policy = cors_pb2.CorsPolicy()
+    route.typed_per_filter_config[CORS_FILTER].Unpack(policy)
+    assert [m.exact or m.safe_regex.regex for m in policy.allow_origin_string_match] == [
+        "https://shop.example.com", "https://.*\\.example\\.org"]
+    assert (policy.allow_methods, policy.allow_headers, policy.max_age) == (
+        "GET,POST", "x-token", "86400")
+    assert policy.allow_credentials.value is True
+
+
+def test_tcp_and_tls_rules_route_connect_tunnels_with_weights() -> None:
+    config = """
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: db}
+    spec:
+      hosts: [db]
+      tls:
+      - match: [{port: 5433, sniHosts: [db.default.svc.cluster.local]}]
+        route: [{destination: {host: db, subset: primary}}]
+      tcp:
+      - match: [{port: 5432}]
+        route:
+        - {destination: {host: db, subset: primary}, weight: 80}
+        - {destination: {host: db, subset: replica}, weight: 20}
+    """
+    [tcp] = routes_of(config, f"{DB}:5432", proxy({}))
+    assert tcp.match.HasField("connect_matcher")
+    assert [(c.name, c.weight.value) for c in tcp.route.weighted_clusters.clusters] == [
+        (f"outbound|5432|primary|{DB}", 80), (f"outbound|5432|replica|{DB}", 20)]
+    [tls] = routes_of(config, f"{DB}:5433", proxy({}))
+    assert tls.route.cluster == f"outbound|5433|primary|{DB}"
+
+
+def test_real_envoy_accepts_delegated_cors_and_tcp_routes() -> None:
+    config = """
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: reviews}
+    spec:
+      hosts: [reviews]
+      http:
+      - match: [{uri: {prefix: /api}}]
+        delegate: {name: api}
+        corsPolicy: {allowOrigins: [{prefix: https://}], unmatchedPreflights: IGNORE}
+      - corsPolicy: {allowOrigins: [{prefix: https://}], unmatchedPreflights: IGNORE}
+        route: [{destination: {host: reviews, subset: v1}}]
+    ---
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: api}
+    spec:
+      http:
+      - route: [{destination: {host: reviews, subset: v2}}]
+    ---
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: db}
+    spec:
+      hosts: [db]
+      tcp:
+      - route:
+        - {destination: {host: db, subset: primary}, weight: 50}
+        - {destination: {host: db, subset: replica}, weight: 50}
+    """
+    result = load_text(SERVICES + "\n---\n" + textwrap.dedent(config), "mesh.yaml")
+    assert result.errors == []
+    resources = sidecar_resources(MeshSnapshot.build(1, result.resources), proxy({}))
+    out = envoy_validate(sidecar_bootstrap(resources))
+    assert out.returncode == 0, out.stdout + out.stderr
