@@ -135,14 +135,21 @@ def get(
     _print_table(table)
 
 
-def proxy_status() -> None:
-    """Per proxy and xDS type: SYNCED, STALE (sent, not acknowledged) or NACK (refused)."""
+def proxy_status(
+    output: str = typer.Option("", "--output", "-o", help=OUTPUT_HELP),
+) -> None:
+    """Per proxy and xDS type: SYNCED, STALE (sent, not acknowledged) or NACK (refused);
+    then the size of the proxy's configuration: its clusters and all resources' bytes."""
     import httpx
     from rich.table import Table
 
     state = require_state()
     statuses = httpx.get(f"{state.debug_url}/debug/syncz", timeout=5).json()
-    table = Table("NAME", "PROTOCOL", "CDS", "LDS", "EDS", "RDS", box=None)
+    if output:
+        _print_structured(statuses, output)
+        return
+    table = Table("NAME", "PROTOCOL", "CDS", "LDS", "EDS", "RDS", "CLUSTERS", "CONFIG",
+                  box=None)
     nacks = []
     for status in sorted(statuses, key=lambda s: s["proxy"]):
         name = status["proxy"].split("~")[2]
@@ -154,7 +161,10 @@ def proxy_status() -> None:
                 nacks.append(f"{name} {short}: {entry['nack']}")
         if not status["connected"]:
             cells = ["DISCONNECTED"] * 4
-        table.add_row(name, status["protocol"], *cells)
+        config = status.get("config", {})
+        clusters = config.get("Cluster", {}).get("resources", 0)
+        size = sum(entry["bytes"] for entry in config.values())
+        table.add_row(name, status["protocol"], *cells, str(clusters), f"{size / 1024:.1f} KiB")
     _print_table(table)
     for line in nacks:
         typer.echo(f"NACK {line}")

@@ -65,6 +65,9 @@ class _Stream:
 
     def refresh(self, resources: ProxyResources) -> None:
         self.desired = {t: versioned(items) for t, items in resources.by_type.items()}
+        # How much configuration this proxy gets: what Sidecar scoping saves is visible here.
+        self.status.sizes = {t: (len(items), sum(len(r.body.value) for r in items.values()))
+                             for t, items in self.desired.items()}
 
     def _wanted(self, type_url: str, state: _TypeState) -> dict[str, VersionedResource]:
         everything = self.desired.get(type_url, {})

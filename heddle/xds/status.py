@@ -38,6 +38,8 @@ class ProxyStatus:
     protocol: str  # "sotw" or "delta"
     connected: bool = True
     types: dict[str, TypeStatus] = field(default_factory=dict)
+    # Per type: how many resources the proxy's configuration has, and their encoded bytes.
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def of(self, type_url: str) -> TypeStatus:
         return self.types.setdefault(type_url, TypeStatus())
@@ -55,5 +57,9 @@ class ProxyStatus:
                     "nack": t.nack_message,
                 }
                 for type_url, t in sorted(self.types.items())
+            },
+            "config": {
+                type_url.rsplit(".", 1)[-1]: {"resources": count, "bytes": size}
+                for type_url, (count, size) in sorted(self.sizes.items())
             },
         }
