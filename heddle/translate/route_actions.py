@@ -38,6 +38,9 @@ def redirect(spec: dict[str, Any]) -> rc.RedirectAction:
         action.scheme_redirect = str(spec["scheme"])
     if "port" in spec:
         action.port_redirect = int(spec["port"])
+    elif spec.get("derivePort") == "FROM_PROTOCOL_DEFAULT":  # 80 for http, 443 for https
+        action.port_redirect = 443 if spec.get("scheme") == "https" else 80
+    # FROM_REQUEST_PORT: Envoy keeps the request's port when none is given.
     return action
 
 

@@ -182,3 +182,24 @@ def test_redirect_direct_response_rewrite_headers_and_mirror(
     out = envoy_validate(static_bootstrap(outbound_clusters(snapshot),
                                           outbound_endpoints(snapshot), listeners))
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_redirect_derive_port_from_protocol_default_uses_the_schemes_port(
+        corpus: Path, tmp_path: Path) -> None:
+    vs = tmp_path / "vs.yaml"
+    vs.write_text("""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /secure}}]
+    redirect: {scheme: https, derivePort: FROM_PROTOCOL_DEFAULT}
+  - redirect: {authority: other, derivePort: FROM_REQUEST_PORT}
+""")
+    snapshot = MeshSnapshot.build(1, [*bookinfo(corpus).resources(),
+                                      *load_paths([vs]).resources])
+    secure, other = reviews_routes(snapshot)
+    assert (secure.redirect.scheme_redirect, secure.redirect.port_redirect) == ("https", 443)
+    assert other.redirect.port_redirect == 0  # the request's port is kept
