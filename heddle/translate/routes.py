@@ -176,8 +176,10 @@ def _forwarding(snapshot: MeshSnapshot, vs: Resource[Any], http: dict[str, Any],
             _destination_cluster(snapshot, vs.namespace, mirror["destination"], port),
             (mirror.get("percentage") or {}).get("value")))
     if http.get("fault"):
+        # As in Istio the route keeps its retry policy and timeout: the fault filter acts
+        # before the router, so injected aborts are never retried and injected delays are
+        # not counted against the route timeout.
         route.typed_per_filter_config[FAULT_FILTER].CopyFrom(fault(http["fault"]))
-        action.ClearField("retry_policy")  # no retries on fault-injected routes, as Istio
     return route
 
 
