@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from heddle.api.resource import Resource
@@ -130,8 +131,15 @@ class Registry:
         """Only `services`, with every workload still known (a proxy's narrowed view)."""
         return replace(self, services=tuple(services))
 
+    @cached_property
+    def _by_hostname(self) -> dict[str, Service]:
+        found: dict[str, Service] = {}
+        for service in self.services:
+            found.setdefault(service.hostname, service)
+        return found
+
     def service(self, hostname: str) -> Service | None:
-        return next((s for s in self.services if s.hostname == hostname), None)
+        return self._by_hostname.get(hostname)
 
     def workloads_of(self, service: Service) -> tuple[Workload, ...]:
         if service.selector is None:
