@@ -13,6 +13,7 @@ from google.protobuf import duration_pb2, wrappers_pb2
 
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import Location, Resolution, Service, ServicePort, resolve_host
+from heddle.translate.egress import passthrough_cluster
 from heddle.translate.mtls import (
     has_sidecar,
     istio_mutual_socket,
@@ -129,6 +130,16 @@ def _apply_mtls(snapshot: MeshSnapshot, target: OutboundTarget,
                                          transport_socket=plaintext_socket())
 
 
+def dns_targets(snapshot: MeshSnapshot | None, target: OutboundTarget) -> list[tuple[str, int]]:
+    """What a DNS cluster resolves: the ServiceEntry's endpoints (by name), else its host."""
+    port = target.port
+    if snapshot is not None:
+        endpoints = snapshot.registry.endpoints(target.service, port, dict(target.subset_labels))
+        if endpoints:
+            return [(e.address, e.port) for e in endpoints]
+    return [(target.service.hostname, port.target_port or port.number)]
+
+
 def outbound_cluster_resource(target: OutboundTarget,
                               snapshot: MeshSnapshot | None = None) -> cluster_pb2.Cluster:
     cluster = cluster_pb2.Cluster(name=target.cluster_name, connect_timeout=CONNECT_TIMEOUT)
@@ -137,12 +148,14 @@ def outbound_cluster_resource(target: OutboundTarget,
                         if target.service.resolution is Resolution.DNS
                         else cluster_pb2.Cluster.LOGICAL_DNS)
         cluster.load_assignment.cluster_name = target.cluster_name
-        cluster.load_assignment.endpoints.add().lb_endpoints.add().endpoint.address.CopyFrom(
-            _socket_address(target.service.hostname, target.port.target_port
-                            or target.port.number))
-    elif target.service.resolution is Resolution.NONE and target.service.selector is None:
-        cluster.type = cluster_pb2.Cluster.ORIGINAL_DST
-        cluster.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
+        for address, port in dns_targets(snapshot, target):
+            cluster.load_assignment.endpoints.add().lb_endpoints.add().endpoint.address.CopyFrom(
+                _socket_address(address, port))
+    elif target.service.resolution is Resolution.NONE and target.service.selector is None \
+            and not (snapshot and snapshot.registry.workloads_of(target.service)):
+        # Istio sends such traffic to the address the application connected to. Behind an
+        # explicit proxy that address is the host it asked for, resolved when asked.
+        cluster.CopyFrom(passthrough_cluster(target.cluster_name))
     else:
         cluster.type = cluster_pb2.Cluster.EDS
         cluster.eds_cluster_config.eds_config.CopyFrom(config_source_pb2.ConfigSource(

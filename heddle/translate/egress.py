@@ -43,8 +43,9 @@ def passthrough_filter() -> any_pb2.Any:
     return _pack(dynamic_forward_proxy_pb2.FilterConfig(dns_cache_config=_dns_cache()))
 
 
-def passthrough_cluster() -> cluster_pb2.Cluster:
-    cluster = cluster_pb2.Cluster(name=PASSTHROUGH_CLUSTER,
+def passthrough_cluster(name: str = PASSTHROUGH_CLUSTER) -> cluster_pb2.Cluster:
+    """Connects to the host of each request (resolved by the filter's DNS cache)."""
+    cluster = cluster_pb2.Cluster(name=name,
                                   lb_policy=cluster_pb2.Cluster.CLUSTER_PROVIDED,
                                   connect_timeout=duration_pb2.Duration(seconds=10))
     cluster.cluster_type.name = "envoy.clusters.dynamic_forward_proxy"

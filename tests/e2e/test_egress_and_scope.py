@@ -88,6 +88,11 @@ def status_of(mesh: LocalMesh, url: str) -> int:
         return err.code
 
 
+def envoy_clusters(mesh: LocalMesh) -> str:
+    """The clusters the client's Envoy holds now, as JSON text."""
+    return mesh.heddle("proxy-config", "clusters", "client", "-o", "json").stdout
+
+
 def client_clusters(mesh: LocalMesh) -> tuple[int, int]:
     """The client proxy's cluster count and configuration bytes, as `proxy-status` shows."""
     statuses = json.loads(mesh.heddle("proxy-status", "-o", "json").stdout)
@@ -96,11 +101,23 @@ def client_clusters(mesh: LocalMesh) -> tuple[int, int]:
     return config["Cluster"]["resources"], sum(c["bytes"] for c in config.values())
 
 
+def partner_entry(server: ExternalServer) -> str:
+    """A ServiceEntry registering an external API (resolved by DNS; here the name is an IP)."""
+    address, port = server.url.split("/")[2].split(":")
+    return ("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: partner}\n"
+            "spec:\n  hosts: [api.partner.test]\n  location: MESH_EXTERNAL\n"
+            f"  resolution: DNS\n  ports: [{{number: 80, name: http, protocol: HTTP, "
+            f"targetPort: {port}}}]\n  endpoints: [{{address: {address}}}]\n")
+
+
 def test_registry_only_blocks_an_unregistered_host_that_allow_any_lets_through(
         mesh: LocalMesh) -> None:
     external = ExternalServer(f"{mesh.subnet}70")
+    partner = ExternalServer(f"{mesh.subnet}71")
     policy = mesh.config_dir / "mesh-config.yaml"
+    entry = mesh.config_dir / "partner.yaml"
     try:
+        entry.write_text(partner_entry(partner))
         assert status_of(mesh, external.url) == 200  # ALLOW_ANY: Istio's default
         assert external.hits == 1
         wait_for(lambda: "PassthroughCluster" in mesh.envoy_log("client"), 10,
@@ -112,12 +129,16 @@ def test_registry_only_blocks_an_unregistered_host_that_allow_any_lets_through(
         assert [status_of(mesh, external.url) for _ in range(5)] == [502] * 5
         assert external.hits == hits  # nothing reached the unregistered host
         assert status_of(mesh, "http://frontend:8080/") == 200  # registered: still served
+        assert status_of(mesh, "http://api.partner.test/") == 200  # a registered external API
+        assert partner.hits == 1
 
         policy.unlink()
         wait_for(lambda: status_of(mesh, external.url) == 200, 15, "ALLOW_ANY again")
     finally:
         policy.unlink(missing_ok=True)
+        entry.unlink(missing_ok=True)
         external.close()
+        partner.close()
 
 
 def test_a_sidecar_with_own_namespace_egress_shrinks_the_proxy_config(mesh: LocalMesh) -> None:
@@ -125,10 +146,11 @@ def test_a_sidecar_with_own_namespace_egress_shrinks_the_proxy_config(mesh: Loca
     sidecar = mesh.config_dir / "sidecar.yaml"
     try:
         other.write_text(OTHER_TEAM)
-        wait_for(lambda: client_clusters(mesh)[0] >= 10, 15, "the payments services pushed")
+        wait_for(lambda: (text := envoy_clusters(mesh)).count(".payments.svc") >= 10
+                 and "partner" not in text, 15, "the payments services in the client's Envoy")
         before = client_clusters(mesh)
         sidecar.write_text(SIDECAR_OWN_NAMESPACE)
-        wait_for(lambda: client_clusters(mesh)[0] <= before[0] - 10, 15, "the Sidecar in force")
+        wait_for(lambda: ".payments.svc" not in envoy_clusters(mesh), 15, "the Sidecar in force")
         after = client_clusters(mesh)
         print(f"client proxy: {before[0]} clusters / {before[1]} bytes of config without a "
               f"Sidecar; {after[0]} clusters / {after[1]} bytes with egress ./*")
