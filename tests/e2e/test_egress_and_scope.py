@@ -5,6 +5,7 @@ cuts a proxy's clusters down to its own namespace's services."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -88,6 +89,20 @@ def status_of(mesh: LocalMesh, url: str) -> int:
         return err.code
 
 
+def tunnel_status(mesh: LocalMesh, url: str) -> str:
+    """A CONNECT tunnel through the client's sidecar to the server of `url` (how TCP leaves
+    the mesh), then a GET through it: the tunnel's status line, and the GET's if it opened."""
+    target = url.split("/")[2]
+    with socket.create_connection((f"{mesh.subnet}1", 15001), timeout=5) as conn:
+        conn.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        reply = conn.recv(4096).decode(errors="replace").split("\r\n")[0]
+        if " 200" not in reply:
+            return reply
+        conn.sendall(f"GET / HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"
+                     .encode())
+        return reply + " | " + conn.recv(4096).decode(errors="replace").split("\r\n")[0]
+
+
 def envoy_clusters(mesh: LocalMesh) -> str:
     """The clusters the client's Envoy holds now, as JSON text."""
     return mesh.heddle("proxy-config", "clusters", "client", "-o", "json").stdout
@@ -120,6 +135,7 @@ def test_registry_only_blocks_an_unregistered_host_that_allow_any_lets_through(
         entry.write_text(partner_entry(partner))
         assert status_of(mesh, external.url) == 200  # ALLOW_ANY: Istio's default
         assert external.hits == 1
+        assert tunnel_status(mesh, external.url) == "HTTP/1.1 200 OK | HTTP/1.0 200 OK"
         wait_for(lambda: "PassthroughCluster" in mesh.envoy_log("client"), 10,
                  "the passthrough request in the client's access log")
 
@@ -127,6 +143,7 @@ def test_registry_only_blocks_an_unregistered_host_that_allow_any_lets_through(
         wait_for(lambda: status_of(mesh, external.url) == 502, 15, "REGISTRY_ONLY in force")
         hits = external.hits
         assert [status_of(mesh, external.url) for _ in range(5)] == [502] * 5
+        assert tunnel_status(mesh, external.url).startswith("HTTP/1.1 502")
         assert external.hits == hits  # nothing reached the unregistered host
         assert status_of(mesh, "http://frontend:8080/") == 200  # registered: still served
         assert status_of(mesh, "http://api.partner.test/") == 200  # a registered external API

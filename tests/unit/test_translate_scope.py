@@ -240,3 +240,28 @@ def test_real_envoy_accepts_scoped_passthrough_and_blocking_configs() -> None:
     for snap in (snapshot(), snapshot(sidecar)):
         out = envoy_validate(sidecar_bootstrap(sidecar_resources(snap, CART)))
         assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_virtual_service_exported_only_to_its_namespace_routes_only_there() -> None:
+    virtual_service = """
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: ledger, namespace: bank}
+    spec:
+      hosts: [ledger.bank.svc.cluster.local]
+      exportTo: ["."]
+      http:
+      - route: [{destination: {host: ledger.bank.svc.cluster.local}}]
+        timeout: 3s
+    """
+    teller = Proxy(ProxyType.SIDECAR, "teller", "bank", "127.0.30.2", "127.255.30.2",
+                   (("app", "teller"),), "teller")
+
+    def ledger_timeout(proxy: Proxy) -> int:
+        [config] = sidecar_resources(snapshot(virtual_service), proxy).of(ROUTE).values()
+        [host] = [h for h in config.virtual_hosts  # type: ignore[attr-defined]
+                  if h.name == "ledger.bank.svc.cluster.local:8080"]
+        return int(host.routes[0].route.timeout.seconds)
+
+    assert ledger_timeout(teller) == 3  # in bank: the VirtualService applies
+    assert ledger_timeout(CART) == 0  # in shop: Istio's default route
