@@ -34,10 +34,10 @@ class ProxyResources:
 
 def sidecar_resources(snapshot: MeshSnapshot, proxy: Proxy) -> ProxyResources:
     """Pure: the same snapshot and proxy always give the same resources."""
-    clusters = [*outbound_clusters(snapshot), *inbound_clusters(snapshot, proxy)]
+    clusters = [*outbound_clusters(snapshot, proxy), *inbound_clusters(snapshot, proxy)]
     return ProxyResources({
         CLUSTER: {c.name: c for c in clusters},
-        ENDPOINT: {e.cluster_name: e for e in outbound_endpoints(snapshot)},
+        ENDPOINT: {e.cluster_name: e for e in outbound_endpoints(snapshot, proxy)},
         LISTENER: {listener.name: listener for listener in sidecar_listeners(snapshot, proxy)},
         ROUTE: {OUTBOUND_ROUTE: proxy_route_config(snapshot, OUTBOUND_ROUTE)},
     })
