@@ -37,9 +37,11 @@ _counter = itertools.count(1)
 
 
 def unique_subnet() -> str:
-    """A /24 in 127.0.0.0/8 no other test of this run uses: `127.A.B.`."""
-    n = next(_counter)
-    return f"127.{100 + os.getpid() % 100}.{n % 250}."
+    """A /24 in 127.0.0.0/8 no other test of this run uses: `127.A.B.`. B also differs
+    between test processes (with high probability), since applications listen on
+    127.255.B.x whatever A is: meshes of concurrent runs must not share those."""
+    n = next(_counter) + os.getpid() // 100
+    return f"127.{100 + os.getpid() % 100}.{n % 250 + 1}."
 
 
 def hello_text(subnet: str) -> str:
