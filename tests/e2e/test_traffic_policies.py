@@ -155,10 +155,11 @@ def test_mirroring_copies_requests_to_the_mirror_only(mesh: LocalMesh) -> None:
     assert {(status, body.get("instance")) for status, body in answers} == {
         (200, "backend-1")}
 
-    def mirrored() -> bool:
-        return len(logged(mesh, "backend-2", token)) >= 20
+    def all_logged() -> bool:  # access logs reach the files a little later
+        return (len(logged(mesh, "backend-2", token)) >= 20
+                and len(logged(mesh, "backend-1", token)) >= 20)
 
-    wait_for(mirrored, 10, "20 mirrored requests in backend-2's log")
+    wait_for(all_logged, 10, "20 requests in backend-1's log and 20 copies in backend-2's")
     copies = logged(mesh, "backend-2", token)
     print(f"20 requests to v1: backend-1 answered all, backend-2 saw {len(copies)} copies, "
           f"e.g. {copies[0]}")
