@@ -50,9 +50,13 @@ class LocalMeshConfig:
 
 
 def app_address(pod_ip: str) -> str:
-    """Where the application listens: 127.255.X.Y for pod IP 127.*.X.Y. Only its own sidecar
-    sends there; everyone else reaches the pod IP, where the sidecar listens."""
-    octets = pod_ip.split(".")
+    """Where the application listens: 127.(A+128).B.C for pod IP 127.A.B.C (A < 127), so
+    every pod IP has its own, and two meshes on one machine never share one. Only its own
+    sidecar sends there; everyone else reaches the pod IP, where the sidecar listens. Pod IPs
+    from 127.127.0.0 up share 127.255.B.C."""
+    octets = [int(o) for o in pod_ip.split(".")]
+    if octets[1] < 127:
+        return f"127.{octets[1] + 128}.{octets[2]}.{octets[3]}"
     return f"127.255.{octets[2]}.{octets[3]}"
 
 

@@ -11,8 +11,10 @@ from envoy.config.core.v3 import address_pb2, config_source_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from google.protobuf import duration_pb2, wrappers_pb2
 
+from heddle.model.destination_rules import MergedDestinationRule, destination_rule
+from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
-from heddle.registry.model import Location, Resolution, Service, ServicePort, resolve_host
+from heddle.registry.model import Location, Resolution, Service, ServicePort
 from heddle.translate.egress import passthrough_cluster
 from heddle.translate.mtls import (
     has_sidecar,
@@ -23,6 +25,13 @@ from heddle.translate.mtls import (
     tls_mode_metadata,
 )
 from heddle.translate.names import inbound_cluster, outbound_cluster
+from heddle.translate.traffic_policy import (
+    ProtocolOptions,
+    apply_traffic_policy,
+    attach_protocol_options,
+    effective_policy,
+)
+from heddle.translate.upstream_tls import origination_socket
 
 CONNECT_TIMEOUT = duration_pb2.Duration(seconds=10)
 
@@ -41,24 +50,24 @@ class OutboundTarget:
         return outbound_cluster(self.port.number, self.service.hostname, self.subset)
 
 
-def _subsets(snapshot: MeshSnapshot, service: Service) -> list[tuple[str, dict[str, str]]]:
-    found: list[tuple[str, dict[str, str]]] = []
-    for rule in snapshot.of_kind("networking.istio.io", "DestinationRule"):
-        spec: dict[str, Any] = dict(rule.body.get("spec") or {})
-        if resolve_host(str(spec.get("host", "")), rule.namespace) != service.hostname:
-            continue
-        for subset in spec.get("subsets") or []:
-            found.append((str(subset["name"]), dict(subset.get("labels") or {})))
-    return found
+def _rule(snapshot: MeshSnapshot, service: Service, proxy: Proxy | None,
+          ) -> MergedDestinationRule | None:
+    if proxy is None:
+        return destination_rule(snapshot, service.hostname, service.namespace)
+    return destination_rule(snapshot, service.hostname, service.namespace, proxy.namespace,
+                            proxy.label_map)
 
 
-def outbound_targets(snapshot: MeshSnapshot) -> Iterator[OutboundTarget]:
+def outbound_targets(snapshot: MeshSnapshot, proxy: Proxy | None = None,
+                     ) -> Iterator[OutboundTarget]:
+    """Every service port, and each subset of the DestinationRule the proxy sees for it."""
     for service in snapshot.registry.services:
-        subsets = _subsets(snapshot, service)
+        rule = _rule(snapshot, service, proxy)
+        subsets = rule.subsets if rule is not None else ()
         for port in service.ports:
             yield OutboundTarget(service, port)
-            for name, labels in subsets:
-                yield OutboundTarget(service, port, name, tuple(sorted(labels.items())))
+            for subset in subsets:
+                yield OutboundTarget(service, port, subset.name, subset.labels)
 
 
 def _socket_address(address: str, port: int) -> address_pb2.Address:
@@ -90,37 +99,32 @@ def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget,
     )
 
 
-def _destination_tls_mode(snapshot: MeshSnapshot, target: OutboundTarget) -> str:
-    """A DestinationRule's tls mode for this cluster (subset over host level), or ""."""
-    mode = ""
-    for rule in snapshot.of_kind("networking.istio.io", "DestinationRule"):
-        spec: dict[str, Any] = dict(rule.body.get("spec") or {})
-        if resolve_host(str(spec.get("host", "")), rule.namespace) != target.service.hostname:
-            continue
-        mode = str(((spec.get("trafficPolicy") or {}).get("tls") or {}).get("mode") or mode)
-        for subset in spec.get("subsets") or []:
-            if subset.get("name") == target.subset and target.subset:
-                policy = subset.get("trafficPolicy") or {}
-                mode = str((policy.get("tls") or {}).get("mode") or mode)
-    return mode
-
-
 def _peer_identities(snapshot: MeshSnapshot, service: Service) -> list[str]:
     """The SPIFFE ids the destination may present: its workloads' service accounts."""
     return sorted({spiffe_id(w.namespace, w.service_account)
                    for w in snapshot.registry.workloads_of(service)})
 
 
-def _apply_mtls(snapshot: MeshSnapshot, target: OutboundTarget,
-                cluster: cluster_pb2.Cluster) -> None:
-    """Auto-mTLS as in Istio: ISTIO_MUTUAL to endpoints with a sidecar, plaintext to the rest,
-    unless a DestinationRule says DISABLE or ISTIO_MUTUAL."""
-    mode = _destination_tls_mode(snapshot, target)
-    if mode in ("DISABLE", "SIMPLE", "MUTUAL"):  # SIMPLE/MUTUAL origination: see issue 5
+def _apply_tls(snapshot: MeshSnapshot, target: OutboundTarget, cluster: cluster_pb2.Cluster,
+               tls: dict[str, Any] | None, rule_namespace: str,
+               options: ProtocolOptions) -> None:
+    """Istio's choice of upstream TLS: the DestinationRule's mode when it sets one (DISABLE,
+    ISTIO_MUTUAL, or SIMPLE/MUTUAL origination); otherwise auto-mTLS inside the mesh,
+    ISTIO_MUTUAL to endpoints with a sidecar and plaintext to the rest."""
+    mode = str((tls or {}).get("mode") or "")
+    if mode in ("SIMPLE", "MUTUAL"):
+        cluster.transport_socket.CopyFrom(
+            origination_socket(snapshot, tls or {}, rule_namespace, options))
+        return
+    if mode == "DISABLE" or cluster.type == cluster_pb2.Cluster.ORIGINAL_DST:
+        return
+    if mode != "ISTIO_MUTUAL" and target.service.location is not Location.MESH_INTERNAL:
         return
     port, subset, host = target.port.number, target.subset, target.service.hostname
-    mutual = istio_mutual_socket(_peer_identities(snapshot, target.service),
-                                 sni=f"outbound_.{port}_.{subset}_.{host}")
+    sans = [str(s) for s in (tls or {}).get("subjectAltNames") or []]
+    mutual = istio_mutual_socket(sans or _peer_identities(snapshot, target.service),
+                                 sni=str((tls or {}).get("sni") or "")
+                                 or f"outbound_.{port}_.{subset}_.{host}")
     if mode == "ISTIO_MUTUAL":
         cluster.transport_socket.CopyFrom(mutual)
         return
@@ -130,18 +134,24 @@ def _apply_mtls(snapshot: MeshSnapshot, target: OutboundTarget,
                                          transport_socket=plaintext_socket())
 
 
-def dns_targets(snapshot: MeshSnapshot | None, target: OutboundTarget) -> list[tuple[str, int]]:
+def dns_targets(snapshot: MeshSnapshot, target: OutboundTarget) -> list[tuple[str, int]]:
     """What a DNS cluster resolves: the ServiceEntry's endpoints (by name), else its host."""
     port = target.port
-    if snapshot is not None:
-        endpoints = snapshot.registry.endpoints(target.service, port, dict(target.subset_labels))
-        if endpoints:
-            return [(e.address, e.port) for e in endpoints]
+    endpoints = snapshot.registry.endpoints(target.service, port, dict(target.subset_labels))
+    if endpoints:
+        return [(e.address, e.port) for e in endpoints]
     return [(target.service.hostname, port.target_port or port.number)]
 
 
-def outbound_cluster_resource(target: OutboundTarget,
-                              snapshot: MeshSnapshot | None = None) -> cluster_pb2.Cluster:
+def _connects_to_requested_host(snapshot: MeshSnapshot, target: OutboundTarget) -> bool:
+    """resolution NONE without endpoints: Istio sends such traffic to the address the
+    application connected to; behind an explicit proxy that is the host it asked for."""
+    service = target.service
+    return (service.resolution is Resolution.NONE and service.selector is None
+            and not snapshot.registry.workloads_of(service))
+
+
+def _base_cluster(target: OutboundTarget, snapshot: MeshSnapshot) -> cluster_pb2.Cluster:
     cluster = cluster_pb2.Cluster(name=target.cluster_name, connect_timeout=CONNECT_TIMEOUT)
     if target.service.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
         cluster.type = (cluster_pb2.Cluster.STRICT_DNS
@@ -151,10 +161,7 @@ def outbound_cluster_resource(target: OutboundTarget,
         for address, port in dns_targets(snapshot, target):
             cluster.load_assignment.endpoints.add().lb_endpoints.add().endpoint.address.CopyFrom(
                 _socket_address(address, port))
-    elif target.service.resolution is Resolution.NONE and target.service.selector is None \
-            and not (snapshot and snapshot.registry.workloads_of(target.service)):
-        # Istio sends such traffic to the address the application connected to. Behind an
-        # explicit proxy that address is the host it asked for, resolved when asked.
+    elif _connects_to_requested_host(snapshot, target):
         cluster.CopyFrom(passthrough_cluster(target.cluster_name))
     else:
         cluster.type = cluster_pb2.Cluster.EDS
@@ -162,8 +169,22 @@ def outbound_cluster_resource(target: OutboundTarget,
             ads=config_source_pb2.AggregatedConfigSource(),
             resource_api_version=config_source_pb2.V3,
         ))
-        if snapshot is not None and target.service.location is Location.MESH_INTERNAL:
-            _apply_mtls(snapshot, target, cluster)
+    return cluster
+
+
+def outbound_cluster_resource(target: OutboundTarget, snapshot: MeshSnapshot,
+                              proxy: Proxy | None = None) -> cluster_pb2.Cluster:
+    """The cluster with the DestinationRule's traffic policy for its port and subset."""
+    cluster = _base_cluster(target, snapshot)
+    if _connects_to_requested_host(snapshot, target):
+        return cluster  # the forward proxy cluster picks hosts itself: no lb policy applies
+    rule = _rule(snapshot, target.service, proxy)
+    policy = effective_policy(rule, target.port.number, target.subset)
+    options = ProtocolOptions()
+    apply_traffic_policy(cluster, policy, options)
+    _apply_tls(snapshot, target, cluster, policy.get("tls"),
+               rule.namespace if rule else target.service.namespace, options)
+    attach_protocol_options(cluster, options)
     return cluster
 
 
@@ -183,15 +204,19 @@ def inbound_cluster_resource(port: int, app_address: str, app_port: int | None =
     return cluster
 
 
-def outbound_clusters(snapshot: MeshSnapshot) -> list[cluster_pb2.Cluster]:
-    """CDS for a sidecar: one cluster per service port and per DestinationRule subset."""
-    return [outbound_cluster_resource(t, snapshot) for t in outbound_targets(snapshot)]
+def outbound_clusters(snapshot: MeshSnapshot, proxy: Proxy | None = None,
+                      ) -> list[cluster_pb2.Cluster]:
+    """CDS for a sidecar: one cluster per service port and per DestinationRule subset, with
+    the rules `proxy` sees (None: the service's and the root namespace's rules)."""
+    return [outbound_cluster_resource(t, snapshot, proxy)
+            for t in outbound_targets(snapshot, proxy)]
 
 
-def outbound_endpoints(snapshot: MeshSnapshot) -> list[endpoint_pb2.ClusterLoadAssignment]:
+def outbound_endpoints(snapshot: MeshSnapshot, proxy: Proxy | None = None,
+                       ) -> list[endpoint_pb2.ClusterLoadAssignment]:
     """EDS for every outbound cluster that Envoy learns endpoints for over ADS."""
     return [
         load_assignment(snapshot, target)
-        for target in outbound_targets(snapshot)
-        if is_eds(outbound_cluster_resource(target))
+        for target in outbound_targets(snapshot, proxy)
+        if is_eds(outbound_cluster_resource(target, snapshot, proxy))
     ]

@@ -71,6 +71,11 @@ def _sds(name: str) -> secret_pb2.SdsSecretConfig:
         resource_api_version=config_source_pb2.V3))
 
 
+def sds_secret(name: str) -> secret_pb2.SdsSecretConfig:
+    """A secret the proxy fetches from its agent over SDS by name."""
+    return _sds(name)
+
+
 def _common(sans: list[str], san_prefix: str = "") -> tls_pb2.CommonTlsContext:
     validation = common_pb2.CertificateValidationContext()
     for san in sans:

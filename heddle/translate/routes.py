@@ -35,6 +35,7 @@ from heddle.translate.route_actions import (
     mirror_policy,
     redirect,
 )
+from heddle.translate.traffic_policy import hash_policies
 
 HTTP_PROTOCOLS = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB"}
 TLS_PROTOCOLS = {"TLS", "HTTPS"}
@@ -154,6 +155,7 @@ def _route_action(snapshot: MeshSnapshot, vs: Resource[Any], http: dict[str, Any
         if "perTryTimeout" in retries:
             policy.per_try_timeout.CopyFrom(parse_duration(retries["perTryTimeout"]))
         action.retry_policy.CopyFrom(policy)
+    action.hash_policy.extend(hash_policies(snapshot, action))
     return action
 
 
@@ -276,7 +278,9 @@ def _http_routes(snapshot: MeshSnapshot, service: Service, port: int,
         match=rc.RouteMatch(prefix="/"),
         route=rc.RouteAction(cluster=outbound_cluster(port, service.hostname),
                              timeout=duration_pb2.Duration(),
-                             retry_policy=default_retry_policy()),
+                             retry_policy=default_retry_policy(),
+                             hash_policy=hash_policies(snapshot, outbound_cluster(
+                                 port, service.hostname))),
     )]
 
 

@@ -37,9 +37,10 @@ _counter = itertools.count(1)
 
 
 def unique_subnet() -> str:
-    """A /24 in 127.0.0.0/8 no other test of this run uses: `127.A.B.`."""
-    n = next(_counter)
-    return f"127.{100 + os.getpid() % 100}.{n % 250}."
+    """A /24 in 127.0.0.0/9 no other test of this run (nor, very likely, of a concurrent run)
+    uses: `127.A.B.`; its applications listen in 127.(A+128).B.0/24."""
+    n = next(_counter) + os.getpid() // 120
+    return f"127.{1 + os.getpid() % 120}.{n % 250 + 1}."
 
 
 def hello_text(subnet: str) -> str:

@@ -86,6 +86,44 @@ CASES = [
         host: a
         trafficPolicy: {tls: {mode: MUTUAL}}
         """, "spec.trafficPolicy.tls: MUTUAL TLS needs clientCertificate", id="mutual-no-cert"),
+    pytest.param("DestinationRule", """
+        host: a
+        trafficPolicy: {tls: {mode: SIMPLE, credentialName: c, caCertificates: /ca.pem}}
+        """, "spec.trafficPolicy.tls: clientCertificate, privateKey, caCertificates and caCrl "
+        "cannot be set with credentialName", id="credential-and-files"),
+    pytest.param("DestinationRule", """
+        host: a
+        trafficPolicy: {tls: {mode: SIMPLE, insecureSkipVerify: true, caCertificates: /ca}}
+        """, "cannot be set when insecureSkipVerify is true", id="skip-verify-with-ca"),
+    pytest.param("DestinationRule", """
+        host: a
+        trafficPolicy: {loadBalancer: {consistentHash: {maglev: {tableSize: 1000}}}}
+        """, "spec.trafficPolicy.loadBalancer.consistentHash.maglev.tableSize: maglev tableSize "
+        "1000 must be a prime number", id="maglev-not-prime"),
+    pytest.param("DestinationRule", """
+        host: a
+        trafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {ttl: 1s}}}}
+        """, 'httpCookie: missing required field "name"', id="cookie-no-name"),
+    pytest.param("DestinationRule", """
+        host: a
+        trafficPolicy: {connectionPool: {http: {h2UpgradePolicy: UPGRADE,
+                                                useClientProtocol: true}}}
+        """, "useClientProtocol must not be true when h2UpgradePolicy is UPGRADE",
+        id="upgrade-and-client-protocol"),
+    pytest.param("DestinationRule", """
+        host: a
+        trafficPolicy: {outlierDetection: {consecutiveLocalOriginFailures: 3}}
+        """, "consecutiveLocalOriginFailures needs splitExternalLocalOriginErrors",
+        id="local-origin-without-split"),
+    pytest.param("DestinationRule", """
+        host: a
+        subsets: [{name: v1, trafficPolicy: {}}]
+        """, "spec.subsets[0].trafficPolicy: traffic policy must have at least one field",
+        id="empty-policy"),
+    pytest.param("DestinationRule", """
+        host: a
+        trafficPolicy: {portLevelSettings: [{port: {number: 80}}]}
+        """, "port traffic policy must have at least one field", id="empty-port-policy"),
     pytest.param("Gateway", """
         servers:
         - port: {number: 443, name: https, protocol: HTTPS}

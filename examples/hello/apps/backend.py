@@ -1,17 +1,30 @@
-"""The hello backend: answers with which instance served the request."""
+"""The hello backend: answers with which instance served the request.
+
+Tests can ask it to misbehave with query parameters: `fail=P` answers 503 with probability
+P, `fail_instance=NAME` answers 503 when this is instance NAME, `sleep=S` waits S seconds
+before answering.
+"""
 
 import json
 import os
+import random
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 PORT = 9090
 
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        instance = os.environ.get("HEDDLE_WORKLOAD", "backend")
+        query = {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
+        time.sleep(min(float(query.get("sleep", 0)), 30))
+        failing = (random.random() < float(query.get("fail", 0))
+                   or query.get("fail_instance") == instance)
         body = json.dumps({
             "service": "backend",
-            "instance": os.environ.get("HEDDLE_WORKLOAD", "backend"),
+            "instance": instance,
             "version": os.environ.get("VERSION", ""),
             "request_id": self.headers.get("x-request-id", ""),
             # Set by the sidecar on mTLS connections: who called, by SPIFFE id.
@@ -21,7 +34,7 @@ class Handler(BaseHTTPRequestHandler):
                             if k.lower().startswith("x-jwt")},
             "has_authorization": "authorization" in self.headers,
         }).encode()
-        self.send_response(200)
+        self.send_response(503 if failing else 200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
         self.end_headers()

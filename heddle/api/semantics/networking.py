@@ -13,31 +13,117 @@ from heddle.api.semantics.common import (
     mapping,
 )
 
+_POLICY_FIELDS = ("outlierDetection", "connectionPool", "loadBalancer", "tls")
 
-def _traffic_policy(path: PathKey, policy: dict[str, Any]) -> list[FieldProblem]:
+
+def _is_prime(n: int) -> bool:
+    return n > 1 and all(n % f for f in range(2, int(n ** 0.5) + 1))
+
+
+def _client_tls(path: PathKey, tls: dict[str, Any]) -> list[FieldProblem]:
     problems: list[FieldProblem] = []
-    tls = mapping(policy.get("tls"))
-    if tls.get("mode") == "MUTUAL" and not tls.get("credentialName") and not (
-        tls.get("clientCertificate") and tls.get("privateKey")
-    ):
-        problems.append(FieldProblem((*path, "tls"),
-                                     "MUTUAL TLS needs clientCertificate and privateKey, "
+    mode = tls.get("mode")
+    credential = tls.get("credentialName")
+    if mode in ("SIMPLE", "MUTUAL") and credential and any(
+            tls.get(k) for k in ("clientCertificate", "privateKey", "caCertificates", "caCrl")):
+        problems.append(FieldProblem(path, "clientCertificate, privateKey, caCertificates and "
+                                     "caCrl cannot be set with credentialName",
+                                     "keep credentialName (the Secret holds them) or the "
+                                     "file paths"))
+    if mode == "MUTUAL" and not credential and not (
+            tls.get("clientCertificate") and tls.get("privateKey")):
+        problems.append(FieldProblem(path, "MUTUAL TLS needs clientCertificate and privateKey, "
                                      "or credentialName", "add them, or use ISTIO_MUTUAL"))
-    lb = mapping(policy.get("loadBalancer"))
+    if tls.get("insecureSkipVerify") and mode in ("SIMPLE", "MUTUAL"):
+        clash = ["caCertificates", "subjectAltNames"] + (["credentialName"]
+                                                         if mode == "SIMPLE" else [])
+        if any(tls.get(k) for k in clash):
+            problems.append(FieldProblem(path, f"{', '.join(clash)} cannot be set when "
+                                         "insecureSkipVerify is true",
+                                         "drop them, or drop insecureSkipVerify"))
+    return problems
+
+
+def _load_balancer(path: PathKey, lb: dict[str, Any]) -> list[FieldProblem]:
+    problems: list[FieldProblem] = []
     if "simple" in lb and "consistentHash" in lb:
-        problems.append(FieldProblem((*path, "loadBalancer"),
+        problems.append(FieldProblem(path,
                                      'fields "simple" and "consistentHash" are mutually exclusive',
                                      "keep one of them"))
-    outlier = mapping(policy.get("outlierDetection"))
-    percent = outlier.get("maxEjectionPercent")
-    if isinstance(percent, int) and not 0 <= percent <= 100:
-        problems.append(FieldProblem((*path, "outlierDetection", "maxEjectionPercent"),
-                                     f"maxEjectionPercent {percent} is out of range",
-                                     "use a value from 0 to 100"))
+    consistent = mapping(lb.get("consistentHash"))
+    if consistent.get("minimumRingSize") and (consistent.get("ringHash") is not None
+                                              or consistent.get("maglev") is not None):
+        problems.append(FieldProblem((*path, "consistentHash"),
+                                     "only one of minimumRingSize or maglev/ringHash can be "
+                                     "set", "move minimumRingSize into ringHash"))
+    maglev = consistent.get("maglev")
+    if maglev is not None:
+        size = mapping(maglev).get("tableSize")
+        if not isinstance(size, int) or not _is_prime(size) or size >= 5000011:
+            problems.append(FieldProblem((*path, "consistentHash", "maglev", "tableSize"),
+                                         f"maglev tableSize {size} must be a prime number "
+                                         "below 5000011", "use e.g. 65537"))
+    return problems
+
+
+def _connection_pool(path: PathKey, pool: dict[str, Any]) -> list[FieldProblem]:
+    problems: list[FieldProblem] = []
+    if not pool.get("http") and not pool.get("tcp"):
+        problems.append(FieldProblem(path, "connection pool must have at least one field",
+                                     "set tcp or http settings, or remove connectionPool"))
+    http = mapping(pool.get("http"))
+    if http.get("h2UpgradePolicy") == "UPGRADE" and http.get("useClientProtocol"):
+        problems.append(FieldProblem((*path, "http"), "useClientProtocol must not be true "
+                                     "when h2UpgradePolicy is UPGRADE", "keep one of them"))
+    return problems
+
+
+def _outlier_detection(path: PathKey, outlier: dict[str, Any]) -> list[FieldProblem]:
+    problems: list[FieldProblem] = []
+    for name in ("maxEjectionPercent", "minHealthPercent"):
+        percent = outlier.get(name)
+        if isinstance(percent, int) and not 0 <= percent <= 100:
+            problems.append(FieldProblem((*path, name), f"{name} {percent} is out of range",
+                                         "use a value from 0 to 100"))
+    if outlier.get("consecutiveLocalOriginFailures") and not outlier.get(
+            "splitExternalLocalOriginErrors"):
+        problems.append(FieldProblem((*path, "consecutiveLocalOriginFailures"),
+                                     "consecutiveLocalOriginFailures needs "
+                                     "splitExternalLocalOriginErrors: true",
+                                     "set splitExternalLocalOriginErrors: true"))
+    return problems
+
+
+def _policy_parts(path: PathKey, policy: dict[str, Any]) -> list[FieldProblem]:
+    return [*_client_tls((*path, "tls"), mapping(policy.get("tls"))),
+            *_load_balancer((*path, "loadBalancer"), mapping(policy.get("loadBalancer"))),
+            *(_connection_pool((*path, "connectionPool"), mapping(policy["connectionPool"]))
+              if policy.get("connectionPool") is not None else []),
+            *_outlier_detection((*path, "outlierDetection"),
+                                mapping(policy.get("outlierDetection")))]
+
+
+def _traffic_policy(path: PathKey, policy: Any) -> list[FieldProblem]:
+    """Istio's validateTrafficPolicy: no empty policies, then each part."""
+    if policy is None:
+        return []
+    policy = mapping(policy)
+    problems: list[FieldProblem] = []
+    if not any(policy.get(k) is not None for k in (
+            *_POLICY_FIELDS, "portLevelSettings", "tunnel", "proxyProtocol", "retryBudget")):
+        problems.append(FieldProblem(path, "traffic policy must have at least one field",
+                                     "set a policy, or remove trafficPolicy"))
+    problems += _policy_parts(path, policy)
     for i, port_policy in items(policy.get("portLevelSettings")):
-        port = mapping(mapping(port_policy).get("port")).get("number")
-        problems += check_port((*path, "portLevelSettings", i, "port", "number"), port)
-        problems += _traffic_policy((*path, "portLevelSettings", i), mapping(port_policy))
+        port_policy = mapping(port_policy)
+        port_path = (*path, "portLevelSettings", i)
+        port = mapping(port_policy.get("port")).get("number")
+        problems += check_port((*port_path, "port", "number"), port)
+        if not any(port_policy.get(k) is not None for k in _POLICY_FIELDS):
+            problems.append(FieldProblem(port_path,
+                                         "port traffic policy must have at least one field",
+                                         "set a policy for the port, or remove it"))
+        problems += _policy_parts(port_path, port_policy)
     return problems
 
 
@@ -46,7 +132,7 @@ def check_destination_rule(spec: dict[str, Any]) -> list[FieldProblem]:
     if not spec.get("host"):
         problems.append(FieldProblem(("spec",), "host is required",
                                      "name the service this rule applies to"))
-    problems += _traffic_policy(("spec", "trafficPolicy"), mapping(spec.get("trafficPolicy")))
+    problems += _traffic_policy(("spec", "trafficPolicy"), spec.get("trafficPolicy"))
     seen: set[str] = set()
     for i, subset in items(spec.get("subsets")):
         name = mapping(subset).get("name")
@@ -59,7 +145,7 @@ def check_destination_rule(spec: dict[str, Any]) -> list[FieldProblem]:
                                          "give each subset a unique name"))
         seen.add(str(name))
         problems += _traffic_policy(("spec", "subsets", i, "trafficPolicy"),
-                                    mapping(mapping(subset).get("trafficPolicy")))
+                                    mapping(subset).get("trafficPolicy"))
     return problems
 
 

@@ -1,0 +1,113 @@
+"""Which DestinationRule applies to a host, for a client in a namespace, as Istio picks it.
+
+Istio looks in the client's namespace first, then in the service's namespace, then in the
+root namespace (`istio-system`); in each it takes the rules whose host matches most
+specifically (an exact host before the longest matching `*.suffix`) and that are exported to
+the client (`exportTo`, default everywhere; a namespace always sees its own rules). Several
+rules for one host in one namespace are merged: subsets are appended unless a subset of that
+name is already there, and the first rule with a trafficPolicy gives it. Istio orders rules
+by creation time; Heddle has none, so name order stands in for it, as elsewhere.
+
+Rules with a `workloadSelector` apply only to the proxies they select; without a proxy (a
+translation not made for one client) they are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from heddle.api.resource import Resource
+from heddle.model.selectors import matches
+from heddle.model.snapshot import MeshSnapshot
+from heddle.registry.model import resolve_host
+
+ROOT_NAMESPACE = "istio-system"
+_KIND = ("networking.istio.io", "DestinationRule")
+
+
+@dataclass(frozen=True)
+class Subset:
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    traffic_policy: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class MergedDestinationRule:
+    """The rule(s) in force for one host, merged; `names` are `namespace/name`, in order."""
+
+    namespace: str
+    host: str
+    traffic_policy: Mapping[str, Any]
+    subsets: tuple[Subset, ...]
+    names: tuple[str, ...]
+
+    def subset(self, name: str) -> Subset | None:
+        return next((s for s in self.subsets if s.name == name), None)
+
+
+def _host_matches(rule_host: str, hostname: str) -> bool:
+    if rule_host == hostname or rule_host == "*":
+        return True
+    return rule_host.startswith("*.") and hostname.endswith(rule_host[1:])
+
+
+def _exported_to(rule: Resource[Any], client_namespace: str | None) -> bool:
+    if client_namespace is None or client_namespace == rule.namespace:
+        return True
+    export_to = [str(x) for x in (rule.body.get("spec") or {}).get("exportTo") or ["*"]]
+    return "*" in export_to or client_namespace in export_to
+
+
+def _selected(rule: Resource[Any], proxy_labels: Mapping[str, str] | None) -> bool:
+    selector = ((rule.body.get("spec") or {}).get("workloadSelector") or {}).get("matchLabels")
+    if not selector:
+        return True
+    return proxy_labels is not None and matches(dict(selector), dict(proxy_labels))
+
+
+def _specificity(rule_host: str) -> tuple[int, int]:
+    """Exact hosts first, then longer wildcards before shorter ones."""
+    return (0 if not rule_host.startswith("*") else 1, -len(rule_host))
+
+
+def _merge(rules: list[Resource[Any]], host: str) -> MergedDestinationRule:
+    policy: Mapping[str, Any] = MappingProxyType({})
+    subsets: list[Subset] = []
+    for rule in rules:
+        spec: dict[str, Any] = dict(rule.body.get("spec") or {})
+        if not policy and spec.get("trafficPolicy"):
+            policy = MappingProxyType(dict(spec["trafficPolicy"]))
+        for subset in spec.get("subsets") or []:
+            name = str(subset.get("name", ""))
+            if any(s.name == name for s in subsets):
+                continue
+            subsets.append(Subset(name, tuple(sorted((str(k), str(v)) for k, v in (
+                subset.get("labels") or {}).items())),
+                MappingProxyType(dict(subset.get("trafficPolicy") or {}))))
+    return MergedDestinationRule(rules[0].namespace, host, policy, tuple(subsets),
+                                 tuple(f"{r.namespace}/{r.name}" for r in rules))
+
+
+def destination_rule(snapshot: MeshSnapshot, hostname: str, service_namespace: str,
+                     client_namespace: str | None = None,
+                     client_labels: Mapping[str, str] | None = None,
+                     ) -> MergedDestinationRule | None:
+    """The merged DestinationRule for `hostname` as seen from a client in `client_namespace`
+    (None: no particular client, so only the service's and the root namespace count)."""
+    namespaces = [client_namespace, service_namespace, ROOT_NAMESPACE]
+    for namespace in dict.fromkeys(n for n in namespaces if n is not None):
+        found: dict[str, list[Resource[Any]]] = {}
+        for rule in snapshot.of_kind(*_KIND, namespace):
+            rule_host = resolve_host(str((rule.body.get("spec") or {}).get("host", "")),
+                                     rule.namespace)
+            if (_host_matches(rule_host, hostname) and _exported_to(rule, client_namespace)
+                    and _selected(rule, client_labels)):
+                found.setdefault(rule_host, []).append(rule)
+        if found:
+            best = min(found, key=_specificity)
+            return _merge(found[best], best)
+    return None
