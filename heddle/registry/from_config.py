@@ -138,18 +138,22 @@ class Registry:
             found.setdefault(service.hostname, service)
         return found
 
+    @cached_property
+    def _by_namespace(self) -> dict[str, list[Workload]]:
+        found: dict[str, list[Workload]] = {}
+        for workload in self.workloads:
+            found.setdefault(workload.namespace, []).append(workload)
+        return found
+
     def service(self, hostname: str) -> Service | None:
         return self._by_hostname.get(hostname)
 
     def workloads_of(self, service: Service) -> tuple[Workload, ...]:
         if service.selector is None:
             return self._inline.get((service.namespace, service.hostname), ())
-        wanted = dict(service.selector)
-        return tuple(
-            w for w in self.workloads
-            if w.namespace == service.namespace
-            and all(w.label_map.get(k) == v for k, v in wanted.items())
-        )
+        wanted = service.selector
+        return tuple(w for w in self._by_namespace.get(service.namespace, ())
+                     if all(pair in w.labels for pair in wanted))
 
     def endpoints(self, service: Service, port: ServicePort,
                   subset_labels: Mapping[str, str] | None = None) -> tuple[Endpoint, ...]:

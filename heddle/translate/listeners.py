@@ -186,8 +186,8 @@ def inbound_ports(snapshot: MeshSnapshot, proxy: Proxy) -> list[InboundPort]:
     found: dict[int, ServicePort] = {}
     registry = snapshot.registry
     for service in registry.services:
-        if service.selector is None:
-            continue
+        if service.selector is None or service.namespace != proxy.namespace:
+            continue  # selectors pick workloads of their own namespace only
         for workload in registry.workloads_of(service):
             if workload.address != proxy.address:
                 continue
