@@ -16,7 +16,7 @@ for tool in curl openssl; do
   fi
 done
 echo "== ruff"
-.venv/bin/ruff check heddle tests scripts examples
+.venv/bin/ruff check heddle tests scripts examples bench
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== import-linter (layer contracts)"
