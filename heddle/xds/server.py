@@ -23,6 +23,7 @@ from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.from_config import workload_from_group
 from heddle.translate.sidecar import (
     CLUSTER,
+    ENDPOINT,
     LISTENER,
     PUSH_ORDER,
     ProxyResources,
@@ -49,6 +50,7 @@ class _TypeState:
     # delta only: what the proxy holds (name -> version), and what each nonce would make it
     held: dict[str, str] = field(default_factory=dict)
     pending: dict[str, dict[str, str]] = field(default_factory=dict)
+    last_sent: dict[str, str] = field(default_factory=dict)  # name -> version last sent
 
 
 class _Stream:
@@ -78,24 +80,40 @@ class _Stream:
     def _nonce(self) -> str:
         return str(next(self.server.nonces))
 
-    def send(self, type_url: str, force: bool = False) -> None:
+    def send(self, type_url: str, force: bool = False, resend: frozenset[str] = frozenset(),
+             ) -> None:
+        """Send `type_url` if its content changed (or `force`); delta sends the changed
+        resources and those named in `resend`."""
         state = self.types.setdefault(type_url, _TypeState())
         wanted = self._wanted(type_url, state)
         version = type_version(wanted)
         if self.delta:
-            self._send_delta(type_url, state, wanted, version, force)
+            self._send_delta(type_url, state, wanted, version, force, resend)
+        elif version != state.sent_version or force:
+            state.nonce, state.sent_version = self._nonce(), version
+            self.outbox.put_nowait(discovery_pb2.DiscoveryResponse(
+                version_info=version, type_url=type_url, nonce=state.nonce,
+                resources=[r.body for r in wanted.values()]))
+            self._sent(type_url, state)
+        else:
             return
-        if version == state.sent_version and not force:
-            return
-        state.nonce, state.sent_version = self._nonce(), version
-        self.outbox.put_nowait(discovery_pb2.DiscoveryResponse(
-            version_info=version, type_url=type_url, nonce=state.nonce,
-            resources=[r.body for r in wanted.values()]))
-        self._sent(type_url, state)
+        previous, state.last_sent = state.last_sent, {n: r.version for n, r in wanted.items()}
+        if type_url == CLUSTER and state.nonce:
+            self._endpoints_for_changed_clusters(previous, state.last_sent)
+
+    def _endpoints_for_changed_clusters(self, previous: dict[str, str],
+                                        current: dict[str, str]) -> None:
+        """Envoy warms a changed cluster as a new one, which waits for its endpoints (15 s,
+        then Envoy gives up waiting): send them again right after the clusters, as Istio
+        follows every cluster push with endpoints."""
+        changed = frozenset(n for n, v in current.items() if n in previous and previous[n] != v)
+        endpoints = self.types.get(ENDPOINT)
+        if changed and endpoints is not None and endpoints.requested:
+            self.send(ENDPOINT, force=not self.delta, resend=changed)
 
     def _send_delta(self, type_url: str, state: _TypeState, wanted: dict[str, VersionedResource],
-                    version: str, force: bool) -> None:
-        changed = [r for n, r in wanted.items() if state.held.get(n) != r.version]
+                    version: str, force: bool, resend: frozenset[str] = frozenset()) -> None:
+        changed = [r for n, r in wanted.items() if state.held.get(n) != r.version or n in resend]
         removed = [n for n in state.held if n not in wanted]
         if not changed and not removed and not force:
             if version != state.sent_version:  # e.g. a NACKed change was reverted

@@ -137,6 +137,31 @@ async def test_deleting_a_service_removes_its_routes_and_clusters(mesh: Mesh) ->
     await eventually(backend_gone, 5, "backend routes and clusters removed")
 
 
+async def test_a_changed_cluster_gets_its_endpoints_at_once_and_becomes_active(
+        mesh: Mesh) -> None:
+    """A DestinationRule that changes existing EDS clusters makes Envoy warm new ones; they
+    need their endpoints again (unchanged) or they wait for Envoy's 15 s init timeout."""
+    await eventually(lambda: _true(all_synced(mesh)), 10, "initial sync")
+    policy = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+              "metadata: {name: backend-lb}\nspec:\n  host: backend.default.svc.cluster.local\n"
+              "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n")
+    mesh.store.put("backend-lb.yaml", load_text(policy, "backend-lb.yaml"))
+    await mesh.xds.push_all()
+
+    async def random_and_warm() -> bool:
+        dump = await config_dump(mesh)
+        clusters = next(c for c in dump["configs"]  # type: ignore[attr-defined]
+                        if c["@type"].endswith("ClustersConfigDump"))
+        active = [c["cluster"] for c in clusters.get("dynamic_active_clusters", [])
+                  if c["cluster"]["name"] == "outbound|9090||backend.default.svc.cluster.local"]
+        return (not clusters.get("dynamic_warming_clusters")
+                and bool(active) and active[0].get("lb_policy") == "RANDOM")
+
+    await eventually(random_and_warm, 5, "the changed cluster active (not warming)")
+    hosts = await cluster_hosts(mesh, "outbound|9090||backend.default.svc.cluster.local")
+    assert hosts == {f"{mesh.subnet}3:9090", f"{mesh.subnet}4:9090"}
+
+
 async def test_a_rejected_resource_is_nacked_and_envoy_keeps_serving(mesh: Mesh) -> None:
     await eventually(lambda: _true(all_synced(mesh)), 10, "initial sync")
     mesh.broken[0] = True
