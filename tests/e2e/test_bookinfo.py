@@ -129,25 +129,34 @@ class Bookinfo:
 
     def page(self, user: str = "", timeout: float = 20) -> dict[str, Any]:
         """productpage?format=json, asked through the client's sidecar on a kept-alive
-        connection of this thread."""
-        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = http.client.HTTPConnection(f"{self.mesh.subnet}1", 15001)
-        connection.timeout = timeout
-        if connection.sock is not None:
-            connection.sock.settimeout(timeout)
-        try:
-            connection.request("GET", f"{PRODUCTPAGE}?format=json",
-                               headers={"end-user": user} if user else {})
-            response = connection.getresponse()
-            body = response.read()
-        except BaseException:
-            connection.close()
+        connection of this thread (once more on a new one if the sidecar had closed it)."""
+        for attempt in range(2):
+            connection: http.client.HTTPConnection | None = getattr(
+                self._local, "connection", None)
+            reused = connection is not None
+            if connection is None:
+                connection = http.client.HTTPConnection(f"{self.mesh.subnet}1", 15001)
+            connection.timeout = timeout
+            if connection.sock is not None:
+                connection.sock.settimeout(timeout)
             self._local.connection = None
-            raise
-        self._local.connection = connection
-        assert response.status == 200, body
-        return dict(json.loads(body))
+            try:
+                connection.request("GET", f"{PRODUCTPAGE}?format=json",
+                                   headers={"end-user": user} if user else {})
+                response = connection.getresponse()
+                body = response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                connection.close()
+                if reused and attempt == 0:
+                    continue
+                raise
+            except BaseException:
+                connection.close()
+                raise
+            self._local.connection = connection
+            assert response.status == 200, body
+            return dict(json.loads(body))
+        raise AssertionError("unreachable")
 
     def html(self, user: str = "") -> str:
         connection = http.client.HTTPConnection(f"{self.mesh.subnet}1", 15001, timeout=20)
