@@ -170,9 +170,17 @@ class Bookinfo:
             connection.close()
 
     def pages(self, count: int, user: str = "") -> list[dict[str, Any]]:
-        """`count` pages, asked for concurrently."""
-        with ThreadPoolExecutor(8) as pool:
-            return list(pool.map(lambda _: self.page(user), range(count)))
+        """`count` pages, asked for concurrently, within a generous time (2000 take 10-40 s
+        on two shared cores)."""
+        deadline = time.monotonic() + 30 + 0.06 * count
+
+        def page(_: int) -> dict[str, Any]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{count} pages took over {30 + 0.06 * count:g}s")
+            return self.page(user)
+
+        with ThreadPoolExecutor(16) as pool:
+            return list(pool.map(page, range(count)))
 
 
 def expected_routes(service: dict[str, Any]) -> Signature:
@@ -222,17 +230,23 @@ def split(bookinfo: Bookinfo, expected: dict[str, float]) -> dict[str, float]:
     """Percent of pages from each reviews version, over SAMPLES pages; if that lands outside
     the tolerance, over twice as many (a 50/50 split is off by 3 points in 0.7% of runs of
     2000, in 0.02% of runs of 4000)."""
-    pages = bookinfo.pages(SAMPLES)
+    pages: list[dict[str, Any]] = []
     for _ in range(2):
-        seen = versions(pages)
+        pages += bookinfo.pages(SAMPLES)
+        # A page can miss a part when an app gives up after 3 s on a machine busy with
+        # other work; that is no routing result, and must stay rare.
+        whole = [p for p in pages if not (p["reviews_error"] or p["ratings_error"]
+                                          or p["details_error"])]
+        assert len(pages) - len(whole) <= len(pages) // 100, [
+            p for p in pages if p not in whole][:3]
+        seen = versions(whole)
         assert all(STARS[version] == stars for version, stars in seen), seen
-        shares = {version: 100 * n / len(pages) for (version, _), n in seen.items()}
-        print(f"{len(pages)} pages: " + ", ".join(
+        shares = {version: 100 * n / len(whole) for (version, _), n in seen.items()}
+        print(f"{len(whole)} of {len(pages)} pages whole: " + ", ".join(
             f"{v} {shares.get(v, 0):.2f}% (want {w:g}%)" for v, w in expected.items()))
         if set(shares) == set(expected) and all(
                 abs(shares[v] - w) <= TOLERANCE for v, w in expected.items()):
             break
-        pages += bookinfo.pages(SAMPLES)
     assert set(shares) == set(expected), shares
     for version, weight in expected.items():
         assert abs(shares[version] - weight) <= TOLERANCE, (version, shares)
