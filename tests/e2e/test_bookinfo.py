@@ -7,9 +7,9 @@ Not applied, for want of what they need:
 - virtual-service-ratings-db.yaml, virtual-service-ratings-mysql.yaml,
   virtual-service-ratings-mysql-vm.yaml: ratings v2 reading MongoDB / MySQL (on a VM);
 - bookinfo-gateway.yaml, certmanager-gateway.yaml: an ingress gateway (and cert-manager);
-- egress-rule-google-apis.yaml: egress to Google Books, which needs the internet;
-- destination-rule-all-mtls.yaml, destination-rule-reviews.yaml: no routing change to show
-  (Heddle's auto-mTLS already uses ISTIO_MUTUAL; reviews' subsets are destination-rule-all's).
+- egress-rule-google-apis.yaml: egress to Google Books, which needs the internet.
+destination-rule-all-mtls.yaml and destination-rule-reviews.yaml change nothing a page
+shows: for them the sidecars' clusters are checked, and that pages stay whole.
 """
 
 from __future__ import annotations
@@ -337,6 +337,42 @@ def test_details_v2(bookinfo: Bookinfo) -> None:
     assert {(p["details_version"], p["details"]["publisher"]) for p in pages} == {
         ("v2", "PublisherB (Google Books)")}
     assert "PublisherB" in bookinfo.html()
+
+
+def test_destination_rules_mtls_and_random(bookinfo: Bookinfo) -> None:
+    """destination-rule-all-mtls.yaml: the same subsets with ISTIO_MUTUAL to each service's
+    identity; destination-rule-reviews.yaml: reviews' endpoints picked at RANDOM. Neither
+    changes what the page shows, so the sidecar's clusters are what to look at."""
+    bookinfo.apply("destination-rule-all-mtls.yaml", "virtual-service-all-v1.yaml")
+
+    def clusters(workload: str, host: str) -> dict[str, dict[str, Any]]:
+        dump = bookinfo.admin(workload, "dynamic_active_clusters")
+        return {c["cluster"]["name"]: c["cluster"] for c in dump.get("configs", [])
+                if c["cluster"]["name"].endswith(f"|{host}.default.svc.cluster.local")}
+
+    def mutual_tls_to(workload: str, host: str) -> bool:
+        found = clusters(workload, host)
+        return len(found) >= 2 and all(
+            f"spiffe://cluster.local/ns/default/sa/bookinfo-{host}" in json.dumps(c)
+            and "UpstreamTlsContext" in json.dumps(c) for c in found.values())
+
+    for workload, hosts in (("productpage-v1", ("details", "reviews")),
+                            ("reviews-v2", ("ratings",))):
+        for host in hosts:
+            wait_for(lambda w=workload, h=host: mutual_tls_to(w, h), 30,
+                     f"{workload}'s clusters for {host}: ISTIO_MUTUAL to bookinfo-{host}")
+    assert versions(bookinfo.pages(30)) == {("v1", "none"): 30}
+
+    bookinfo.apply("destination-rule-reviews.yaml")
+    # About 15 s: the xDS server sends no EDS after a CDS update that changes existing
+    # clusters, so Envoy warms them until its initial_fetch_timeout (15 s) runs out.
+    took = wait_for(
+        lambda: {c.get("lb_policy") for c in clusters("productpage-v1", "reviews").values()}
+        == {"RANDOM"}, 30, "productpage's clusters for reviews: RANDOM")
+    print(f"RANDOM in force in productpage's sidecar after {took:.1f}s")
+    bookinfo.apply("virtual-service-reviews-test-v2.yaml")
+    assert versions(bookinfo.pages(30, user="jason")) == {("v2", "black"): 30}
+    assert versions(bookinfo.pages(30)) == {("v1", "none"): 30}
 
 
 def test_details_abort_shows_details_unavailable(bookinfo: Bookinfo) -> None:
