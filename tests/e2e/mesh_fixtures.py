@@ -43,9 +43,14 @@ def unique_subnet() -> str:
     return f"127.{1 + os.getpid() % 120}.{n % 250 + 1}."
 
 
-def hello_text(subnet: str) -> str:
-    text = (ROOT / "examples" / "hello" / "mesh.yaml").read_text()
-    return text.replace("127.0.10.", subnet)
+# The loopback /24 each example's mesh.yaml puts its workloads in.
+EXAMPLE_SUBNETS = {"hello": "127.0.10.", "bookinfo": "127.0.20."}
+
+
+def hello_text(subnet: str, example: str = "hello") -> str:
+    """An example's mesh.yaml with its workloads moved to `subnet`."""
+    text = (ROOT / "examples" / example / "mesh.yaml").read_text()
+    return text.replace(EXAMPLE_SUBNETS[example], subnet)
 
 
 def hello_store(subnet: str) -> ConfigStore:
@@ -146,13 +151,13 @@ def wait_for(check: object, timeout: float, what: str) -> float:
 
 
 @contextlib.contextmanager
-def running_mesh(base: Path, *up_args: str) -> Iterator[LocalMesh]:
-    """`heddle up` on a copy of examples/hello with its own addresses and ports; on exit,
+def running_mesh(base: Path, *up_args: str, example: str = "hello") -> Iterator[LocalMesh]:
+    """`heddle up` on a copy of examples/EXAMPLE with its own addresses and ports; on exit,
     `heddle down`, then check that no process it started is left."""
-    config_dir = base / "hello"
-    shutil.copytree(ROOT / "examples" / "hello", config_dir)
+    config_dir = base / example
+    shutil.copytree(ROOT / "examples" / example, config_dir)
     subnet = unique_subnet()
-    (config_dir / "mesh.yaml").write_text(hello_text(subnet))
+    (config_dir / "mesh.yaml").write_text(hello_text(subnet, example))
     running = LocalMesh(config_dir, base / "home", subnet)
     running.heddle("up", str(config_dir), "--detach", "--xds-port", str(free_port()),
                    "--debug-port", str(free_port()), "--ca-port", str(free_port()), *up_args)
