@@ -16,6 +16,7 @@ from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import Location, Resolution, Service, ServicePort
 from heddle.translate.egress import passthrough_cluster
+from heddle.translate.locality import apply_locality, locality_groups, uses_locality_weights
 from heddle.translate.mtls import (
     has_sidecar,
     istio_mutual_socket,
@@ -34,6 +35,7 @@ from heddle.translate.traffic_policy import (
 from heddle.translate.upstream_tls import origination_socket
 
 CONNECT_TIMEOUT = duration_pb2.Duration(seconds=10)
+HTTP2_PROTOCOLS = frozenset({"HTTP2", "GRPC", "GRPC-WEB"})
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,15 @@ def _socket_address(address: str, port: int) -> address_pb2.Address:
     )
 
 
-def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget,
+def client_locality(snapshot: MeshSnapshot, proxy: Proxy | None) -> str:
+    """The locality of the workload behind `proxy` (its WorkloadEntry's), or ""."""
+    if proxy is None:
+        return ""
+    return next((w.locality for w in snapshot.registry.workloads
+                 if w.address == proxy.address and w.namespace == proxy.namespace), "")
+
+
+def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget, proxy: Proxy | None = None,
                     ) -> endpoint_pb2.ClusterLoadAssignment:
     endpoints = snapshot.registry.endpoints(target.service, target.port,
                                             dict(target.subset_labels))
@@ -90,13 +100,14 @@ def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget,
         if has_sidecar(endpoint.workload):  # auto-mTLS picks TLS for these endpoints
             lb.metadata.CopyFrom(tls_mode_metadata())
         by_locality.setdefault(endpoint.workload.locality, []).append(lb)
-    return endpoint_pb2.ClusterLoadAssignment(
-        cluster_name=target.cluster_name,
-        endpoints=[
-            endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=lb)
-            for _, lb in sorted(by_locality.items())
-        ],
-    )
+    assignment = endpoint_pb2.ClusterLoadAssignment(cluster_name=target.cluster_name,
+                                                    endpoints=locality_groups(by_locality))
+    policy = effective_policy(_rule(snapshot, target.service, proxy), target.port.number,
+                              target.subset)
+    apply_locality(assignment, client_locality(snapshot, proxy),
+                   (policy.get("loadBalancer") or {}).get("localityLbSetting") or {},
+                   policy.get("outlierDetection") is not None)
+    return assignment
 
 
 def _peer_identities(snapshot: MeshSnapshot, service: Service) -> list[str]:
@@ -182,8 +193,14 @@ def outbound_cluster_resource(target: OutboundTarget, snapshot: MeshSnapshot,
     policy = effective_policy(rule, target.port.number, target.subset)
     options = ProtocolOptions()
     apply_traffic_policy(cluster, policy, options)
+    locality = (policy.get("loadBalancer") or {}).get("localityLbSetting") or {}
+    if uses_locality_weights(client_locality(snapshot, proxy), locality):
+        cluster.common_lb_config.locality_weighted_lb_config.SetInParent()
     _apply_tls(snapshot, target, cluster, policy.get("tls"),
                rule.namespace if rule else target.service.namespace, options)
+    if target.port.protocol in HTTP2_PROTOCOLS and not options.HasField(
+            "use_downstream_protocol_config"):
+        options.explicit_http_config.http2_protocol_options.SetInParent()  # gRPC needs h2
     attach_protocol_options(cluster, options)
     return cluster
 
@@ -193,11 +210,16 @@ def is_eds(cluster: cluster_pb2.Cluster) -> bool:
 
 
 def inbound_cluster_resource(port: int, app_address: str, app_port: int | None = None,
-                             ) -> cluster_pb2.Cluster:
-    """Where the inbound listener on `port` hands requests to the application itself."""
+                             protocol: str = "TCP") -> cluster_pb2.Cluster:
+    """Where the inbound listener on `port` hands requests to the application itself (in
+    HTTP/2 for HTTP2 and gRPC ports, as the application speaks it)."""
     name = inbound_cluster(port)
     cluster = cluster_pb2.Cluster(name=name, connect_timeout=CONNECT_TIMEOUT,
                                   type=cluster_pb2.Cluster.STATIC)
+    if protocol in HTTP2_PROTOCOLS:
+        options = ProtocolOptions()
+        options.explicit_http_config.http2_protocol_options.SetInParent()
+        attach_protocol_options(cluster, options)
     cluster.load_assignment.cluster_name = name
     cluster.load_assignment.endpoints.add().lb_endpoints.add().endpoint.address.CopyFrom(
         _socket_address(app_address, app_port or port))
@@ -216,7 +238,7 @@ def outbound_endpoints(snapshot: MeshSnapshot, proxy: Proxy | None = None,
                        ) -> list[endpoint_pb2.ClusterLoadAssignment]:
     """EDS for every outbound cluster that Envoy learns endpoints for over ADS."""
     return [
-        load_assignment(snapshot, target)
+        load_assignment(snapshot, target, proxy)
         for target in outbound_targets(snapshot, proxy)
         if is_eds(outbound_cluster_resource(target, snapshot, proxy))
     ]

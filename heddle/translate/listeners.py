@@ -239,7 +239,7 @@ def inbound_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[listener_pb2
 
 def inbound_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[cluster_pb2.Cluster]:
     """Clusters the inbound side needs: to the application, and to remote JWKS."""
-    return [*(inbound_cluster_resource(p.number, proxy.app_address, p.app_port)
+    return [*(inbound_cluster_resource(p.number, proxy.app_address, p.app_port, p.port.protocol)
               for p in inbound_ports(snapshot, proxy)),
             *jwks_clusters(snapshot, proxy)]
 

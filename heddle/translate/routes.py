@@ -348,7 +348,8 @@ def outbound_route_config(snapshot: MeshSnapshot, port: int, proxy: Proxy | None
 def proxy_route_config(snapshot: MeshSnapshot, name: str, proxy: Proxy | None = None,
                        mode: str = ALLOW_ANY) -> route_pb2.RouteConfiguration:
     """Routes for the sidecar's HTTP proxy listener: every service port, told apart by the
-    `host:port` the application asked for (the bare name too on port 80); CONNECT for TCP.
+    `host:port` the application asked for (the bare name too on port 80); CONNECT tunnels
+    for TCP (and for HTTP ports, whose clients may tunnel too).
     Any other host goes where the outbound traffic policy `mode` says."""
     config = route_pb2.RouteConfiguration(
         name=name, validate_clusters=wrappers_pb2.BoolValue(value=False))
@@ -358,7 +359,10 @@ def proxy_route_config(snapshot: MeshSnapshot, name: str, proxy: Proxy | None = 
             config.virtual_hosts.add(
                 name=f"{service.hostname}:{port.number}",
                 domains=_domains(service, port.number, with_bare_names=port.number == 80),
-                routes=(_http_routes(snapshot, service, port.number, proxy) if http
+                # A CONNECT tunnel to an HTTP port carries what the client speaks inside it
+                # (gRPC clients use CONNECT when told of a proxy): the mesh sees a stream.
+                routes=([*_http_routes(snapshot, service, port.number, proxy),
+                         *_connect_routes(snapshot, service, port, proxy)] if http
                         else _connect_routes(snapshot, service, port, proxy)),
             )
     config.virtual_hosts.add(name=BLACKHOLE_ROUTE if mode == REGISTRY_ONLY

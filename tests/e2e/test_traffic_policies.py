@@ -273,3 +273,54 @@ def test_tls_origination_reaches_an_https_server_over_plain_http(
         status, body = request(mesh, url)
         print(f"{url} -> {status} {body}; SNI seen by the server: {sorted(set(seen))}")
         assert status == 200 and body["tls"] is True and host in seen
+
+
+def test_locality_failover_prefers_the_clients_region_until_it_fails(mesh: LocalMesh) -> None:
+    """Two instances in two regions; the client in the first. With outlier detection, all
+    traffic stays in the client's locality; when that instance fails it is ejected and
+    traffic fails over to the other region (Istio's default locality load balancing)."""
+    mesh_yaml = mesh.config_dir / "mesh.yaml"
+    mesh_yaml.write_text(mesh_yaml.read_text().replace(
+        "  labels: {app: client}\n", "  labels: {app: client}\n  locality: eu/zone-1/rack-1\n"))
+    entries = "".join(
+        f"---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n"
+        f"  name: regional-{region}\n  annotations:\n"
+        f"    heddle.dev/command: VERSION=v1 python3 apps/backend.py\n"
+        f"spec:\n  address: {mesh.subnet}{octet}\n  labels: {{app: regional}}\n"
+        f"  serviceAccount: backend\n  locality: {region}/zone-1/rack-1\n"
+        for region, octet in (("eu", 21), ("us", 22)))
+    host = "regional.default.svc.cluster.local"
+    (mesh.config_dir / "policy-regional.yaml").write_text(
+        f"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: regional}}\n"
+        f"spec:\n  hosts: [{host}]\n  location: MESH_INTERNAL\n  resolution: STATIC\n"
+        f"  ports: [{{number: 9090, name: http, protocol: HTTP}}]\n"
+        f"  workloadSelector: {{labels: {{app: regional}}}}\n" + entries
+        + vs("regional", "  - route: [{destination: {host: HOST}}]\n"
+                         "    retries: {attempts: 0}\n").replace("HOST", host))
+    url = f"http://{host}:9090/"
+    # Both instances up first: a request to one still starting would count as its failure.
+    seen: set[str] = set()
+    wait_for(lambda: seen.add(str(request(mesh, url)[1].get("instance"))) or
+             {"regional-eu", "regional-us"} <= seen, 40, "both regional instances serving")
+    (mesh.config_dir / "policy-regional-dr.yaml").write_text(dr("regional", (
+        "  trafficPolicy:\n    outlierDetection:\n"
+        "      {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 5m, "
+        "maxEjectionPercent: 100}\n")).replace("HOST", host))
+
+    def eu_preferred() -> bool:
+        answers = [request(mesh, url) for _ in range(10)]
+        return all(s == 200 and b.get("instance") == "regional-eu" for s, b in answers)
+
+    wait_for(eu_preferred, 20, "regional-eu serving every request")
+    healthy = Counter(str(request(mesh, url)[1].get("instance")) for _ in range(30))
+    served = [request(mesh, f"{url}?fail_instance=regional-eu") for _ in range(30)]
+    failures = sum(status != 200 for status, _ in served)
+    last = Counter(str(body.get("instance")) for _, body in served[-20:])
+    stats_url = (f"http://{mesh.subnet}1:15000/stats?filter="
+                 "regional.*(outlier_detection.ejections_enforced_total|healthy|priority)")
+    with urllib.request.urlopen(stats_url, timeout=5) as response:
+        stats = response.read().decode()
+    print(f"client in eu: 30 requests served by {dict(healthy)}; regional-eu failing: "
+          f"{failures} of 30 failed, last 20 served by {dict(last)}\n{stats}")
+    assert healthy == {"regional-eu": 30}
+    assert failures <= 3 and last == {"regional-us": 20}

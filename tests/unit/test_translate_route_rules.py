@@ -65,6 +65,10 @@ def routes_of(config_text: str, host: str, client: Proxy) -> list[rc.Route]:
     [config] = sidecar_resources(MeshSnapshot.build(1, result.resources), client) \
         .of(ROUTE).values()
     [vhost] = [h for h in config.virtual_hosts if h.name == host]  # type: ignore[attr-defined]
+    if not host.endswith((":5432", ":5433")):  # HTTP: the routes before the CONNECT tunnel
+        *http, connect = vhost.routes
+        assert connect.match.HasField("connect_matcher")
+        return list(http)
     return list(vhost.routes)
 
 

@@ -1,0 +1,112 @@
+"""Locality-aware load balancing, as Istio applies it to one client's endpoints.
+
+Localities are `region/zone/subzone` (a WorkloadEntry's `locality`). With a DestinationRule's
+`localityLbSetting.distribute` entry for the client's locality, each group of endpoints
+gets the share of traffic the entry gives its locality. Otherwise, when the cluster has
+outlier detection (without it Envoy could never see a locality fail), endpoints get Envoy
+priorities by how close they are to the client: same subzone 0, same zone 1, same region 2,
+a `failover` target region 3, anywhere else 4 (compacted, as Envoy wants no gaps).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from typing import Any
+
+from envoy.config.core.v3 import base_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+
+
+def parse_locality(text: str) -> base_pb2.Locality:
+    region, zone, sub_zone = ([*text.split("/"), "", ""])[:3]
+    return base_pb2.Locality(region=region, zone=zone, sub_zone=sub_zone)
+
+
+def _matches(locality: base_pb2.Locality, pattern: str) -> bool:
+    """`region/zone/subzone` patterns, each part exact or `*` (a trailing `*` matches the
+    rest), as Istio's `from`/`to` keys are written."""
+    text = "/".join([locality.region, locality.zone, locality.sub_zone])
+    parts = pattern.split("/")
+    if parts[-1] == "*":
+        return fnmatch.fnmatchcase(text, pattern) or fnmatch.fnmatchcase(text, pattern + "/*")
+    return fnmatch.fnmatchcase(text, pattern + "/*" * (3 - len(parts)))
+
+
+def _distribute_rule(client: base_pb2.Locality, setting: Mapping[str, Any],
+                     ) -> Mapping[str, Any] | None:
+    return next((r for r in setting.get("distribute") or []
+                 if _matches(client, str(r.get("from", "")))), None)
+
+
+def uses_locality_weights(client_locality: str, setting: Mapping[str, Any]) -> bool:
+    """Whether a `distribute` entry applies to this client (its cluster must then enable
+    locality-weighted load balancing)."""
+    if not client_locality or setting.get("enabled") is False:
+        return False
+    return _distribute_rule(parse_locality(client_locality), setting) is not None
+
+
+def _distribute(assignment: endpoint_pb2.ClusterLoadAssignment, rule: Mapping[str, Any],
+                ) -> None:
+    """Each `to` pattern's share, split evenly among the localities it matches; localities
+    no pattern names get no traffic."""
+    groups = list(assignment.endpoints)
+    weights = [0.0] * len(groups)
+    for pattern, weight in (rule.get("to") or {}).items():
+        matching = [i for i, group in enumerate(groups) if _matches(group.locality, str(pattern))]
+        for i in matching:
+            weights[i] += int(weight) / len(matching)
+    kept = []
+    for group, weight in zip(groups, weights, strict=True):
+        if weight > 0:
+            copy = endpoint_components_pb2.LocalityLbEndpoints()
+            copy.CopyFrom(group)
+            copy.load_balancing_weight.value = max(1, round(weight))
+            kept.append(copy)
+    del assignment.endpoints[:]
+    assignment.endpoints.extend(kept)
+
+
+def _priority(group: base_pb2.Locality, client: base_pb2.Locality, failover_to: set[str],
+              ) -> int:
+    if group.region != client.region:
+        return 3 if group.region in failover_to else 4
+    if group.zone != client.zone:
+        return 2
+    return 0 if group.sub_zone == client.sub_zone else 1
+
+
+def _failover(assignment: endpoint_pb2.ClusterLoadAssignment, client: base_pb2.Locality,
+              failover: list[Mapping[str, Any]]) -> None:
+    targets = {str(f.get("to")) for f in failover if f.get("from") == client.region}
+    raw = [_priority(group.locality, client, targets) for group in assignment.endpoints]
+    ranks = {p: i for i, p in enumerate(sorted(set(raw)))}
+    for group, priority in zip(assignment.endpoints, raw, strict=True):
+        group.priority = ranks[priority]
+
+
+def apply_locality(assignment: endpoint_pb2.ClusterLoadAssignment, client_locality: str,
+                   setting: Mapping[str, Any], outlier_detection: bool) -> None:
+    """Weights (distribute) or priorities (failover, only with outlier detection) for the
+    client's locality; Istio's locality load balancing is on unless `enabled: false`."""
+    if not client_locality or setting.get("enabled") is False:
+        return
+    client = parse_locality(client_locality)
+    rule = _distribute_rule(client, setting)
+    if rule is not None:
+        _distribute(assignment, rule)
+    elif outlier_detection:
+        _failover(assignment, client, list(setting.get("failover") or []))
+
+
+def locality_groups(groups: Mapping[str, list[endpoint_components_pb2.LbEndpoint]],
+                    ) -> list[endpoint_components_pb2.LocalityLbEndpoints]:
+    """One LocalityLbEndpoints per locality, in a stable order."""
+    found = []
+    for name, endpoints in sorted(groups.items()):
+        group = endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=endpoints)
+        if name:
+            group.locality.CopyFrom(parse_locality(name))
+        found.append(group)
+    return found
