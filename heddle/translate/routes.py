@@ -12,6 +12,9 @@ from typing import Any
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
+from envoy.extensions.retry.priority.previous_priorities.v3 import (
+    previous_priorities_config_pb2,
+)
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
@@ -52,6 +55,40 @@ def default_retry_policy() -> rc.RetryPolicy:
             typed_config=_previous_hosts())],
         host_selection_retry_max_attempts=5,
     )
+
+
+def retry_policy(retries: dict[str, Any] | None, hashed: bool = False,
+                 ) -> rc.RetryPolicy | None:
+    """A VirtualService's retries (Istio's default policy when unset; none for attempts 0).
+    Retries go to other hosts unless retryIgnorePreviousHosts is false or the route hashes
+    to one host (consistent hashing), as in Istio."""
+    policy = default_retry_policy()
+    retries = retries if retries is not None else {}
+    if "attempts" in retries:
+        if int(retries["attempts"]) <= 0:
+            return None
+        policy.num_retries.value = int(retries["attempts"])
+    if "retryOn" in retries:
+        parts = [p.strip() for p in str(retries["retryOn"]).split(",") if p.strip()]
+        codes = [int(p) for p in parts if p.isdigit()]
+        names = [p for p in parts if not p.isdigit()]
+        if codes:
+            names.append("retriable-status-codes")
+        policy.retry_on = ",".join(dict.fromkeys(names))
+        del policy.retriable_status_codes[:]
+        policy.retriable_status_codes.extend(codes)
+    if "perTryTimeout" in retries:
+        policy.per_try_timeout.CopyFrom(parse_duration(str(retries["perTryTimeout"])))
+    if "backoff" in retries:
+        policy.retry_back_off.base_interval.CopyFrom(parse_duration(str(retries["backoff"])))
+    if hashed or retries.get("retryIgnorePreviousHosts") is False:
+        del policy.retry_host_predicate[:]
+        policy.ClearField("host_selection_retry_max_attempts")
+    if retries.get("retryRemoteLocalities"):
+        policy.retry_priority.name = "envoy.retry_priorities.previous_priorities"
+        policy.retry_priority.typed_config.Pack(
+            previous_priorities_config_pb2.PreviousPrioritiesConfig(update_frequency=2))
+    return policy
 
 
 def _previous_hosts() -> any_pb2.Any:
@@ -137,25 +174,10 @@ def _route_action(snapshot: MeshSnapshot, vs: Resource[Any], http: dict[str, Any
             )
     action.timeout.CopyFrom(parse_duration(http["timeout"]) if "timeout" in http
                             else duration_pb2.Duration())
-    retries = http.get("retries")
-    if retries is None:
-        action.retry_policy.CopyFrom(default_retry_policy())
-    elif int(retries.get("attempts", 0)) > 0:
-        policy = default_retry_policy()
-        policy.num_retries.value = int(retries["attempts"])
-        if "retryOn" in retries:
-            codes = [int(p) for p in retries["retryOn"].split(",") if p.strip().isdigit()]
-            names = [p.strip() for p in retries["retryOn"].split(",")
-                     if p.strip() and not p.strip().isdigit()]
-            if codes:
-                names.append("retriable-status-codes")
-            policy.retry_on = ",".join(dict.fromkeys(names))
-            del policy.retriable_status_codes[:]
-            policy.retriable_status_codes.extend(codes)
-        if "perTryTimeout" in retries:
-            policy.per_try_timeout.CopyFrom(parse_duration(retries["perTryTimeout"]))
-        action.retry_policy.CopyFrom(policy)
     action.hash_policy.extend(hash_policies(snapshot, action))
+    policy = retry_policy(http.get("retries"), hashed=bool(action.hash_policy))
+    if policy is not None:
+        action.retry_policy.CopyFrom(policy)
     return action
 
 
@@ -278,9 +300,9 @@ def _http_routes(snapshot: MeshSnapshot, service: Service, port: int,
         match=rc.RouteMatch(prefix="/"),
         route=rc.RouteAction(cluster=outbound_cluster(port, service.hostname),
                              timeout=duration_pb2.Duration(),
-                             retry_policy=default_retry_policy(),
-                             hash_policy=hash_policies(snapshot, outbound_cluster(
+                             hash_policy=(hashed := hash_policies(snapshot, outbound_cluster(
                                  port, service.hostname))),
+                             retry_policy=retry_policy(None, hashed=bool(hashed))),
     )]
 
 

@@ -205,3 +205,46 @@ spec:
     secure, other = reviews_routes(snapshot)
     assert (secure.redirect.scheme_redirect, secure.redirect.port_redirect) == ("https", 443)
     assert other.redirect.port_redirect == 0  # the request's port is kept
+
+
+def test_retry_policy_fields_as_istio_converts_them() -> None:
+    from heddle.translate.routes import retry_policy
+
+    policy = retry_policy({"attempts": 4, "retryOn": "gateway-error,connect-failure,409",
+                           "perTryTimeout": "2s", "backoff": "50ms",
+                           "retryRemoteLocalities": True})
+    assert policy is not None
+    assert (policy.num_retries.value, policy.retry_on) == (
+        4, "gateway-error,connect-failure,retriable-status-codes")
+    assert list(policy.retriable_status_codes) == [409]
+    assert policy.per_try_timeout.seconds == 2
+    assert policy.retry_back_off.base_interval.nanos == 50_000_000
+    assert policy.retry_priority.name == "envoy.retry_priorities.previous_priorities"
+    assert policy.retry_host_predicate[0].name == "envoy.retry_host_predicates.previous_hosts"
+    # Retrying on the same host: asked for, or implied by consistent hashing.
+    sticky = retry_policy({"attempts": 2, "retryIgnorePreviousHosts": False})
+    assert sticky is not None and not sticky.retry_host_predicate
+    hashed = retry_policy(None, hashed=True)
+    assert hashed is not None and not hashed.retry_host_predicate
+    assert retry_policy({"attempts": 0}) is None
+
+
+def test_real_envoy_accepts_every_retry_field(corpus: Path, tmp_path: Path) -> None:
+    vs = tmp_path / "vs.yaml"
+    vs.write_text("""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: v1}}]
+    retries: {attempts: 3, retryOn: "5xx,409", perTryTimeout: 1s, backoff: 25ms,
+              retryRemoteLocalities: true, retryIgnorePreviousHosts: false}
+""")
+    snapshot = MeshSnapshot.build(1, [*bookinfo(corpus).resources(),
+                                      *load_paths([vs]).resources])
+    listeners = [http_listener(15100, outbound_route_config(snapshot, 9080))]
+    out = envoy_validate(static_bootstrap(outbound_clusters(snapshot),
+                                          outbound_endpoints(snapshot), listeners))
+    assert out.returncode == 0, out.stdout + out.stderr
