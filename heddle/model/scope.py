@@ -110,6 +110,17 @@ def _visible(resource: Resource[Any], namespace: str) -> bool:
     return exported_to(export_to, resource.namespace, namespace)
 
 
+def _one_per_host(services: list[Service], namespace: str) -> list[Service]:
+    """Several ServiceEntries may name one host: the proxy's namespace's wins, else the
+    first (Istio: the oldest), so each host is one set of clusters and routes."""
+    chosen: dict[str, Service] = {}
+    for service in services:
+        held = chosen.get(service.hostname)
+        if held is None or (service.namespace == namespace != held.namespace):
+            chosen[service.hostname] = service
+    return [s for s in services if chosen[s.hostname] is s]
+
+
 @dataclass(frozen=True)
 class ProxyScope:
     """The outbound view of one proxy, and where it came from."""
@@ -127,8 +138,8 @@ def proxy_scope(snapshot: MeshSnapshot, proxy: Proxy) -> ProxyScope:
         return hosts is None or any(h.admits(namespace, hostname) for h in hosts)
 
     namespace = proxy.namespace
-    services = [s for s in snapshot.registry.services
-                if exported_to(s.export_to, s.namespace, namespace)]
+    services = _one_per_host([s for s in snapshot.registry.services
+                              if exported_to(s.export_to, s.namespace, namespace)], namespace)
     virtual_services = [
         vs for vs in snapshot.of_kind(NETWORKING, "VirtualService")
         if _visible(vs, namespace) and any(admitted(vs.namespace, h) for h in _hosts_of(vs))]

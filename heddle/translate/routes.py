@@ -20,7 +20,7 @@ from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
 from heddle.api.resource import Resource
 from heddle.model.proxy import Proxy
-from heddle.model.scope import ALLOW_ANY, REGISTRY_ONLY
+from heddle.model.scope import ALLOW_ANY, REGISTRY_ONLY, exported_to
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import Service, ServicePort, resolve_host
 from heddle.translate.delegation import merged_rules
@@ -59,15 +59,16 @@ def default_retry_policy() -> rc.RetryPolicy:
 
 def retry_policy(retries: dict[str, Any] | None, hashed: bool = False,
                  ) -> rc.RetryPolicy | None:
-    """A VirtualService's retries (Istio's default policy when unset; none for attempts 0).
-    Retries go to other hosts unless retryIgnorePreviousHosts is false or the route hashes
-    to one host (consistent hashing), as in Istio."""
+    """A VirtualService's retries: Istio's default policy when unset; when set, none unless
+    `attempts` is above 0. Retries go to other hosts unless retryIgnorePreviousHosts is
+    false, or the route hashes to one host and retryIgnorePreviousHosts is unset, as in
+    Istio."""
     policy = default_retry_policy()
-    retries = retries if retries is not None else {}
-    if "attempts" in retries:
-        if int(retries["attempts"]) <= 0:
+    if retries is not None:
+        if int(retries.get("attempts") or 0) <= 0:
             return None
         policy.num_retries.value = int(retries["attempts"])
+    retries = retries if retries is not None else {}
     if "retryOn" in retries:
         parts = [p.strip() for p in str(retries["retryOn"]).split(",") if p.strip()]
         codes = [int(p) for p in parts if p.isdigit()]
@@ -81,7 +82,8 @@ def retry_policy(retries: dict[str, Any] | None, hashed: bool = False,
         policy.per_try_timeout.CopyFrom(parse_duration(str(retries["perTryTimeout"])))
     if "backoff" in retries:
         policy.retry_back_off.base_interval.CopyFrom(parse_duration(str(retries["backoff"])))
-    if hashed or retries.get("retryIgnorePreviousHosts") is False:
+    ignore_previous = retries.get("retryIgnorePreviousHosts")
+    if ignore_previous is False or (hashed and ignore_previous is None):
         del policy.retry_host_predicate[:]
         policy.ClearField("host_selection_retry_max_attempts")
     if retries.get("retryRemoteLocalities"):
@@ -231,8 +233,11 @@ def _http_rules(snapshot: MeshSnapshot, vs: Resource[Any],
             rules.append((vs, i, http))
             continue
         delegate = snapshot.get("networking.istio.io", "VirtualService",
-                                str(target.get("namespace") or vs.namespace), str(target["name"]))
-        if delegate is not None and not (delegate.body.get("spec") or {}).get("hosts"):
+                                str(target.get("namespace") or vs.namespace),
+                                str(target.get("name", "")))
+        delegate_spec = (delegate.body.get("spec") or {}) if delegate is not None else {}
+        if delegate is not None and not delegate_spec.get("hosts") and exported_to(
+                delegate_spec.get("exportTo") or (), delegate.namespace, vs.namespace):
             rules += [(delegate, j, rule) for j, rule in
                       enumerate(merged_rules(http, dict(delegate.body.get("spec") or {})))]
     return rules
@@ -281,12 +286,18 @@ def _virtual_service_for(snapshot: MeshSnapshot, service: Service) -> Resource[A
     return wildcard
 
 
-def _domains(service: Service, port: int, with_bare_names: bool) -> list[str]:
+def _domains(service: Service, port: int, with_bare_names: bool,
+             proxy: Proxy | None = None) -> list[str]:
+    """The names an application may use for the service: its FQDN, and for Kubernetes-style
+    hosts `name.ns` and `name.ns.svc`; the bare `name` only from the service's own namespace
+    (as DNS search paths resolve it there), so two namespaces' `web` never collide."""
     names = [service.hostname]
     suffix = f".{service.namespace}.svc.cluster.local"
     if service.hostname.endswith(suffix):
         short = service.hostname[: -len(suffix)]
-        names += [short, f"{short}.{service.namespace}", f"{short}.{service.namespace}.svc"]
+        if proxy is None or proxy.namespace == service.namespace:
+            names.append(short)
+        names += [f"{short}.{service.namespace}", f"{short}.{service.namespace}.svc"]
     bare = names if with_bare_names else []
     return [*bare, *(f"{name}:{port}" for name in names)]
 
@@ -362,7 +373,7 @@ def outbound_route_config(snapshot: MeshSnapshot, port: int, proxy: Proxy | None
         if service_port is None or service_port.protocol not in HTTP_PROTOCOLS:
             continue
         config.virtual_hosts.add(name=f"{service.hostname}:{port}",
-                                 domains=_domains(service, port, with_bare_names=True),
+                                 domains=_domains(service, port, True, proxy),
                                  routes=_http_routes(snapshot, service, port, proxy))
     return config
 
@@ -380,7 +391,7 @@ def proxy_route_config(snapshot: MeshSnapshot, name: str, proxy: Proxy | None = 
             http = port.protocol in HTTP_PROTOCOLS
             config.virtual_hosts.add(
                 name=f"{service.hostname}:{port.number}",
-                domains=_domains(service, port.number, with_bare_names=port.number == 80),
+                domains=_domains(service, port.number, port.number == 80, proxy),
                 # A CONNECT tunnel to an HTTP port carries what the client speaks inside it
                 # (gRPC clients use CONNECT when told of a proxy): the mesh sees a stream.
                 routes=([*_http_routes(snapshot, service, port.number, proxy),

@@ -79,6 +79,28 @@ def test_delegate_matches_narrow_the_root_match_and_conflicting_ones_never_apply
     assert merge_match(root, {"uri": {"prefix": "/other"}}) is None
     assert merge_match(root, {"headers": {"x-team": {"exact": "b"}}}) is None
     assert merge_match({"method": {"exact": "GET"}}, {"method": {"exact": "POST"}}) is None
+    # A header prefix narrows like a uri prefix; regexes never narrow anything.
+    assert merge_match({"headers": {"x-team": {"prefix": "a"}}},
+                       {"headers": {"x-team": {"exact": "ab"}}}) == {
+        "headers": {"x-team": {"exact": "ab"}}}
+    assert merge_match({"uri": {"regex": "/api/.*"}}, {"uri": {"regex": "/api/.*"}}) is None
+
+
+def test_a_delegate_rule_inherits_what_it_leaves_unset_and_conflicting_rules_drop_whole(
+        ) -> None:
+    from heddle.translate.delegation import merged_rules
+
+    root = {"match": [{"uri": {"prefix": "/api"}}], "timeout": "3s",
+            "retries": {"attempts": 0}, "delegate": {"name": "d"}}
+    rules = merged_rules(root, {"http": [
+        {"match": [{"uri": {"prefix": "/api/v1"}}], "route": [{"destination": {"host": "a"}}]},
+        {"match": [{"uri": {"prefix": "/api/v2"}}, {"uri": {"prefix": "/other"}}],
+         "route": [{"destination": {"host": "b"}}]},
+        {"route": [{"destination": {"host": "c"}}], "timeout": "1s"}]})
+    assert [(r["match"], r["timeout"], r["route"][0]["destination"]["host"]) for r in rules] == [
+        ([{"uri": {"prefix": "/api/v1"}}], "3s", "a"),
+        ([{"uri": {"prefix": "/api"}}], "1s", "c")]
+    assert all(r["retries"] == {"attempts": 0} for r in rules)
 
 
 def test_a_delegate_virtual_service_supplies_the_routes_of_a_root_rule() -> None:

@@ -227,6 +227,9 @@ def test_retry_policy_fields_as_istio_converts_them() -> None:
     hashed = retry_policy(None, hashed=True)
     assert hashed is not None and not hashed.retry_host_predicate
     assert retry_policy({"attempts": 0}) is None
+    assert retry_policy({"retryOn": "5xx"}) is None  # attempts defaults to 0, as in Istio
+    kept = retry_policy({"attempts": 1, "retryIgnorePreviousHosts": True}, hashed=True)
+    assert kept is not None and kept.retry_host_predicate
 
 
 def test_real_envoy_accepts_every_retry_field(corpus: Path, tmp_path: Path) -> None:

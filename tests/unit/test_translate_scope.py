@@ -265,3 +265,39 @@ def test_a_virtual_service_exported_only_to_its_namespace_routes_only_there() ->
 
     assert ledger_timeout(teller) == 3  # in bank: the VirtualService applies
     assert ledger_timeout(CART) == 0  # in shop: Istio's default route
+
+
+def test_same_named_services_in_two_namespaces_never_share_a_domain() -> None:
+    other_cart = """
+    apiVersion: v1
+    kind: Service
+    metadata: {name: cart, namespace: bank}
+    spec:
+      selector: {app: cart}
+      ports: [{name: http, port: 8080}]
+    """
+    resources = sidecar_resources(snapshot(other_cart), CART)
+    [config] = resources.of(ROUTE).values()
+    domains = {h.name: list(h.domains) for h in config.virtual_hosts}  # type: ignore[attr-defined]
+    assert "cart:8080" in domains["cart.shop.svc.cluster.local:8080"]  # the proxy's namespace
+    assert "cart:8080" not in domains["cart.bank.svc.cluster.local:8080"]
+    assert "cart.bank:8080" in domains["cart.bank.svc.cluster.local:8080"]
+    out = envoy_validate(sidecar_bootstrap(resources))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_one_host_named_by_two_service_entries_is_one_service() -> None:
+    entries = "".join(f"""
+    ---
+    apiVersion: networking.istio.io/v1
+    kind: ServiceEntry
+    metadata: {{name: partner, namespace: {ns}}}
+    spec:
+      hosts: [api.partner.test]
+      location: MESH_EXTERNAL
+      resolution: DNS
+      ports: [{{number: 80, name: http, protocol: HTTP}}]
+    """ for ns in ("bank", "shop"))
+    scoped = proxy_scope(snapshot(entries), CART).snapshot.registry.services
+    [partner] = [s for s in scoped if s.hostname == "api.partner.test"]
+    assert partner.namespace == "shop"  # the proxy's own namespace's entry
