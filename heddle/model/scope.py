@@ -91,10 +91,19 @@ def _hosts_of(resource: Resource[Any]) -> list[str]:
     return [resolve_host(str(h), resource.namespace) for h in spec.get("hosts") or []]
 
 
-def _destinations(virtual_service: Resource[Any]) -> set[str]:
-    """Hosts a VirtualService sends traffic to (routes and mirrors of every protocol)."""
+def _destinations(snapshot: MeshSnapshot, virtual_service: Resource[Any],
+                  root: bool = True) -> set[str]:
+    """Hosts a VirtualService sends traffic to (routes and mirrors of every protocol, its
+    delegates' included: one level, as Istio)."""
     spec = virtual_service.body.get("spec") or {}
     found: set[str] = set()
+    for rule in spec.get("http") or []:
+        target = (rule.get("delegate") or {}) if root else {}
+        delegate = snapshot.get(NETWORKING, "VirtualService",
+                                str(target.get("namespace") or virtual_service.namespace),
+                                str(target.get("name", ""))) if target else None
+        if delegate is not None and not (delegate.body.get("spec") or {}).get("hosts"):
+            found |= _destinations(snapshot, delegate, root=False)
     for section in ("http", "tls", "tcp"):
         for rule in spec.get(section) or []:
             targets = [r.get("destination") or {} for r in rule.get("route") or []]
@@ -144,7 +153,7 @@ def proxy_scope(snapshot: MeshSnapshot, proxy: Proxy) -> ProxyScope:
         vs for vs in snapshot.of_kind(NETWORKING, "VirtualService")
         if _visible(vs, namespace) and any(admitted(vs.namespace, h) for h in _hosts_of(vs))]
     # Services a selected VirtualService routes to stay reachable through it, as in Istio.
-    routed = {h for vs in virtual_services for h in _destinations(vs)}
+    routed = {h for vs in virtual_services for h in _destinations(snapshot, vs)}
     kept: list[Service] = [s for s in services
                            if admitted(s.namespace, s.hostname) or s.hostname in routed]
     kept_hosts = {s.hostname for s in kept}

@@ -161,8 +161,12 @@ def _destination_cluster(snapshot: MeshSnapshot, namespace: str, destination: di
     return outbound_cluster(int(number or port), host, str(destination.get("subset", "")))
 
 
+def _client(proxy: Proxy | None) -> tuple[str | None, dict[str, str] | None]:
+    return (proxy.namespace, proxy.label_map) if proxy is not None else (None, None)
+
+
 def _route_action(snapshot: MeshSnapshot, vs: Resource[Any], http: dict[str, Any],
-                  port: int) -> rc.RouteAction:
+                  port: int, proxy: Proxy | None = None) -> rc.RouteAction:
     action = rc.RouteAction()
     destinations = http.get("route") or []
     if len(destinations) == 1:
@@ -176,7 +180,7 @@ def _route_action(snapshot: MeshSnapshot, vs: Resource[Any], http: dict[str, Any
             )
     action.timeout.CopyFrom(parse_duration(http["timeout"]) if "timeout" in http
                             else duration_pb2.Duration())
-    action.hash_policy.extend(hash_policies(snapshot, action))
+    action.hash_policy.extend(hash_policies(snapshot, action, *_client(proxy)))
     policy = retry_policy(http.get("retries"), hashed=bool(action.hash_policy))
     if policy is not None:
         action.retry_policy.CopyFrom(policy)
@@ -184,8 +188,8 @@ def _route_action(snapshot: MeshSnapshot, vs: Resource[Any], http: dict[str, Any
 
 
 def _forwarding(snapshot: MeshSnapshot, vs: Resource[Any], http: dict[str, Any],
-                match: dict[str, Any], port: int) -> rc.Route:
-    route = rc.Route(route=_route_action(snapshot, vs, http, port))
+                match: dict[str, Any], port: int, proxy: Proxy | None = None) -> rc.Route:
+    route = rc.Route(route=_route_action(snapshot, vs, http, port, proxy))
     action = route.route
     for i, dest in enumerate(http.get("route") or []):
         if dest.get("headers") and action.HasField("weighted_clusters"):
@@ -256,7 +260,7 @@ def _routes_for(snapshot: MeshSnapshot, vs: Resource[Any], port: int,
             elif http.get("directResponse"):
                 route = rc.Route(direct_response=direct_response(http["directResponse"]))
             elif http.get("route"):
-                route = _forwarding(snapshot, owner, http, match, port)
+                route = _forwarding(snapshot, owner, http, match, port, proxy)
             else:
                 continue
             name = http.get("name") or f"{owner.namespace}.{owner.name}.{i}"
@@ -312,7 +316,7 @@ def _http_routes(snapshot: MeshSnapshot, service: Service, port: int,
         route=rc.RouteAction(cluster=outbound_cluster(port, service.hostname),
                              timeout=duration_pb2.Duration(),
                              hash_policy=(hashed := hash_policies(snapshot, outbound_cluster(
-                                 port, service.hostname))),
+                                 port, service.hostname), *_client(proxy))),
                              retry_policy=retry_policy(None, hashed=bool(hashed))),
     )]
 

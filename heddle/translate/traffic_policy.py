@@ -65,13 +65,15 @@ def effective_policy(rule: MergedDestinationRule | None, port: int, subset: str 
 
 
 def policy_for_cluster(snapshot: MeshSnapshot, cluster_name: str,
-                       client_namespace: str | None = None) -> dict[str, Any]:
-    """The effective policy of an outbound cluster, by its Istio-style name."""
+                       client_namespace: str | None = None,
+                       client_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The effective policy of an outbound cluster, by its Istio-style name, as the client
+    sees it (the same rule its clusters are built from)."""
     _, port, subset, host = parse_cluster(cluster_name)
     service = snapshot.registry.service(host)
     if service is None:
         return {}
-    rule = destination_rule(snapshot, host, service.namespace, client_namespace)
+    rule = destination_rule(snapshot, host, service.namespace, client_namespace, client_labels)
     return effective_policy(rule, port, subset)
 
 
@@ -169,6 +171,8 @@ def hash_policy(consistent: Mapping[str, Any]) -> rc.RouteAction.HashPolicy | No
 
 
 def hash_policies(snapshot: MeshSnapshot, route: rc.RouteAction | str,
+                  client_namespace: str | None = None,
+                  client_labels: Mapping[str, str] | None = None,
                   ) -> list[rc.RouteAction.HashPolicy]:
     """For a route action (or one cluster name): a hash policy per destination whose cluster
     hashes consistently, in destination order, as Istio appends them."""
@@ -179,7 +183,8 @@ def hash_policies(snapshot: MeshSnapshot, route: rc.RouteAction | str,
                  else [c.name for c in route.weighted_clusters.clusters])
     found = []
     for name in names:
-        lb = policy_for_cluster(snapshot, name).get("loadBalancer") or {}
+        lb = policy_for_cluster(snapshot, name, client_namespace, client_labels).get(
+            "loadBalancer") or {}
         policy = hash_policy(lb.get("consistentHash") or {})
         if policy is not None:
             found.append(policy)

@@ -240,3 +240,20 @@ def test_real_envoy_accepts_delegated_cors_and_tcp_routes() -> None:
     resources = sidecar_resources(MeshSnapshot.build(1, result.resources), proxy({}))
     out = envoy_validate(sidecar_bootstrap(resources))
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_routes_hash_by_the_destination_rule_the_client_sees() -> None:
+    config = """
+    apiVersion: networking.istio.io/v1
+    kind: DestinationRule
+    metadata: {name: reviews-sticky, namespace: team}
+    spec:
+      host: reviews.default.svc.cluster.local
+      trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}
+    """
+    host = f"{REVIEWS}:9080"
+    [team_route] = routes_of(config, host, proxy({}, namespace="team"))
+    assert [h.header.header_name for h in team_route.route.hash_policy] == ["x-user"]
+    assert not team_route.route.retry_policy.retry_host_predicate  # retries stay on the host
+    [default_route] = routes_of(config, host, proxy({}))
+    assert not default_route.route.hash_policy  # the rule lives in team: not seen here

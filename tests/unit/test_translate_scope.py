@@ -301,3 +301,32 @@ def test_one_host_named_by_two_service_entries_is_one_service() -> None:
     scoped = proxy_scope(snapshot(entries), CART).snapshot.registry.services
     [partner] = [s for s in scoped if s.hostname == "api.partner.test"]
     assert partner.namespace == "shop"  # the proxy's own namespace's entry
+
+
+def test_services_a_delegate_routes_to_stay_reachable_under_a_sidecar() -> None:
+    sidecar = """
+    apiVersion: networking.istio.io/v1
+    kind: Sidecar
+    metadata: {name: default, namespace: shop}
+    spec:
+      egress: [{hosts: ["./*"]}]
+    """
+    root = """
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: pay, namespace: shop}
+    spec:
+      hosts: [pay.shop.svc.cluster.local]
+      http:
+      - match: [{uri: {prefix: /ledger}}]
+        delegate: {name: ledger-routes, namespace: bank}
+    """
+    delegate = """
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: ledger-routes, namespace: bank}
+    spec:
+      http:
+      - route: [{destination: {host: ledger.bank.svc.cluster.local}}]
+    """
+    assert "ledger.bank.svc.cluster.local" in visible_hosts(snapshot(sidecar, root, delegate))
