@@ -60,8 +60,9 @@ class EgressHost:
     def admits(self, namespace: str, hostname: str) -> bool:
         if self.namespace == "~" or self.namespace not in ("*", namespace):
             return False
-        return fnmatch.fnmatchcase(hostname, self.dns_name) if "*" in self.dns_name \
-            else hostname == self.dns_name
+        # Either side may be a wildcard (`*.example.com` names api.example.com and back).
+        return (fnmatch.fnmatchcase(hostname, self.dns_name)
+                or fnmatch.fnmatchcase(self.dns_name, hostname))
 
 
 def egress_hosts(sidecar: Resource[Any] | None) -> list[EgressHost] | None:

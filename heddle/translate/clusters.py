@@ -146,12 +146,16 @@ def _apply_tls(snapshot: MeshSnapshot, target: OutboundTarget, cluster: cluster_
 
 
 def dns_targets(snapshot: MeshSnapshot, target: OutboundTarget) -> list[tuple[str, int]]:
-    """What a DNS cluster resolves: the ServiceEntry's endpoints (by name), else its host."""
+    """What a DNS cluster resolves: the ServiceEntry's endpoints (by name; a subset's only
+    those with its labels, possibly none), else its host. LOGICAL_DNS takes one, as Istio."""
     port = target.port
-    endpoints = snapshot.registry.endpoints(target.service, port, dict(target.subset_labels))
-    if endpoints:
-        return [(e.address, e.port) for e in endpoints]
-    return [(target.service.hostname, port.target_port or port.number)]
+    service = target.service
+    if snapshot.registry.workloads_of(service):
+        endpoints = snapshot.registry.endpoints(service, port, dict(target.subset_labels))
+        found = [(e.address, e.port) for e in endpoints]
+    else:
+        found = [(service.hostname, port.target_port or port.number)]
+    return found[:1] if service.resolution is Resolution.DNS_ROUND_ROBIN else found
 
 
 def _connects_to_requested_host(snapshot: MeshSnapshot, target: OutboundTarget) -> bool:

@@ -49,21 +49,29 @@ def uses_locality_weights(client_locality: str, setting: Mapping[str, Any]) -> b
 
 def _distribute(assignment: endpoint_pb2.ClusterLoadAssignment, rule: Mapping[str, Any],
                 ) -> None:
-    """Each `to` pattern's share, split evenly among the localities it matches; localities
-    no pattern names get no traffic."""
+    """Each locality takes the share of the first `to` pattern that matches it, split among
+    that pattern's localities by their endpoints' weights (as Istio); localities no pattern
+    names get no traffic."""
     groups = list(assignment.endpoints)
-    weights = [0.0] * len(groups)
-    for pattern, weight in (rule.get("to") or {}).items():
-        matching = [i for i, group in enumerate(groups) if _matches(group.locality, str(pattern))]
-        for i in matching:
-            weights[i] += int(weight) / len(matching)
+    size = [sum(e.load_balancing_weight.value or 1 for e in g.lb_endpoints) for g in groups]
+    claimed: dict[int, str] = {}
+    for i, group in enumerate(groups):
+        pattern = next((p for p in rule.get("to") or {} if _matches(group.locality, str(p))),
+                       None)
+        if pattern is not None:
+            claimed[i] = str(pattern)
     kept = []
-    for group, weight in zip(groups, weights, strict=True):
-        if weight > 0:
-            copy = endpoint_components_pb2.LocalityLbEndpoints()
-            copy.CopyFrom(group)
-            copy.load_balancing_weight.value = max(1, round(weight))
-            kept.append(copy)
+    for i, group in enumerate(groups):
+        if i not in claimed:
+            continue
+        total = sum(size[j] for j, p in claimed.items() if p == claimed[i])
+        weight = int((rule.get("to") or {})[claimed[i]]) * size[i] / total
+        if weight <= 0:
+            continue
+        copy = endpoint_components_pb2.LocalityLbEndpoints()
+        copy.CopyFrom(group)
+        copy.load_balancing_weight.value = max(1, round(weight))
+        kept.append(copy)
     del assignment.endpoints[:]
     assignment.endpoints.extend(kept)
 
@@ -79,7 +87,8 @@ def _priority(group: base_pb2.Locality, client: base_pb2.Locality, failover_to: 
 
 def _failover(assignment: endpoint_pb2.ClusterLoadAssignment, client: base_pb2.Locality,
               failover: list[Mapping[str, Any]]) -> None:
-    targets = {str(f.get("to")) for f in failover if f.get("from") == client.region}
+    first = next((f for f in failover if f.get("from") == client.region), None)
+    targets = {str(first.get("to"))} if first else set()
     raw = [_priority(group.locality, client, targets) for group in assignment.endpoints]
     ranks = {p: i for i, p in enumerate(sorted(set(raw)))}
     for group, priority in zip(assignment.endpoints, raw, strict=True):
@@ -93,9 +102,10 @@ def apply_locality(assignment: endpoint_pb2.ClusterLoadAssignment, client_locali
     if not client_locality or setting.get("enabled") is False:
         return
     client = parse_locality(client_locality)
-    rule = _distribute_rule(client, setting)
-    if rule is not None:
-        _distribute(assignment, rule)
+    if setting.get("distribute"):  # Istio: distribute or failover, never both
+        rule = _distribute_rule(client, setting)
+        if rule is not None:
+            _distribute(assignment, rule)
     elif outlier_detection:
         _failover(assignment, client, list(setting.get("failover") or []))
 

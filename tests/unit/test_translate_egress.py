@@ -78,3 +78,24 @@ def test_none_resolution_connects_to_the_requested_host() -> None:
 def test_real_envoy_accepts_the_egress_clusters() -> None:
     out = envoy_validate(static_bootstrap(list(clusters().values()), [], []))
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_dns_subset_resolves_only_its_endpoints_and_may_have_none() -> None:
+    text = textwrap.dedent(ENTRIES).replace(
+        "endpoints: [{address: eu.partner.test}, {address: us.partner.test, ports: {http: 9090}}]",
+        "endpoints: [{address: eu.partner.test, labels: {region: eu}},"
+        " {address: us.partner.test, labels: {region: us}}]")
+    text += textwrap.dedent("""
+    ---
+    apiVersion: networking.istio.io/v1
+    kind: DestinationRule
+    metadata: {name: partner}
+    spec:
+      host: api.partner.test
+      subsets: [{name: eu, labels: {region: eu}}, {name: asia, labels: {region: asia}}]
+    """)
+    result = load_text(text, "egress.yaml")
+    assert result.errors == [], result.errors
+    found = {c.name: c for c in outbound_clusters(MeshSnapshot.build(1, result.resources))}
+    assert addresses(found["outbound|80|eu|api.partner.test"]) == [("eu.partner.test", 8080)]
+    assert addresses(found["outbound|80|asia|api.partner.test"]) == []
