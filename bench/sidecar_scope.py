@@ -20,13 +20,23 @@ from heddle.translate.sidecar import CLUSTER, ENDPOINT, ROUTE, ProxyResources, s
 
 
 def mesh_text(namespaces: int, services: int) -> str:
-    """`namespaces` namespaces, each with `services` services of two workloads each."""
+    """`namespaces` namespaces, each with `services` services of two workloads each, and a
+    DestinationRule (one subset) and a VirtualService (a route to it) per service."""
     documents = []
     for n in range(namespaces):
         for s in range(services):
             documents.append(
                 f"apiVersion: v1\nkind: Service\nmetadata: {{name: svc-{s}, namespace: ns-{n}}}\n"
                 f"spec:\n  selector: {{app: svc-{s}}}\n  ports: [{{name: http, port: 8080}}]\n")
+            documents.append(
+                "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+                f"metadata: {{name: svc-{s}, namespace: ns-{n}}}\n"
+                f"spec:\n  host: svc-{s}\n  subsets: [{{name: v1, labels: {{app: svc-{s}}}}}]\n")
+            documents.append(
+                "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+                f"metadata: {{name: svc-{s}, namespace: ns-{n}}}\n"
+                f"spec:\n  hosts: [svc-{s}]\n"
+                f"  http: [{{route: [{{destination: {{host: svc-{s}, subset: v1}}}}]}}]\n")
             for i in range(2):
                 documents.append(
                     "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\n"

@@ -98,6 +98,15 @@ def destination_rule(snapshot: MeshSnapshot, hostname: str, service_namespace: s
                      ) -> MergedDestinationRule | None:
     """The merged DestinationRule for `hostname` as seen from a client in `client_namespace`
     (None: no particular client, so only the service's and the root namespace count)."""
+    labels = tuple(sorted(client_labels.items())) if client_labels is not None else None
+    key = ("destination_rule", hostname, service_namespace, client_namespace, labels)
+    return snapshot.memo(key, lambda: _find(snapshot, hostname, service_namespace,
+                                            client_namespace, client_labels))
+
+
+def _find(snapshot: MeshSnapshot, hostname: str, service_namespace: str,
+          client_namespace: str | None, client_labels: Mapping[str, str] | None,
+          ) -> MergedDestinationRule | None:
     namespaces = [client_namespace, service_namespace, ROOT_NAMESPACE]
     for namespace in dict.fromkeys(n for n in namespaces if n is not None):
         found: dict[str, list[Resource[Any]]] = {}

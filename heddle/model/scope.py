@@ -159,8 +159,10 @@ def proxy_scope(snapshot: MeshSnapshot, proxy: Proxy) -> ProxyScope:
                            if admitted(s.namespace, s.hostname) or s.hostname in routed]
     kept_hosts = {s.hostname for s in kept}
     rules = [dr for dr in snapshot.of_kind(NETWORKING, "DestinationRule")
-             if _visible(dr, namespace)
-             and any(fnmatch.fnmatchcase(k, h) for h in _hosts_of(dr) for k in kept_hosts)]
+             if _visible(dr, namespace) and any(
+                 h in kept_hosts if "*" not in h
+                 else any(fnmatch.fnmatchcase(k, h) for k in kept_hosts)
+                 for h in _hosts_of(dr))]
     narrowed = snapshot.narrowed(kept, {(NETWORKING, "VirtualService"): virtual_services,
                                         (NETWORKING, "DestinationRule"): rules})
     return ProxyScope(narrowed, sidecar, outbound_traffic_mode(snapshot, sidecar))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from heddle.api.resource import Resource, ResourceKey
 from heddle.config.store import ConfigStore
@@ -16,6 +16,7 @@ from heddle.registry.from_config import Registry, build_registry
 from heddle.registry.model import Service, Workload
 
 GroupKind = tuple[str, str]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,16 @@ class MeshSnapshot:
     _selectors: Mapping[tuple[str, str, str], _SelectorIndex] = field(repr=False)
     registry: Registry = field(repr=False)
     mesh_config: MeshConfig = field(default_factory=MeshConfig, repr=False)
+    # Derived lookups, computed once per snapshot (a narrowed view starts a new memo).
+    _memo: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False,
+                                       compare=False)
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """`compute()` once per snapshot and key: for indexes and lookups that translation
+        asks for again and again (the snapshot never changes, so neither do they)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return cast(T, self._memo[key])
 
     @classmethod
     def build(cls, version: int, resources: Iterable[Resource[Any]],
@@ -92,7 +103,14 @@ class MeshSnapshot:
         found = self._by_kind.get((group, kind), ())
         if namespace is None:
             return found
-        return tuple(r for r in found if r.namespace == namespace)
+
+        def by_namespace() -> dict[str, tuple[Resource[Any], ...]]:
+            index: dict[str, list[Resource[Any]]] = defaultdict(list)
+            for resource in found:
+                index[resource.namespace].append(resource)
+            return {ns: tuple(items) for ns, items in index.items()}
+
+        return self.memo(("of_kind", group, kind), by_namespace).get(namespace, ())
 
     def selecting(self, group: str, kind: str, namespace: str, labels: Mapping[str, str],
                   ) -> tuple[Resource[Any], ...]:

@@ -6,7 +6,7 @@ Pure functions of the resources given: no I/O, so the snapshot can hold the resu
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -126,6 +126,9 @@ class Registry:
     services: tuple[Service, ...]
     workloads: tuple[Workload, ...]
     _inline: Mapping[tuple[str, str], tuple[Workload, ...]]
+    # Workloads by (namespace, selector), filled as asked: the registry never changes.
+    _selected: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[Workload, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def with_services(self, services: Iterable[Service]) -> Registry:
         """Only `services`, with every workload still known (a proxy's narrowed view)."""
@@ -151,9 +154,12 @@ class Registry:
     def workloads_of(self, service: Service) -> tuple[Workload, ...]:
         if service.selector is None:
             return self._inline.get((service.namespace, service.hostname), ())
-        wanted = service.selector
-        return tuple(w for w in self._by_namespace.get(service.namespace, ())
-                     if all(pair in w.labels for pair in wanted))
+        key = (service.namespace, service.selector)
+        if key not in self._selected:
+            self._selected[key] = tuple(
+                w for w in self._by_namespace.get(service.namespace, ())
+                if all(pair in w.labels for pair in service.selector))
+        return self._selected[key]
 
     def endpoints(self, service: Service, port: ServicePort,
                   subset_labels: Mapping[str, str] | None = None) -> tuple[Endpoint, ...]:

@@ -82,8 +82,9 @@ def client_locality(snapshot: MeshSnapshot, proxy: Proxy | None) -> str:
     """The locality of the workload behind `proxy` (its WorkloadEntry's), or ""."""
     if proxy is None:
         return ""
-    return next((w.locality for w in snapshot.registry.workloads
-                 if w.address == proxy.address and w.namespace == proxy.namespace), "")
+    return snapshot.memo(("client_locality", proxy.address, proxy.namespace), lambda: next(
+        (w.locality for w in snapshot.registry.workloads
+         if w.address == proxy.address and w.namespace == proxy.namespace), ""))
 
 
 def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget, proxy: Proxy | None = None,
@@ -239,10 +240,11 @@ def outbound_clusters(snapshot: MeshSnapshot, proxy: Proxy | None = None,
 
 
 def outbound_endpoints(snapshot: MeshSnapshot, proxy: Proxy | None = None,
+                       clusters: list[cluster_pb2.Cluster] | None = None,
                        ) -> list[endpoint_pb2.ClusterLoadAssignment]:
-    """EDS for every outbound cluster that Envoy learns endpoints for over ADS."""
-    return [
-        load_assignment(snapshot, target, proxy)
-        for target in outbound_targets(snapshot, proxy)
-        if is_eds(outbound_cluster_resource(target, snapshot, proxy))
-    ]
+    """EDS for every outbound cluster that Envoy learns endpoints for over ADS (`clusters`:
+    the outbound clusters already built for this proxy, so they are not built again)."""
+    built = clusters if clusters is not None else outbound_clusters(snapshot, proxy)
+    eds = {c.name for c in built if is_eds(c)}
+    return [load_assignment(snapshot, target, proxy)
+            for target in outbound_targets(snapshot, proxy) if target.cluster_name in eds]

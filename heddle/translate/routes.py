@@ -273,21 +273,34 @@ def _routes_for(snapshot: MeshSnapshot, vs: Resource[Any], port: int,
     return routes
 
 
-def _virtual_service_for(snapshot: MeshSnapshot, service: Service) -> Resource[Any] | None:
-    """The VirtualService bound to the mesh that names the host: an exact host before a
-    wildcard one, then the first by namespace and name."""
-    wildcard = None
+def _mesh_virtual_services(snapshot: MeshSnapshot,
+                           ) -> tuple[dict[str, Resource[Any]], list[tuple[str, Resource[Any]]]]:
+    """VirtualServices bound to the mesh: the first for each exact host, and the wildcard
+    hosts in order."""
+    exact: dict[str, Resource[Any]] = {}
+    wildcards: list[tuple[str, Resource[Any]]] = []
     for vs in snapshot.of_kind("networking.istio.io", "VirtualService"):
         spec: dict[str, Any] = dict(vs.body.get("spec") or {})
         if "mesh" not in (spec.get("gateways") or ["mesh"]):
             continue
-        hosts = {resolve_host(str(h), vs.namespace) for h in spec.get("hosts") or []}
-        if service.hostname in hosts:
-            return vs
-        if wildcard is None and any("*" in h and fnmatch.fnmatchcase(service.hostname, h)
-                                    for h in hosts):
-            wildcard = vs
-    return wildcard
+        for host in (resolve_host(str(h), vs.namespace) for h in spec.get("hosts") or []):
+            if "*" in host:
+                wildcards.append((host, vs))
+            else:
+                exact.setdefault(host, vs)
+    return exact, wildcards
+
+
+def _virtual_service_for(snapshot: MeshSnapshot, service: Service) -> Resource[Any] | None:
+    """The VirtualService bound to the mesh that names the host: an exact host before a
+    wildcard one, then the first by namespace and name."""
+    exact, wildcards = snapshot.memo("mesh_virtual_services",
+                                     lambda: _mesh_virtual_services(snapshot))
+    found = exact.get(service.hostname)
+    if found is not None:
+        return found
+    return next((vs for host, vs in wildcards if fnmatch.fnmatchcase(service.hostname, host)),
+                None)
 
 
 def _domains(service: Service, port: int, with_bare_names: bool,

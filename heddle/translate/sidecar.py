@@ -40,11 +40,12 @@ def sidecar_resources(snapshot: MeshSnapshot, proxy: Proxy) -> ProxyResources:
     and policies see the whole mesh."""
     scope = proxy_scope(snapshot, proxy)
     outbound = scope.snapshot
-    clusters = [*outbound_clusters(outbound, proxy), passthrough_cluster(),
-                *inbound_clusters(snapshot, proxy)]
+    outbound_side = outbound_clusters(outbound, proxy)
+    clusters = [*outbound_side, passthrough_cluster(), *inbound_clusters(snapshot, proxy)]
+    endpoints = outbound_endpoints(outbound, proxy, outbound_side)
     return ProxyResources({
         CLUSTER: {c.name: c for c in clusters},
-        ENDPOINT: {e.cluster_name: e for e in outbound_endpoints(outbound, proxy)},
+        ENDPOINT: {e.cluster_name: e for e in endpoints},
         LISTENER: {listener.name: listener for listener in sidecar_listeners(snapshot, proxy)},
         ROUTE: {OUTBOUND_ROUTE: proxy_route_config(outbound, OUTBOUND_ROUTE, proxy,
                                                    scope.outbound_traffic_mode)},
