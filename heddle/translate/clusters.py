@@ -215,9 +215,11 @@ def is_eds(cluster: cluster_pb2.Cluster) -> bool:
 
 
 def inbound_cluster_resource(port: int, app_address: str, app_port: int | None = None,
-                             protocol: str = "TCP") -> cluster_pb2.Cluster:
-    """Where the inbound listener on `port` hands requests to the application itself (in
-    HTTP/2 for HTTP2 and gRPC ports, as the application speaks it)."""
+                             protocol: str = "TCP", app_socket: str = "",
+                             ) -> cluster_pb2.Cluster:
+    """Where the inbound listener on `port` hands requests to the application itself: its
+    address and port, or a Unix socket (in HTTP/2 for HTTP2 and gRPC ports, as the
+    application speaks it)."""
     name = inbound_cluster(port)
     cluster = cluster_pb2.Cluster(name=name, connect_timeout=CONNECT_TIMEOUT,
                                   type=cluster_pb2.Cluster.STATIC)
@@ -226,8 +228,11 @@ def inbound_cluster_resource(port: int, app_address: str, app_port: int | None =
         options.explicit_http_config.http2_protocol_options.SetInParent()
         attach_protocol_options(cluster, options)
     cluster.load_assignment.cluster_name = name
-    cluster.load_assignment.endpoints.add().lb_endpoints.add().endpoint.address.CopyFrom(
-        _socket_address(app_address, app_port or port))
+    address = cluster.load_assignment.endpoints.add().lb_endpoints.add().endpoint.address
+    if app_socket:
+        address.pipe.path = app_socket
+    else:
+        address.CopyFrom(_socket_address(app_address, app_port or port))
     return cluster
 
 

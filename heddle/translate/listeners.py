@@ -156,6 +156,7 @@ class InboundPort:
     number: int
     port: ServicePort
     app_port: int
+    app_socket: str = ""  # a Unix socket path, when the Sidecar's defaultEndpoint names one
 
 
 def _ingress_overrides(snapshot: MeshSnapshot, proxy: Proxy) -> list[InboundPort] | None:
@@ -170,11 +171,12 @@ def _ingress_overrides(snapshot: MeshSnapshot, proxy: Proxy) -> list[InboundPort
         port = listener["port"]
         number = int(port["number"])
         endpoint = str(listener.get("defaultEndpoint") or "")
-        app_port = int(endpoint.rsplit(":", 1)[1]) if ":" in endpoint and not \
-            endpoint.startswith("unix://") else int(port.get("targetPort") or number)
+        socket_path = endpoint.removeprefix("unix://") if endpoint.startswith("unix://") else ""
+        app_port = int(endpoint.rsplit(":", 1)[1]) if ":" in endpoint and not socket_path \
+            else int(port.get("targetPort") or number)
         protocol = str(port.get("protocol") or protocol_from_name(str(port.get("name", ""))))
         found.append(InboundPort(number, ServicePort(number, str(port.get("name", "")),
-                                                     protocol.upper()), app_port))
+                                                     protocol.upper()), app_port, socket_path))
     return found
 
 
@@ -239,7 +241,8 @@ def inbound_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[listener_pb2
 
 def inbound_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[cluster_pb2.Cluster]:
     """Clusters the inbound side needs: to the application, and to remote JWKS."""
-    return [*(inbound_cluster_resource(p.number, proxy.app_address, p.app_port, p.port.protocol)
+    return [*(inbound_cluster_resource(p.number, proxy.app_address, p.app_port, p.port.protocol,
+                                       p.app_socket)
               for p in inbound_ports(snapshot, proxy)),
             *jwks_clusters(snapshot, proxy)]
 

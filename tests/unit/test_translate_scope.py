@@ -330,3 +330,22 @@ def test_services_a_delegate_routes_to_stay_reachable_under_a_sidecar() -> None:
       - route: [{destination: {host: ledger.bank.svc.cluster.local}}]
     """
     assert "ledger.bank.svc.cluster.local" in visible_hosts(snapshot(sidecar, root, delegate))
+
+
+def test_sidecar_ingress_to_a_unix_socket_forwards_there() -> None:
+    sidecar = """
+    apiVersion: networking.istio.io/v1
+    kind: Sidecar
+    metadata: {name: cart, namespace: shop}
+    spec:
+      workloadSelector: {labels: {app: cart}}
+      ingress:
+      - port: {number: 8080, protocol: HTTP, name: http}
+        defaultEndpoint: unix:///var/run/cart.sock
+    """
+    resources = sidecar_resources(snapshot(sidecar), CART)
+    cluster = resources.of(CLUSTER)["inbound|8080||"]
+    address = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address  # type: ignore[attr-defined]
+    assert address.pipe.path == "/var/run/cart.sock"
+    out = envoy_validate(sidecar_bootstrap(resources))
+    assert out.returncode == 0, out.stdout + out.stderr
