@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from heddle.api.resource import Resource
@@ -47,15 +47,16 @@ def sidecar_for(snapshot: MeshSnapshot, proxy: Proxy) -> Resource[Any] | None:
 
 @dataclass(frozen=True)
 class EgressHost:
-    """One `namespace/dnsName` of a Sidecar egress listener."""
+    """One `namespace/dnsName` of a Sidecar egress listener, and the listener's port."""
 
     namespace: str  # `*` any, `~` none, or a namespace name (`.` already resolved)
     dns_name: str  # `*`, `*.suffix` or an exact FQDN
+    port: int | None = None  # the egress listener's port: only that port of the host
 
     @classmethod
-    def parse(cls, text: str, sidecar_namespace: str) -> EgressHost:
+    def parse(cls, text: str, sidecar_namespace: str, port: int | None = None) -> EgressHost:
         namespace, _, name = text.partition("/")
-        return cls(sidecar_namespace if namespace == "." else namespace, name)
+        return cls(sidecar_namespace if namespace == "." else namespace, name, port)
 
     def admits(self, namespace: str, hostname: str) -> bool:
         if self.namespace == "~" or self.namespace not in ("*", namespace):
@@ -72,7 +73,8 @@ def egress_hosts(sidecar: Resource[Any] | None) -> list[EgressHost] | None:
     listeners = (sidecar.body.get("spec") or {}).get("egress") or []
     if not listeners:
         return None
-    return [EgressHost.parse(str(h), sidecar.namespace)
+    return [EgressHost.parse(str(h), sidecar.namespace,
+                             (listener.get("port") or {}).get("number"))
             for listener in listeners for h in listener.get("hosts") or []]
 
 
@@ -131,6 +133,22 @@ def _one_per_host(services: list[Service], namespace: str) -> list[Service]:
     return [s for s in services if chosen[s.hostname] is s]
 
 
+def _reachable_ports(service: Service, hosts: list[EgressHost] | None, routed: bool,
+                     ) -> Service | None:
+    """The service with the ports the egress hosts admit (an egress listener with a port
+    admits only that one); None when none are."""
+    if hosts is None or routed:
+        return service
+    admitting = [h for h in hosts if h.admits(service.namespace, service.hostname)]
+    if not admitting:
+        return None
+    if any(h.port is None for h in admitting):
+        return service
+    numbers = {h.port for h in admitting}
+    ports = tuple(p for p in service.ports if p.number in numbers)
+    return replace(service, ports=ports) if ports else None
+
+
 @dataclass(frozen=True)
 class ProxyScope:
     """The outbound view of one proxy, and where it came from."""
@@ -155,8 +173,9 @@ def proxy_scope(snapshot: MeshSnapshot, proxy: Proxy) -> ProxyScope:
         if _visible(vs, namespace) and any(admitted(vs.namespace, h) for h in _hosts_of(vs))]
     # Services a selected VirtualService routes to stay reachable through it, as in Istio.
     routed = {h for vs in virtual_services for h in _destinations(snapshot, vs)}
-    kept: list[Service] = [s for s in services
-                           if admitted(s.namespace, s.hostname) or s.hostname in routed]
+    kept: list[Service] = [
+        narrowed_ports for s in services
+        if (narrowed_ports := _reachable_ports(s, hosts, s.hostname in routed)) is not None]
     kept_hosts = {s.hostname for s in kept}
     rules = [dr for dr in snapshot.of_kind(NETWORKING, "DestinationRule")
              if _visible(dr, namespace) and any(

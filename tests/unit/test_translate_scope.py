@@ -349,3 +349,27 @@ def test_sidecar_ingress_to_a_unix_socket_forwards_there() -> None:
     assert address.pipe.path == "/var/run/cart.sock"
     out = envoy_validate(sidecar_bootstrap(resources))
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_an_egress_listener_with_a_port_admits_only_that_port() -> None:
+    two_ports = """
+    apiVersion: v1
+    kind: Service
+    metadata: {name: stock, namespace: shop}
+    spec:
+      selector: {app: stock}
+      ports: [{name: http, port: 8080}, {name: grpc, port: 9090}]
+    """
+    sidecar = """
+    apiVersion: networking.istio.io/v1
+    kind: Sidecar
+    metadata: {name: default, namespace: shop}
+    spec:
+      egress:
+      - port: {number: 9090, protocol: GRPC, name: grpc}
+        hosts: ["./stock.shop.svc.cluster.local"]
+      - hosts: ["./pay.shop.svc.cluster.local"]
+    """
+    assert outbound_clusters(snapshot(two_ports, sidecar)) == [
+        "outbound|8080||pay.shop.svc.cluster.local",
+        "outbound|9090||stock.shop.svc.cluster.local"]
