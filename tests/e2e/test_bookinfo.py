@@ -114,6 +114,8 @@ class Bookinfo:
             workload, "dynamic_active_clusters").get("configs", [])}
         signature: Signature = []
         for route in vhost["routes"]:
+            if "connect_matcher" in route["match"]:
+                continue  # the CONNECT tunnel every HTTP port also takes
             action = route.get("route", {})
             clusters = ([(w["name"], int(w["weight"]))
                          for w in action["weighted_clusters"]["clusters"]]

@@ -324,3 +324,51 @@ def test_locality_failover_prefers_the_clients_region_until_it_fails(mesh: Local
           f"{failures} of 30 failed, last 20 served by {dict(last)}\n{stats}")
     assert healthy == {"regional-eu": 30}
     assert failures <= 3 and last == {"regional-us": 20}
+
+
+def preflight(mesh: LocalMesh, url: str, origin: str) -> tuple[int, dict[str, str]]:
+    """A CORS preflight from the client workload: (status, response headers)."""
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({"http": f"http://{mesh.subnet}1:15001"}))
+    req = urllib.request.Request(url, method="OPTIONS", headers={
+        "Origin": origin, "Access-Control-Request-Method": "POST"})
+    try:
+        with opener.open(req, timeout=10) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}
+    except urllib.error.HTTPError as err:
+        return err.code, {k.lower(): v for k, v in err.headers.items()}
+
+
+def test_cors_preflights_are_answered_by_the_sidecar(mesh: LocalMesh) -> None:
+    url = backend_alias(mesh, "shared", vs("shared", (
+        "  - route: [{destination: {host: HOST}}]\n"
+        "    corsPolicy:\n      allowOrigins: [{exact: https://shop.example.com}]\n"
+        "      allowMethods: [GET, POST]\n      maxAge: 1h\n")))
+    status, headers = preflight(mesh, f"{url}/", "https://shop.example.com")
+    print(f"preflight from an allowed origin: {status} {headers}")
+    assert status == 200
+    assert headers.get("access-control-allow-origin") == "https://shop.example.com"
+    assert headers.get("access-control-allow-methods") == "GET,POST"
+    assert headers.get("access-control-max-age") == "3600"
+    _, denied = preflight(mesh, f"{url}/", "https://evil.example.com")
+    assert "access-control-allow-origin" not in denied
+
+
+def test_a_delegate_virtual_service_routes_the_requests_its_root_hands_over(
+        mesh: LocalMesh) -> None:
+    delegate = ("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+                "metadata: {name: team-routes}\nspec:\n  http:\n"
+                "  - match: [{uri: {prefix: /team/v2}}]\n"
+                "    route: [{destination: {host: HOST, subset: v2}}]\n"
+                "  - route: [{destination: {host: HOST, subset: v1}}]\n")
+    url = backend_alias(mesh, "delegated", vs("delegated", (
+        "  - match: [{uri: {prefix: /team}}]\n    delegate: {name: team-routes}\n"
+        "  - route: [{destination: {host: HOST, subset: v2}}]\n"))
+        + dr("delegated", subsets()) + delegate)
+
+    def served_by(path: str) -> set[str]:
+        return {str(request(mesh, f"{url}{path}")[1].get("instance")) for _ in range(10)}
+
+    wait_for(lambda: served_by("/team/a") == {"backend-1"}, 10, "the delegate's v1 route")
+    assert served_by("/team/v2/x") == {"backend-2"}  # the delegate's narrower match
+    assert served_by("/other") == {"backend-2"}  # the root's own rule
