@@ -159,8 +159,13 @@ def running_mesh(base: Path, *up_args: str, example: str = "hello") -> Iterator[
     subnet = unique_subnet()
     (config_dir / "mesh.yaml").write_text(hello_text(subnet, example))
     running = LocalMesh(config_dir, base / "home", subnet)
-    running.heddle("up", str(config_dir), "--detach", "--xds-port", str(free_port()),
-                   "--debug-port", str(free_port()), "--ca-port", str(free_port()), *up_args)
+    try:
+        running.heddle("up", str(config_dir), "--detach", "--xds-port", str(free_port()),
+                       "--debug-port", str(free_port()), "--ca-port", str(free_port()),
+                       *up_args)
+    except BaseException:
+        running.heddle("down", check=False)  # a mesh that came up halfway leaves nothing
+        raise
     state = running.state()
     pids = [state.supervisor_pid, state.control_plane_pid,
             *(w.agent_pid for w in state.workloads.values())]
