@@ -16,7 +16,12 @@ from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import Location, Resolution, Service, ServicePort
 from heddle.translate.egress import passthrough_cluster
-from heddle.translate.locality import apply_locality, locality_groups, uses_locality_weights
+from heddle.translate.locality import (
+    apply_locality,
+    label_priority,
+    locality_groups,
+    uses_locality_weights,
+)
 from heddle.translate.mtls import (
     has_sidecar,
     istio_mutual_socket,
@@ -91,7 +96,14 @@ def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget, proxy: Proxy
                     ) -> endpoint_pb2.ClusterLoadAssignment:
     endpoints = snapshot.registry.endpoints(target.service, target.port,
                                             dict(target.subset_labels))
-    by_locality: dict[str, list[endpoint_components_pb2.LbEndpoint]] = {}
+    policy = effective_policy(_rule(snapshot, target.service, proxy), target.port.number,
+                              target.subset)
+    setting = (policy.get("loadBalancer") or {}).get("localityLbSetting") or {}
+    locality = client_locality(snapshot, proxy)
+    outlier = policy.get("outlierDetection") is not None
+    # failoverPriority: endpoints matching more of the client's labels, in order, first.
+    ranked = outlier and bool(setting.get("failoverPriority")) and proxy is not None
+    by_locality: dict[tuple[str, int], list[endpoint_components_pb2.LbEndpoint]] = {}
     for endpoint in endpoints:
         lb = endpoint_components_pb2.LbEndpoint(
             endpoint=endpoint_components_pb2.Endpoint(
@@ -100,14 +112,14 @@ def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget, proxy: Proxy
         )
         if has_sidecar(endpoint.workload):  # auto-mTLS picks TLS for these endpoints
             lb.metadata.CopyFrom(tls_mode_metadata())
-        by_locality.setdefault(endpoint.workload.locality, []).append(lb)
+        rank = label_priority(setting["failoverPriority"], proxy.label_map, locality,
+                              endpoint.workload.label_map, endpoint.workload.locality) \
+            if ranked and proxy is not None else 0
+        by_locality.setdefault((endpoint.workload.locality, rank), []).append(lb)
     assignment = endpoint_pb2.ClusterLoadAssignment(cluster_name=target.cluster_name,
                                                     endpoints=locality_groups(by_locality))
-    policy = effective_policy(_rule(snapshot, target.service, proxy), target.port.number,
-                              target.subset)
-    apply_locality(assignment, client_locality(snapshot, proxy),
-                   (policy.get("loadBalancer") or {}).get("localityLbSetting") or {},
-                   policy.get("outlierDetection") is not None)
+    if not ranked:
+        apply_locality(assignment, locality, setting, outlier)
     return assignment
 
 

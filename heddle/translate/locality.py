@@ -110,13 +110,39 @@ def apply_locality(assignment: endpoint_pb2.ClusterLoadAssignment, client_locali
         _failover(assignment, client, list(setting.get("failover") or []))
 
 
-def locality_groups(groups: Mapping[str, list[endpoint_components_pb2.LbEndpoint]],
+def locality_groups(groups: Mapping[tuple[str, int], list[endpoint_components_pb2.LbEndpoint]],
                     ) -> list[endpoint_components_pb2.LocalityLbEndpoints]:
-    """One LocalityLbEndpoints per locality, in a stable order."""
+    """One LocalityLbEndpoints per (locality, priority rank), in a stable order; ranks are
+    compacted into Envoy priorities 0, 1, 2... (all 0 unless failoverPriority ranked them)."""
+    priorities = {rank: i for i, rank in enumerate(sorted({rank for _, rank in groups}))}
     found = []
-    for name, endpoints in sorted(groups.items()):
-        group = endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=endpoints)
+    for (name, rank), endpoints in sorted(groups.items()):
+        group = endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=endpoints,
+                                                            priority=priorities[rank])
         if name:
             group.locality.CopyFrom(parse_locality(name))
         found.append(group)
     return found
+
+
+# Labels Istio reads from the locality rather than from the workload's labels.
+_TOPOLOGY = {"topology.kubernetes.io/region": 0, "topology.kubernetes.io/zone": 1,
+             "topology.istio.io/subzone": 2}
+
+
+def _label(key: str, labels: Mapping[str, str], locality: str) -> str:
+    if key in _TOPOLOGY:
+        return ([*locality.split("/"), "", ""])[_TOPOLOGY[key]]
+    return labels.get(key, "")
+
+
+def label_priority(keys: list[str], client_labels: Mapping[str, str], client_locality: str,
+                   labels: Mapping[str, str], locality: str) -> int:
+    """failoverPriority: 0 for an endpoint that shares every listed label with the client,
+    1 when all but the last match, and so on (labels compared in order)."""
+    matched = 0
+    for key in keys:
+        if _label(key, labels, locality) != _label(key, client_labels, client_locality):
+            break
+        matched += 1
+    return len(keys) - matched

@@ -127,3 +127,19 @@ def test_real_envoy_accepts_locality_priorities_and_weights() -> None:
     found = sidecar_resources(MeshSnapshot.build(1, result.resources), CLIENT)
     out = envoy_validate(sidecar_bootstrap(found))
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_failover_priority_ranks_endpoints_by_the_labels_they_share_with_the_client() -> None:
+    rule = """
+    apiVersion: networking.istio.io/v1
+    kind: DestinationRule
+    metadata: {name: api}
+    spec:
+      host: api
+      trafficPolicy:
+        outlierDetection: {consecutive5xxErrors: 1}
+        loadBalancer:
+          localityLbSetting:
+            failoverPriority: [topology.kubernetes.io/region, topology.kubernetes.io/zone]
+    """
+    assert priorities(rule) == {"eu/zone-1": 0, "eu/zone-2": 1, "us/zone-1": 2, "ap/zone-1": 2}
