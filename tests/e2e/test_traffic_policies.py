@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import socket
 import ssl
 import threading
 import urllib.error
@@ -300,8 +301,12 @@ def test_locality_failover_prefers_the_clients_region_until_it_fails(mesh: Local
     url = f"http://{host}:9090/"
     # Both instances up first: a request to one still starting would count as its failure.
     seen: set[str] = set()
-    wait_for(lambda: seen.add(str(request(mesh, url)[1].get("instance"))) or
-             {"regional-eu", "regional-us"} <= seen, 40, "both regional instances serving")
+
+    def both_answered() -> bool:
+        seen.add(str(request(mesh, url)[1].get("instance")))
+        return {"regional-eu", "regional-us"} <= seen
+
+    wait_for(both_answered, 40, "both regional instances serving")
     (mesh.config_dir / "policy-regional-dr.yaml").write_text(dr("regional", (
         "  trafficPolicy:\n    outlierDetection:\n"
         "      {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 5m, "
@@ -372,3 +377,66 @@ def test_a_delegate_virtual_service_routes_the_requests_its_root_hands_over(
     wait_for(lambda: served_by("/team/a") == {"backend-1"}, 10, "the delegate's v1 route")
     assert served_by("/team/v2/x") == {"backend-2"}  # the delegate's narrower match
     assert served_by("/other") == {"backend-2"}  # the root's own rule
+
+
+def tunnel_instance(mesh: LocalMesh, authority: str) -> str:
+    """A CONNECT tunnel through the client's sidecar to `authority` (how apps reach TCP
+    ports), then an HTTP request inside it: which backend instance answered."""
+    with socket.create_connection((f"{mesh.subnet}1", 15001), timeout=10) as conn:
+        conn.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+        reply = conn.recv(4096).decode(errors="replace")
+        assert " 200" in reply.split("\r\n")[0], reply
+        conn.sendall(f"GET / HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+                     .encode())
+        return str(json.loads(_http_body(conn)).get("instance"))
+
+
+def _http_body(conn: socket.socket) -> bytes:
+    """The body of one HTTP response read from `conn`, by its content-length (the tunnel
+    may stay open after it)."""
+    data = b""
+    while True:
+        head, _, body = data.partition(b"\r\n\r\n")
+        lengths = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")]
+        if lengths and len(body) >= lengths[0]:
+            return body[:lengths[0]]
+        chunk = conn.recv(65536)
+        if not chunk:
+            return body
+        data += chunk
+
+
+def test_tcp_routes_send_tunnels_to_the_subsets_their_weights_name(mesh: LocalMesh) -> None:
+    host = "ledger.default.svc.cluster.local"
+    policy = mesh.config_dir / "policy-ledger.yaml"
+
+    def write(weights: tuple[int, int]) -> None:
+        policy.write_text(
+            f"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: ledger}}\n"
+            f"spec:\n  hosts: [{host}]\n  location: MESH_INTERNAL\n  resolution: STATIC\n"
+            f"  ports: [{{number: 9090, name: tcp, protocol: TCP}}]\n"
+            f"  workloadSelector: {{labels: {{app: backend}}}}\n"
+            + (dr("ledger", subsets()) + "---\napiVersion: networking.istio.io/v1\n"
+               "kind: VirtualService\nmetadata: {name: ledger}\nspec:\n  hosts: [HOST]\n"
+               "  tcp:\n  - route:\n"
+               f"    - {{destination: {{host: HOST, subset: v1}}, weight: {weights[0]}}}\n"
+               f"    - {{destination: {{host: HOST, subset: v2}}, weight: {weights[1]}}}\n")
+            .replace("HOST", host))
+
+    def served(count: int) -> set[str]:
+        found = set()
+        for _ in range(count):
+            try:
+                found.add(tunnel_instance(mesh, f"{host}:9090"))
+            except (OSError, AssertionError, ValueError):
+                found.add("failed")
+        return found
+
+    write((0, 100))
+    wait_for(lambda: served(5) == {"backend-2"}, 20, "tunnels to ledger going to v2")
+    assert served(20) == {"backend-2"}
+    write((100, 0))
+    wait_for(lambda: served(5) == {"backend-1"}, 20, "tunnels to ledger going to v1")
+    assert served(20) == {"backend-1"}
+    policy.unlink()
