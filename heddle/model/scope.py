@@ -159,13 +159,20 @@ class ProxyScope:
 
 
 def proxy_scope(snapshot: MeshSnapshot, proxy: Proxy) -> ProxyScope:
+    """What the proxy sees. Proxies of one namespace under the same Sidecar see the same,
+    so they share one narrowed snapshot (and the lookups memoized on it)."""
     sidecar = sidecar_for(snapshot, proxy)
+    key = ("proxy_scope", proxy.namespace, sidecar.key if sidecar is not None else None)
+    return snapshot.memo(key, lambda: _scope(snapshot, proxy.namespace, sidecar))
+
+
+def _scope(snapshot: MeshSnapshot, namespace: str, sidecar: Resource[Any] | None,
+           ) -> ProxyScope:
     hosts = egress_hosts(sidecar)
 
     def admitted(namespace: str, hostname: str) -> bool:
         return hosts is None or any(h.admits(namespace, hostname) for h in hosts)
 
-    namespace = proxy.namespace
     services = _one_per_host([s for s in snapshot.registry.services
                               if exported_to(s.export_to, s.namespace, namespace)], namespace)
     virtual_services = [

@@ -9,7 +9,7 @@ from google.protobuf.message import Message
 from heddle.model.proxy import Proxy
 from heddle.model.scope import proxy_scope
 from heddle.model.snapshot import MeshSnapshot
-from heddle.translate.clusters import outbound_clusters, outbound_endpoints
+from heddle.translate.clusters import client_locality, outbound_clusters, outbound_endpoints
 from heddle.translate.egress import passthrough_cluster
 from heddle.translate.listeners import OUTBOUND_ROUTE, inbound_clusters, sidecar_listeners
 from heddle.translate.routes import proxy_route_config
@@ -40,13 +40,20 @@ def sidecar_resources(snapshot: MeshSnapshot, proxy: Proxy) -> ProxyResources:
     and policies see the whole mesh."""
     scope = proxy_scope(snapshot, proxy)
     outbound = scope.snapshot
-    outbound_side = outbound_clusters(outbound, proxy)
+    # The outbound side depends on the proxy only through its scope (namespace, Sidecar),
+    # labels and locality: replicas of a workload share it, computed once per snapshot.
+    labels = tuple(sorted(proxy.labels))
+    locality = client_locality(snapshot, proxy)
+    outbound_side = outbound.memo(("clusters", labels, locality),
+                                  lambda: outbound_clusters(outbound, proxy))
+    endpoints = outbound.memo(("endpoints", labels, locality),
+                              lambda: outbound_endpoints(outbound, proxy, outbound_side))
+    routes = outbound.memo(("routes", labels), lambda: proxy_route_config(
+        outbound, OUTBOUND_ROUTE, proxy, scope.outbound_traffic_mode))
     clusters = [*outbound_side, passthrough_cluster(), *inbound_clusters(snapshot, proxy)]
-    endpoints = outbound_endpoints(outbound, proxy, outbound_side)
     return ProxyResources({
         CLUSTER: {c.name: c for c in clusters},
         ENDPOINT: {e.cluster_name: e for e in endpoints},
         LISTENER: {listener.name: listener for listener in sidecar_listeners(snapshot, proxy)},
-        ROUTE: {OUTBOUND_ROUTE: proxy_route_config(outbound, OUTBOUND_ROUTE, proxy,
-                                                   scope.outbound_traffic_mode)},
+        ROUTE: {OUTBOUND_ROUTE: routes},
     })
