@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from heddle.api.resource import Resource
+from heddle.model.scope import exported_to
 from heddle.model.selectors import matches
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import resolve_host
@@ -56,10 +57,11 @@ def _host_matches(rule_host: str, hostname: str) -> bool:
 
 
 def _exported_to(rule: Resource[Any], client_namespace: str | None) -> bool:
+    """A namespace always sees its own rules; others by the rule's exportTo."""
     if client_namespace is None or client_namespace == rule.namespace:
         return True
-    export_to = [str(x) for x in (rule.body.get("spec") or {}).get("exportTo") or ["*"]]
-    return "*" in export_to or client_namespace in export_to
+    export_to = [str(x) for x in (rule.body.get("spec") or {}).get("exportTo") or ()]
+    return exported_to(export_to, rule.namespace, client_namespace)
 
 
 def _selected(rule: Resource[Any], proxy_labels: Mapping[str, str] | None) -> bool:

@@ -94,19 +94,31 @@ def _hosts_of(resource: Resource[Any]) -> list[str]:
     return [resolve_host(str(h), resource.namespace) for h in spec.get("hosts") or []]
 
 
+def delegate_of(snapshot: MeshSnapshot, root: Resource[Any], rule: dict[str, Any],
+                ) -> Resource[Any] | None:
+    """The VirtualService an http rule of `root` delegates to: one without hosts, exported
+    to the root's namespace; None when the rule does not delegate or there is none."""
+    target = rule.get("delegate") or {}
+    if not target:
+        return None
+    delegate = snapshot.get(NETWORKING, "VirtualService",
+                            str(target.get("namespace") or root.namespace),
+                            str(target.get("name", "")))
+    if delegate is None or (delegate.body.get("spec") or {}).get("hosts"):
+        return None
+    return delegate if _visible(delegate, root.namespace) else None
+
+
 def _destinations(snapshot: MeshSnapshot, virtual_service: Resource[Any],
                   root: bool = True) -> set[str]:
     """Hosts a VirtualService sends traffic to (routes and mirrors of every protocol, its
     delegates' included: one level, as Istio)."""
     spec = virtual_service.body.get("spec") or {}
     found: set[str] = set()
-    for rule in spec.get("http") or []:
-        target = (rule.get("delegate") or {}) if root else {}
-        delegate = snapshot.get(NETWORKING, "VirtualService",
-                                str(target.get("namespace") or virtual_service.namespace),
-                                str(target.get("name", ""))) if target else None
-        if delegate is not None and not (delegate.body.get("spec") or {}).get("hosts"):
-            found |= _destinations(snapshot, delegate, root=False)
+    if root:
+        for rule in spec.get("http") or []:
+            if (delegate := delegate_of(snapshot, virtual_service, rule)) is not None:
+                found |= _destinations(snapshot, delegate, root=False)
     for section in ("http", "tls", "tcp"):
         for rule in spec.get(section) or []:
             targets = [r.get("destination") or {} for r in rule.get("route") or []]

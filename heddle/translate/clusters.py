@@ -103,6 +103,7 @@ def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget, proxy: Proxy
     outlier = policy.get("outlierDetection") is not None
     # failoverPriority: endpoints matching more of the client's labels, in order, first.
     ranked = outlier and bool(setting.get("failoverPriority")) and proxy is not None
+    client_labels = proxy.label_map if proxy is not None else {}
     by_locality: dict[tuple[str, int], list[endpoint_components_pb2.LbEndpoint]] = {}
     for endpoint in endpoints:
         lb = endpoint_components_pb2.LbEndpoint(
@@ -112,9 +113,9 @@ def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget, proxy: Proxy
         )
         if has_sidecar(endpoint.workload):  # auto-mTLS picks TLS for these endpoints
             lb.metadata.CopyFrom(tls_mode_metadata())
-        rank = label_priority(setting["failoverPriority"], proxy.label_map, locality,
+        rank = label_priority(setting["failoverPriority"], client_labels, locality,
                               endpoint.workload.label_map, endpoint.workload.locality) \
-            if ranked and proxy is not None else 0
+            if ranked else 0
         by_locality.setdefault((endpoint.workload.locality, rank), []).append(lb)
     assignment = endpoint_pb2.ClusterLoadAssignment(cluster_name=target.cluster_name,
                                                     endpoints=locality_groups(by_locality))

@@ -205,7 +205,6 @@ def _inbound_listener(snapshot: MeshSnapshot, proxy: Proxy, number: int, port: S
     (PERMISSIVE), told apart by the TLS inspector. A connection no chain accepts is closed
     before the application sees it."""
     http = port.protocol in HTTP_PROTOCOLS
-    # Authentication first, then authorization (which reads the verified token's claims).
     # Authentication first, then CUSTOM, DENY, ALLOW and AUDIT authorization, as Istio orders
     # them (authorization reads the verified token's claims).
     policy: Named = [*jwt_filter(snapshot, proxy), *custom_filters(snapshot, proxy),

@@ -20,7 +20,7 @@ from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
 from heddle.api.resource import Resource
 from heddle.model.proxy import Proxy
-from heddle.model.scope import ALLOW_ANY, REGISTRY_ONLY, exported_to
+from heddle.model.scope import ALLOW_ANY, REGISTRY_ONLY, delegate_of
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import Service, ServicePort, resolve_host
 from heddle.translate.delegation import merged_rules
@@ -161,6 +161,20 @@ def _destination_cluster(snapshot: MeshSnapshot, namespace: str, destination: di
     return outbound_cluster(int(number or port), host, str(destination.get("subset", "")))
 
 
+def _set_destinations(action: rc.RouteAction, snapshot: MeshSnapshot, namespace: str,
+                      destinations: list[dict[str, Any]], port: int) -> None:
+    """One destination: its cluster; several: weighted clusters (any rule kind)."""
+    if len(destinations) == 1:
+        action.cluster = _destination_cluster(snapshot, namespace,
+                                              destinations[0]["destination"], port)
+        return
+    action.ClearField("cluster")
+    for dest in destinations:
+        action.weighted_clusters.clusters.add(
+            name=_destination_cluster(snapshot, namespace, dest["destination"], port),
+            weight=wrappers_pb2.UInt32Value(value=int(dest.get("weight", 0))))
+
+
 def _client(proxy: Proxy | None) -> tuple[str | None, dict[str, str] | None]:
     return (proxy.namespace, proxy.label_map) if proxy is not None else (None, None)
 
@@ -168,16 +182,7 @@ def _client(proxy: Proxy | None) -> tuple[str | None, dict[str, str] | None]:
 def _route_action(snapshot: MeshSnapshot, vs: Resource[Any], http: dict[str, Any],
                   port: int, proxy: Proxy | None = None) -> rc.RouteAction:
     action = rc.RouteAction()
-    destinations = http.get("route") or []
-    if len(destinations) == 1:
-        action.cluster = _destination_cluster(snapshot, vs.namespace,
-                                              destinations[0]["destination"], port)
-    else:
-        for dest in destinations:
-            action.weighted_clusters.clusters.add(
-                name=_destination_cluster(snapshot, vs.namespace, dest["destination"], port),
-                weight=wrappers_pb2.UInt32Value(value=int(dest.get("weight", 0))),
-            )
+    _set_destinations(action, snapshot, vs.namespace, http.get("route") or [], port)
     action.timeout.CopyFrom(parse_duration(http["timeout"]) if "timeout" in http
                             else duration_pb2.Duration())
     action.hash_policy.extend(hash_policies(snapshot, action, *_client(proxy)))
@@ -232,16 +237,9 @@ def _http_rules(snapshot: MeshSnapshot, vs: Resource[Any],
     rules: list[tuple[Resource[Any], int, dict[str, Any]]] = []
     spec: dict[str, Any] = dict(vs.body.get("spec") or {})
     for i, http in enumerate(spec.get("http") or []):
-        target = http.get("delegate")
-        if not target:
+        if not http.get("delegate"):
             rules.append((vs, i, http))
-            continue
-        delegate = snapshot.get("networking.istio.io", "VirtualService",
-                                str(target.get("namespace") or vs.namespace),
-                                str(target.get("name", "")))
-        delegate_spec = (delegate.body.get("spec") or {}) if delegate is not None else {}
-        if delegate is not None and not delegate_spec.get("hosts") and exported_to(
-                delegate_spec.get("exportTo") or (), delegate.namespace, vs.namespace):
+        elif (delegate := delegate_of(snapshot, vs, http)) is not None:
             rules += [(delegate, j, rule) for j, rule in
                       enumerate(merged_rules(http, dict(delegate.body.get("spec") or {})))]
     return rules
@@ -366,17 +364,8 @@ def _connect_routes(snapshot: MeshSnapshot, service: Service, port: ServicePort,
     )
     vs = _virtual_service_for(snapshot, service)
     rules = _stream_rules(vs, service, port, proxy) if vs else []
-    destinations = (rules[0].get("route") or []) if rules else []
-    if vs and len(destinations) == 1:
-        action.cluster = _destination_cluster(snapshot, vs.namespace,
-                                              destinations[0]["destination"], port.number)
-    elif vs and destinations:
-        action.ClearField("cluster")
-        for dest in destinations:
-            action.weighted_clusters.clusters.add(
-                name=_destination_cluster(snapshot, vs.namespace, dest["destination"],
-                                          port.number),
-                weight=wrappers_pb2.UInt32Value(value=int(dest.get("weight", 0))))
+    if vs and rules and rules[0].get("route"):
+        _set_destinations(action, snapshot, vs.namespace, rules[0]["route"], port.number)
     return [rc.Route(name="connect", match=rc.RouteMatch(connect_matcher={}), route=action)]
 
 
