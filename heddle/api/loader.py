@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from heddle.api.cel_rules import check_rules
-from heddle.api.diagnostics import Diagnostic, ResourceRef, Severity
+from heddle.api.diagnostics import Diagnostic, ResourceRef, Severity, SourcePosition
 from heddle.api.kinds import KindInfo, all_kinds, lookup, split_api_version
 from heddle.api.metadata_check import check_metadata
 from heddle.api.openapi import apply_defaults
@@ -28,6 +28,9 @@ from heddle.api.semantics import check_semantics
 from heddle.api.yaml_documents import PathKey, YamlDocument, read_documents
 
 YAML_SUFFIXES = (".yaml", ".yml")
+# Config is untrusted input: a file is read only up to this size (Kubernetes refuses requests
+# over 3 MiB; no real resource file comes near).
+MAX_FILE_BYTES = 4 * 1024 * 1024
 SCHEMA_ERROR = "IST0106"
 
 # Kinds of the groups Heddle serves that it accepts but does not act on.
@@ -209,19 +212,51 @@ def yaml_files(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
+class UnreadableConfig(Exception):
+    """A config file that exists but cannot be taken in; `diagnostic` says why."""
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(str(diagnostic))
+        self.diagnostic = diagnostic
+
+
+def read_config_text(path: Path) -> str:
+    """The text of a config file, read no further than MAX_FILE_BYTES. A file that is gone
+    raises FileNotFoundError (or Is/NotADirectoryError); any other failure UnreadableConfig."""
+    here = SourcePosition(str(path), 1, 1)
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise
+    except OSError as err:
+        raise UnreadableConfig(Diagnostic(
+            Severity.ERROR, f"cannot read {path}: {err.strerror}", here,
+            fix="check the path and its permissions")) from err
+    if len(data) > MAX_FILE_BYTES:
+        raise UnreadableConfig(Diagnostic(
+            Severity.ERROR, f"{path} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB", here,
+            fix="split it into smaller files"))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UnreadableConfig(Diagnostic(
+            Severity.ERROR, f"{path} is not UTF-8 text (byte {err.start})", here,
+            fix="save the file as UTF-8")) from err
+
+
 def load_paths(paths: Iterable[Path]) -> LoadResult:
     result = LoadResult()
     for path in yaml_files(paths):
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_config_text(path)
+        except UnreadableConfig as err:
+            result.diagnostics.append(err.diagnostic)
+            continue
         except OSError as err:
             result.diagnostics.append(Diagnostic(
                 Severity.ERROR, f"cannot read {path}: {err.strerror}",
                 fix="check the path and its permissions"))
-            continue
-        except UnicodeDecodeError:
-            result.diagnostics.append(Diagnostic(
-                Severity.ERROR, f"{path} is not UTF-8 text", fix="save the file as UTF-8"))
             continue
         result.extend(load_text(text, str(path)))
     return result

@@ -33,29 +33,85 @@ class YamlDocument:
         return SourcePosition(self.file, 1, 1)
 
 
-def _plain(node: Any, path: PathKey, positions: dict[PathKey, tuple[int, int]]) -> Any:
-    if isinstance(node, CommentedMap):
-        out: dict[Any, Any] = {}
-        for key, value in node.items():
-            child = (*path, str(key))
-            try:
-                line, col = node.lc.key(key)
-                positions[child] = (line + 1, col + 1)
-            except (KeyError, TypeError):
-                pass
-            out[str(key) if not isinstance(key, str) else key] = _plain(value, child, positions)
-        return out
-    if isinstance(node, CommentedSeq):
+# Config is untrusted input: aliases let a few hundred bytes stand for billions of nodes
+# (the "billion laughs"), so what aliases may add to a file is bounded, as Kubernetes'
+# YAML decoding bounds it, and so are nesting and size.
+MAX_ALIAS_NODES = 10_000  # nodes a file's aliases (*name) may repeat, all together
+MAX_DEPTH = 100  # nested mappings and sequences
+
+
+class YamlLimitExceeded(ValueError):
+    """A document would expand beyond a limit; `path` is where it was exceeded."""
+
+    def __init__(self, message: str, fix: str, path: PathKey) -> None:
+        super().__init__(message)
+        self.fix = fix
+        self.path = path
+
+
+class _Flattener:
+    """Turns ruamel's round-trip nodes into plain data, recording each node's position.
+
+    ruamel shares one object for an anchor and all its aliases; expanding them is where the
+    cost is, so every visit to an object seen before counts against the budget of the whole
+    file (one flattener per file; `positions` is started afresh for each document).
+    """
+
+    def __init__(self) -> None:
+        self.positions: dict[PathKey, tuple[int, int]] = {}
+        self.seen: set[int] = set()
+        self.alias_nodes = 0
+
+    def plain(self, node: Any, path: PathKey = (), aliased: bool = False,
+              ancestors: frozenset[int] = frozenset()) -> Any:
+        if not isinstance(node, CommentedMap | CommentedSeq):
+            if aliased:
+                self._count_alias(path)
+            return _scalar(node)
+        identity = id(node)
+        if identity in ancestors:
+            raise YamlLimitExceeded(
+                "an alias refers to a node that contains it (a recursive structure)",
+                "an alias (*name) may only repeat a node defined before and outside it", path)
+        if len(path) >= MAX_DEPTH:
+            raise YamlLimitExceeded(f"nested deeper than {MAX_DEPTH} levels",
+                                    "flatten the structure", path)
+        aliased = aliased or identity in self.seen
+        if aliased:
+            self._count_alias(path)
+        self.seen.add(identity)
+        inside = ancestors | {identity}
+        if isinstance(node, CommentedMap):
+            out: dict[Any, Any] = {}
+            for key, value in node.items():
+                child = (*path, str(key))
+                self._remember(child, node.lc.key, key)
+                out[key if isinstance(key, str) else str(key)] = self.plain(
+                    value, child, aliased, inside)
+            return out
         items: list[Any] = []
         for i, value in enumerate(node):
             child = (*path, i)
-            try:
-                line, col = node.lc.item(i)
-                positions[child] = (line + 1, col + 1)
-            except (KeyError, TypeError, IndexError):
-                pass
-            items.append(_plain(value, child, positions))
+            self._remember(child, node.lc.item, i)
+            items.append(self.plain(value, child, aliased, inside))
         return items
+
+    def _count_alias(self, path: PathKey) -> None:
+        self.alias_nodes += 1
+        if self.alias_nodes > MAX_ALIAS_NODES:
+            raise YamlLimitExceeded(
+                f"aliases expand to more than {MAX_ALIAS_NODES} nodes",
+                "write the repeated parts out, or repeat fewer or smaller anchors", path)
+
+    def _remember(self, path: PathKey, where: Any, key: Any) -> None:
+        try:
+            line, col = where(key)
+        except (KeyError, TypeError, IndexError):
+            return
+        self.positions[path] = (line + 1, col + 1)
+
+
+def _scalar(node: Any) -> Any:
     if isinstance(node, str):
         return str(node)
     if isinstance(node, bool):
@@ -72,6 +128,7 @@ def read_documents(text: str, file: str) -> tuple[list[YamlDocument], list[Diagn
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     documents: list[YamlDocument] = []
+    flattener = _Flattener()
     stream: Iterator[Any] = iter(yaml.load_all(text))
     index = 0
     while True:
@@ -92,6 +149,10 @@ def read_documents(text: str, file: str) -> tuple[list[YamlDocument], list[Diagn
                     fix="fix the YAML syntax at this position (indentation, quotes, ':' spacing)",
                 )
             ]
+        except RecursionError:
+            return documents, [Diagnostic(
+                Severity.ERROR, "YAML error: nested too deeply to read",
+                SourcePosition(file, 1, 1), fix=f"nest at most {MAX_DEPTH} levels")]
         except Exception as err:  # ruamel raises a few unmarked errors (duplicate keys, ...)
             return documents, [
                 Diagnostic(Severity.ERROR, f"YAML error: {err}", SourcePosition(file, 1, 1))
@@ -99,10 +160,14 @@ def read_documents(text: str, file: str) -> tuple[list[YamlDocument], list[Diagn
         if node is None:
             index += 1
             continue
-        positions: dict[PathKey, tuple[int, int]] = {}
+        flattener.positions, flattener.seen = {}, set()  # anchors end with their document
         if isinstance(node, CommentedMap | CommentedSeq):
-            start = node.lc.line + 1, node.lc.col + 1
-            positions[()] = start
-        body = _plain(node, (), positions)
-        documents.append(YamlDocument(body, file, index, positions))
+            flattener.positions[()] = node.lc.line + 1, node.lc.col + 1
+        try:
+            body = flattener.plain(node)
+        except YamlLimitExceeded as err:
+            where = YamlDocument(None, file, index, flattener.positions).position(err.path)
+            return documents, [Diagnostic(Severity.ERROR, f"YAML refused: {err}", where,
+                                          fix=err.fix)]
+        documents.append(YamlDocument(body, file, index, flattener.positions))
         index += 1

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from pathlib import Path
 
 from watchfiles import awatch
 
-from heddle.api.diagnostics import Diagnostic, Severity
-from heddle.api.loader import YAML_SUFFIXES, LoadResult, load_text, yaml_files
+from heddle.api.diagnostics import Diagnostic, Severity, SourcePosition
+from heddle.api.loader import (
+    YAML_SUFFIXES,
+    LoadResult,
+    UnreadableConfig,
+    load_text,
+    read_config_text,
+    yaml_files,
+)
 from heddle.config.events import StoreEvent
 from heddle.config.store import ConfigStore
+
+log = logging.getLogger(__name__)
 
 
 class DirectorySource:
@@ -40,13 +51,21 @@ class DirectorySource:
         """Bring the store in line with one file as it is on disk now."""
         source = str(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_config_text(path)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return self.store.remove(source)
-        except (OSError, UnicodeDecodeError) as err:
-            broken = LoadResult(diagnostics=[Diagnostic(Severity.ERROR, f"cannot read: {err}")])
-            return self.store.put(source, broken)
-        return self.store.put(source, load_text(text, source))
+        except UnreadableConfig as err:
+            return self.store.put(source, LoadResult(diagnostics=[err.diagnostic]))
+        try:
+            loaded = load_text(text, source)
+        except Exception as err:  # a file must never stop the watch
+            # MemoryError included: what was allocated for this file is freed with `text`.
+            log.exception("loading %s failed", source)
+            loaded = LoadResult(diagnostics=[Diagnostic(
+                Severity.ERROR, f"cannot load: {type(err).__name__}: {err}",
+                SourcePosition(source, 1, 1), fix="check the file; its last good version "
+                "stays in force")])
+        return self.store.put(source, loaded)
 
     def load(self) -> list[StoreEvent]:
         """Read every file now; forget files the store holds that are gone."""
@@ -57,8 +76,27 @@ class DirectorySource:
                 events.append(self.store.remove(source))
         return events
 
-    async def watch(self, stop: asyncio.Event | None = None) -> None:
-        """Apply file changes until `stop` is set. `ready` is set once the watch is live."""
+    async def watch(self, stop: asyncio.Event | None = None, backoff: float = 0.2) -> None:
+        """Apply file changes until `stop` is set. `ready` is set once the watch is live.
+
+        Nothing ends the watch but `stop`: if watching fails, it is logged and started again
+        (with a full rescan, so no change in between is missed)."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            try:
+                await self._watch_once(stop)
+                if stop.is_set():
+                    return
+                log.warning("watching %s ended; watching again in %.1fs", self.root, backoff)
+            except Exception:
+                log.exception("watching %s failed; watching again in %.1fs", self.root,
+                              backoff)
+            self.ready.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _watch_once(self, stop: asyncio.Event) -> None:
         async for changes in awatch(
             self.root,
             debounce=self.debounce_ms,

@@ -192,6 +192,14 @@ class LocalMesh:
         self.state.workloads = {k: s for k, (_, s) in self.agents.items()}
         self.state.save(self.config.home)
 
+    async def _reconcile_logged(self) -> None:
+        """Reconcile; a failure is logged and retried at the next change or tick, so the
+        supervisor outlives anything one edit can cause."""
+        try:
+            await self.reconcile()
+        except Exception:
+            log.exception("starting or stopping workloads failed; trying again shortly")
+
     async def run(self, stop: asyncio.Event) -> None:
         self.config.home.mkdir(parents=True, exist_ok=True)
         self.source.load()
@@ -212,7 +220,7 @@ class LocalMesh:
                 while not events.empty():
                     events.get_nowait()
                 if not stop.is_set():
-                    await self.reconcile()
+                    await self._reconcile_logged()
         finally:
             await asyncio.gather(*(_terminate(p) for p, _ in self.agents.values()))
             self.agents.clear()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
 
 
 class Debouncer:
@@ -45,4 +48,8 @@ class Debouncer:
                                            timeout=min(self._quiet, remaining))
                 except TimeoutError:
                     break
-            await self._action()
+            try:
+                await self._action()
+            except Exception:
+                # One failed push must not end all later ones: the next change tries again.
+                log.exception("push failed")

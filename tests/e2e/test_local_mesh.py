@@ -8,9 +8,14 @@ import os
 import signal
 import socket
 import time
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from untrusted_yaml import alias_bomb
+
+from heddle.local.state import pid_alive
 
 from .mesh_fixtures import LocalMesh, running_mesh, steady_traffic, wait_for
 
@@ -191,3 +196,47 @@ def test_tcp_services_are_reached_through_connect(mesh: LocalMesh) -> None:
         assert reply.readline() == b""
     wait_for(lambda: "inbound|9000||" in mesh.envoy_log("echo"), 10,
              "the echo sidecar's TCP access log")
+
+
+def rss_bytes(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+def test_an_alias_bomb_is_refused_and_later_edits_still_apply(mesh: LocalMesh) -> None:
+    state = mesh.state()
+    debug = f"http://127.0.0.1:{state.debug_port}/debug"
+    processes = {"control plane": state.control_plane_pid, "supervisor": state.supervisor_pid}
+    before = {what: rss_bytes(pid) for what, pid in processes.items()}
+    bomb = mesh.config_dir / "bomb.yaml"
+    bomb.write_text(alias_bomb(8))
+
+    def refused() -> bool:
+        with urllib.request.urlopen(f"{debug}/diagnostics", timeout=5) as response:
+            problems = json.loads(response.read())
+        return any(str(bomb) in p and "aliases expand" in p for p in problems)
+
+    try:
+        wait_for(refused, 10, "the alias bomb refused, naming its file")
+        grown = {what: rss_bytes(pid) - before[what] for what, pid in processes.items()}
+        print(f"memory growth on the alias bomb: {grown}")
+        assert all(growth < 100 * 1024 * 1024 for growth in grown.values()), grown
+        assert "aliases expand" in (mesh.home / "mesh" / "logs"
+                                    / "control-plane.log").read_text()
+        added = mesh.config_dir / "after-bomb.yaml"
+        added.write_text("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+                         "metadata: {name: after-bomb}\nspec:\n"
+                         "  hosts: [after-bomb.example.com]\n"
+                         "  ports: [{number: 80, name: http, protocol: HTTP}]\n"
+                         "  resolution: DNS\n")
+
+        def picked_up() -> bool:
+            with urllib.request.urlopen(f"{debug}/resources", timeout=5) as response:
+                return "after-bomb" in response.read().decode()
+
+        wait_for(picked_up, 10, "an edit after the bomb reaching the control plane")
+        assert all(pid_alive(pid) for pid in processes.values())
+        added.unlink()
+    finally:
+        bomb.unlink()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import tracemalloc
+from pathlib import Path
 from textwrap import dedent
 
+from untrusted_yaml import alias_bomb
+
 from heddle.api.diagnostics import Severity
-from heddle.api.loader import load_text
+from heddle.api.loader import MAX_FILE_BYTES, load_paths, load_text
 from heddle.api.models import VirtualServiceSpec
 
 VS_WITH_TYPO = """\
@@ -170,3 +174,80 @@ def test_deprecated_version_warns_and_names_the_current_one() -> None:
     [warning] = [d for d in result.diagnostics if d.severity is Severity.WARNING]
     assert "gateway.networking.k8s.io/v1" in warning.fix
     assert len(result.resources) == 1
+
+
+def test_an_alias_bomb_is_refused_before_it_expands() -> None:
+    text = alias_bomb(8)
+    assert len(text) < 600
+    tracemalloc.start()
+    try:
+        result = load_text(text, "bomb.yaml")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    [error] = result.errors
+    assert error.position is not None and error.position.file == "bomb.yaml"
+    assert "aliases expand to more than 10000 nodes" in error.message
+    assert "repeat fewer or smaller anchors" in error.fix
+    assert result.unmanaged == []
+    assert peak < 20 * 1024 * 1024  # 9**8 strings would take gigabytes
+
+
+def test_the_alias_budget_counts_every_document_of_a_file() -> None:
+    anchor = "[" + ",".join(["x"] * 100) + "]"
+    document = ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: NAME}\n"
+                f"data:\n  a: &a {anchor}\n  b: [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n")
+    one = load_text(document.replace("NAME", "one"), "one.yaml")
+    assert one.errors == [] and len(one.unmanaged) == 1
+    many = "---\n".join(document.replace("NAME", f"cm-{i}") for i in range(12))
+    [error] = load_text(many, "many.yaml").errors
+    assert "aliases expand" in error.message
+
+
+def test_anchors_and_merge_keys_within_the_budget_still_work() -> None:
+    text = dedent("""\
+        apiVersion: networking.istio.io/v1
+        kind: DestinationRule
+        metadata: {name: reviews}
+        spec:
+          host: reviews
+          subsets:
+          - name: v1
+            labels: &v1 {version: v1}
+          - name: v1-again
+            labels: *v1
+          trafficPolicy:
+            connectionPool:
+              tcp: &pool {maxConnections: 10}
+            portLevelSettings:
+            - port: {number: 9080}
+              connectionPool:
+                tcp: {<<: *pool, connectTimeout: 1s}
+        """)
+    result = load_text(text, "dr.yaml")
+    assert result.errors == []
+    [rule] = result.resources
+    body = rule.body["spec"]
+    assert body["subsets"][1]["labels"] == {"version": "v1"}
+    assert body["trafficPolicy"]["portLevelSettings"][0]["connectionPool"]["tcp"] == {
+        "maxConnections": 10, "connectTimeout": "1s"}
+
+
+def test_nesting_deeper_than_the_limit_is_refused_with_its_position() -> None:
+    [error] = load_text("a: " + "[" * 150 + "]" * 150 + "\n", "deep.yaml").errors
+    assert "nested deeper than 100 levels" in error.message
+    assert error.position is not None and error.position.line == 1
+    [error] = load_text("a: " + "[" * 5000 + "]" * 5000 + "\n", "deeper.yaml").errors
+    assert "nested too deeply" in error.message and str(error.position) == "deeper.yaml:1:1"
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    with big.open("w") as out:
+        out.write("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\ndata:\n")
+        line = "  k%07d: " + "v" * 80 + "\n"
+        for i in range(MAX_FILE_BYTES // len(line % 0) + 1):
+            out.write(line % i)
+    [error] = load_paths([big]).errors
+    assert f"{big} is larger than 4 MiB" in error.message
+    assert error.fix == "split it into smaller files"
