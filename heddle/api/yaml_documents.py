@@ -1,16 +1,20 @@
-"""Reading YAML streams into plain data while remembering where every node came from."""
+"""Reading YAML streams into plain data while remembering where every node came from.
+
+libyaml (PyYAML's C parser) composes the node graph, which keeps each node's line and
+column; turning nodes into data is done here, so that aliases can be bounded and scalars
+read by the YAML 1.2 core schema."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from yaml import MarkedYAMLError
+from yaml._yaml import CParser
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from heddle.api.diagnostics import Diagnostic, Severity, SourcePosition
+from heddle.api.yaml_scalars import MERGE, CoreSchemaResolver, key_text, scalar_value
 
 PathKey = tuple[str | int, ...]
 
@@ -49,12 +53,24 @@ class YamlLimitExceeded(ValueError):
         self.path = path
 
 
-class _Flattener:
-    """Turns ruamel's round-trip nodes into plain data, recording each node's position.
+class DuplicateKey(ValueError):
+    def __init__(self, key: str, path: PathKey) -> None:
+        super().__init__(f'duplicate key "{key}"')
+        self.path = path
 
-    ruamel shares one object for an anchor and all its aliases; expanding them is where the
-    cost is, so every visit to an object seen before counts against the budget of the whole
-    file (one flattener per file; `positions` is started afresh for each document).
+
+class _Composer(CParser, CoreSchemaResolver):
+    def __init__(self, text: str) -> None:
+        CParser.__init__(self, text)
+        CoreSchemaResolver.__init__(self)
+
+
+class _Flattener:
+    """Turns composed nodes into plain data, recording each node's position.
+
+    The composer makes one node for an anchor and all its aliases; expanding them is where
+    the cost is, so every visit to a node seen before counts against the budget of the whole
+    file (one flattener per file; `positions` and `seen` start afresh for each document).
     """
 
     def __init__(self) -> None:
@@ -62,39 +78,66 @@ class _Flattener:
         self.seen: set[int] = set()
         self.alias_nodes = 0
 
-    def plain(self, node: Any, path: PathKey = (), aliased: bool = False,
+    def plain(self, node: Node, path: PathKey = (), aliased: bool = False,
               ancestors: frozenset[int] = frozenset()) -> Any:
-        if not isinstance(node, CommentedMap | CommentedSeq):
-            if aliased:
-                self._count_alias(path)
-            return _scalar(node)
         identity = id(node)
         if identity in ancestors:
             raise YamlLimitExceeded(
                 "an alias refers to a node that contains it (a recursive structure)",
                 "an alias (*name) may only repeat a node defined before and outside it", path)
-        if len(path) >= MAX_DEPTH:
-            raise YamlLimitExceeded(f"nested deeper than {MAX_DEPTH} levels",
-                                    "flatten the structure", path)
         aliased = aliased or identity in self.seen
         if aliased:
             self._count_alias(path)
+        if isinstance(node, ScalarNode):
+            return scalar_value(node)
+        if len(path) >= MAX_DEPTH:
+            raise YamlLimitExceeded(f"nested deeper than {MAX_DEPTH} levels",
+                                    "flatten the structure", path)
         self.seen.add(identity)
         inside = ancestors | {identity}
-        if isinstance(node, CommentedMap):
-            out: dict[Any, Any] = {}
-            for key, value in node.items():
-                child = (*path, str(key))
-                self._remember(child, node.lc.key, key)
-                out[key if isinstance(key, str) else str(key)] = self.plain(
-                    value, child, aliased, inside)
-            return out
-        items: list[Any] = []
-        for i, value in enumerate(node):
-            child = (*path, i)
-            self._remember(child, node.lc.item, i)
-            items.append(self.plain(value, child, aliased, inside))
-        return items
+        if isinstance(node, SequenceNode):
+            items: list[Any] = []
+            for i, item in enumerate(node.value):
+                child = (*path, i)
+                self._remember(child, item)
+                items.append(self.plain(item, child, aliased, inside))
+            return items
+        assert isinstance(node, MappingNode)
+        out: dict[str, Any] = {}
+        for key_node, value_node in self._pairs(node, path, inside):
+            key = key_text(self.plain(key_node, path, aliased, inside))
+            child = (*path, key)
+            self._remember(child, key_node)
+            if key in out:
+                raise DuplicateKey(key, child)
+            out[key] = self.plain(value_node, child, aliased, inside)
+        return out
+
+    def _pairs(self, node: MappingNode, path: PathKey,
+               inside: frozenset[int]) -> list[tuple[Node, Node]]:
+        """The mapping's own pairs, then those its merge keys (`<<: *base`) add: a key
+        written in the mapping, or merged earlier, wins."""
+        own = [(k, v) for k, v in node.value if k.tag != MERGE]
+        merged: list[tuple[Node, Node]] = []
+        for _, value in (p for p in node.value if p[0].tag == MERGE):
+            sources = value.value if isinstance(value, SequenceNode) else [value]
+            for source in sources:
+                if not isinstance(source, MappingNode):
+                    raise YamlLimitExceeded(
+                        "a merge key (<<) must name a mapping or a list of mappings",
+                        "merge only mappings: `<<: *anchor` or `<<: [*a, *b]`", path)
+                if id(source) in inside:
+                    raise YamlLimitExceeded(
+                        "a merge key (<<) names the mapping that contains it",
+                        "merge only mappings defined before and outside this one", path)
+                merged += self._pairs(source, path, inside | {id(source)})
+        written = {k.value for k, _ in own if isinstance(k, ScalarNode)}
+        taken: set[str] = set()
+        for key, value in merged:
+            if key.value not in written and key.value not in taken:
+                taken.add(key.value)
+                own.append((key, value))
+        return own
 
     def _count_alias(self, path: PathKey) -> None:
         self.alias_nodes += 1
@@ -103,71 +146,48 @@ class _Flattener:
                 f"aliases expand to more than {MAX_ALIAS_NODES} nodes",
                 "write the repeated parts out, or repeat fewer or smaller anchors", path)
 
-    def _remember(self, path: PathKey, where: Any, key: Any) -> None:
-        try:
-            line, col = where(key)
-        except (KeyError, TypeError, IndexError):
-            return
-        self.positions[path] = (line + 1, col + 1)
+    def _remember(self, path: PathKey, node: Node) -> None:
+        self.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _scalar(node: Any) -> Any:
-    if isinstance(node, str):
-        return str(node)
-    if isinstance(node, bool):
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    return node
+def _syntax_error(err: MarkedYAMLError, file: str) -> Diagnostic:
+    mark = err.problem_mark or err.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    return Diagnostic(
+        Severity.ERROR,
+        f"YAML syntax error: {err.problem or err}" + (f" ({err.context})" if err.context else ""),
+        position=SourcePosition(file, line, col),
+        fix="fix the YAML syntax at this position (indentation, quotes, ':' spacing)")
 
 
 def read_documents(text: str, file: str) -> tuple[list[YamlDocument], list[Diagnostic]]:
-    """Split a YAML stream into documents; a syntax error ends the stream with a diagnostic."""
-    yaml = YAML(typ="rt")
-    yaml.allow_duplicate_keys = False
+    """Split a YAML stream into documents; an error ends the stream with a diagnostic."""
+    composer = _Composer(text)
     documents: list[YamlDocument] = []
     flattener = _Flattener()
-    stream: Iterator[Any] = iter(yaml.load_all(text))
     index = 0
-    while True:
-        try:
-            node = next(stream)
-        except StopIteration:
-            return documents, []
-        except MarkedYAMLError as err:
-            mark = err.problem_mark or err.context_mark
-            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-            problem = err.problem or str(err)
-            return documents, [
-                Diagnostic(
-                    Severity.ERROR,
-                    f"YAML syntax error: {problem}"
-                    + (f" ({err.context})" if err.context else ""),
-                    position=SourcePosition(file, line, col),
-                    fix="fix the YAML syntax at this position (indentation, quotes, ':' spacing)",
-                )
-            ]
-        except RecursionError:
-            return documents, [Diagnostic(
-                Severity.ERROR, "YAML error: nested too deeply to read",
-                SourcePosition(file, 1, 1), fix=f"nest at most {MAX_DEPTH} levels")]
-        except Exception as err:  # ruamel raises a few unmarked errors (duplicate keys, ...)
-            return documents, [
-                Diagnostic(Severity.ERROR, f"YAML error: {err}", SourcePosition(file, 1, 1))
-            ]
-        if node is None:
+    try:
+        while composer.check_node():
+            node = composer.get_node()
+            flattener.positions, flattener.seen = {}, set()  # anchors end with their document
+            if node is None or (isinstance(node, ScalarNode) and scalar_value(node) is None):
+                index += 1
+                continue
+            flattener.positions[()] = node.start_mark.line + 1, node.start_mark.column + 1
+            try:
+                body = flattener.plain(node)
+            except (YamlLimitExceeded, DuplicateKey) as err:
+                where = YamlDocument(None, file, index, flattener.positions).position(err.path)
+                if isinstance(err, DuplicateKey):
+                    return documents, [Diagnostic(
+                        Severity.ERROR, f"YAML error: {err}", where,
+                        fix="write each key once in a mapping")]
+                return documents, [Diagnostic(Severity.ERROR, f"YAML refused: {err}", where,
+                                              fix=err.fix)]
+            documents.append(YamlDocument(body, file, index, flattener.positions))
             index += 1
-            continue
-        flattener.positions, flattener.seen = {}, set()  # anchors end with their document
-        if isinstance(node, CommentedMap | CommentedSeq):
-            flattener.positions[()] = node.lc.line + 1, node.lc.col + 1
-        try:
-            body = flattener.plain(node)
-        except YamlLimitExceeded as err:
-            where = YamlDocument(None, file, index, flattener.positions).position(err.path)
-            return documents, [Diagnostic(Severity.ERROR, f"YAML refused: {err}", where,
-                                          fix=err.fix)]
-        documents.append(YamlDocument(body, file, index, flattener.positions))
-        index += 1
+    except MarkedYAMLError as err:
+        return documents, [_syntax_error(err, file)]
+    finally:
+        composer.dispose()
+    return documents, []

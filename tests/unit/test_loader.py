@@ -238,7 +238,8 @@ def test_nesting_deeper_than_the_limit_is_refused_with_its_position() -> None:
     assert "nested deeper than 100 levels" in error.message
     assert error.position is not None and error.position.line == 1
     [error] = load_text("a: " + "[" * 5000 + "]" * 5000 + "\n", "deeper.yaml").errors
-    assert "nested too deeply" in error.message and str(error.position) == "deeper.yaml:1:1"
+    assert "exceeded maximum nesting depth" in error.message  # libyaml's own bound
+    assert error.position is not None and error.position.file == "deeper.yaml"
 
 
 def test_a_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
