@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tracemalloc
 from pathlib import Path
 from textwrap import dedent
@@ -11,6 +12,7 @@ from untrusted_yaml import alias_bomb
 from heddle.api.diagnostics import Severity
 from heddle.api.loader import MAX_FILE_BYTES, load_paths, load_text
 from heddle.api.models import VirtualServiceSpec
+from heddle.api.yaml_documents import read_documents
 
 VS_WITH_TYPO = """\
 apiVersion: networking.istio.io/v1
@@ -252,3 +254,35 @@ def test_a_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
     [error] = load_paths([big]).errors
     assert f"{big} is larger than 4 MiB" in error.message
     assert error.fix == "split it into smaller files"
+
+
+def test_scalars_are_read_by_the_yaml_1_2_core_schema() -> None:
+    text = dedent("""\
+        bools: [true, False, TRUE]
+        not-bools: [yes, no, on, off, y]
+        nulls: [~, null, NULL]
+        empty:
+        ints: [42, -7, +3, 0o17, 0x1F, 017]
+        floats: [1.5, -.5, 1e3, .inf, -.Inf]
+        strings: [2001-12-14, 1_000, 0b11, "42", !!str 12, '']
+        9000: port-keys-are-strings
+        """)
+    [document], errors = read_documents(text, "scalars.yaml")
+    assert errors == []
+    assert document.body == {
+        "bools": [True, False, True],
+        "not-bools": ["yes", "no", "on", "off", "y"],
+        "nulls": [None, None, None],
+        "empty": None,
+        "ints": [42, -7, 3, 15, 31, 17],
+        "floats": [1.5, -0.5, 1000.0, math.inf, -math.inf],
+        "strings": ["2001-12-14", "1_000", "0b11", "42", "12", ""],
+        "9000": "port-keys-are-strings",
+    }
+    assert str(document.position(("ints", 3))) == "scalars.yaml:5:22"
+
+
+def test_a_duplicate_key_is_an_error_at_the_second_one() -> None:
+    _, [error] = read_documents("a: 1\nb:\n  c: 1\n  c: 2\n", "dup.yaml")
+    assert error.message == 'YAML error: duplicate key "c"'
+    assert str(error.position) == "dup.yaml:4:3"
