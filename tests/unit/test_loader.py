@@ -279,7 +279,7 @@ def test_scalars_are_read_by_the_yaml_1_2_core_schema() -> None:
         "strings": ["2001-12-14", "1_000", "0b11", "42", "12", ""],
         "9000": "port-keys-are-strings",
     }
-    assert str(document.position(("ints", 3))) == "scalars.yaml:5:22"
+    assert str(document.position(("ints", 3))) == "scalars.yaml:5:20"
 
 
 def test_a_duplicate_key_is_an_error_at_the_second_one() -> None:
