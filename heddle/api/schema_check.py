@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from functools import cache
 from typing import Any
 
 from jsonschema import Draft7Validator
@@ -17,14 +15,17 @@ _PY_TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean
                   list: "list", dict: "object", type(None): "null"}
 
 
-@cache
-def _validator(group: str, kind: str, version_key: str, schema_json: str) -> Draft7Validator:
-    return Draft7Validator(to_json_schema(json.loads(schema_json)))
+_validators: dict[tuple[str, str, str], Draft7Validator] = {}
 
 
 def validator_for(info: KindInfo, version: str) -> Draft7Validator:
-    key = info.versions[version]
-    return _validator(info.group, info.kind, key, json.dumps(info.schemas[key], sort_keys=True))
+    """One validator per kind and schema, built on first use (a kind's schemas are fixed
+    when the kinds are loaded)."""
+    key = (info.group, info.kind, info.versions[version])
+    validator = _validators.get(key)
+    if validator is None:
+        validator = _validators[key] = Draft7Validator(to_json_schema(info.schemas[key[2]]))
+    return validator
 
 
 def _type_name(value: Any) -> str:
