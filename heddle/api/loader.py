@@ -160,7 +160,7 @@ def load_object(obj: _Document, result: LoadResult) -> None:
     problems += check_schema(info, version, defaulted)
     if not problems:
         problems += check_rules(schema, defaulted)
-        problems += check_semantics(group, kind, defaulted)
+        problems += check_semantics(group, kind, defaulted, body["metadata"])
     result.diagnostics += [obj.diagnostic(p, ref) for p in problems]
     if any(p.severity is Severity.ERROR for p in problems):
         return

@@ -32,9 +32,10 @@ from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 
 from heddle.api.resource import Resource
+from heddle.api.semantics.security import parse_go_bool
 from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
-from heddle.translate.mtls import ROOT_NAMESPACE, TRUST_DOMAIN
+from heddle.translate.mtls import ROOT_NAMESPACE
 
 DRY_RUN_ANNOTATION = "istio.io/dry-run"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
@@ -150,23 +151,37 @@ def _any_of_permissions(items: list[rbac_pb2.Permission]) -> rbac_pb2.Permission
         or_rules=rbac_pb2.Permission.Set(rules=items))
 
 
-_SOURCE_FIELDS: dict[str, Callable[[str], rbac_pb2.Principal]] = {
-    "principals": lambda v: rbac_pb2.Principal(
+def _service_account(namespace: str, value: str) -> rbac_pb2.Principal:
+    """`NS/SA`, or `SA` in the policy's own `namespace`, as Istio reads a service account
+    (never another namespace's account of the same name); the SPIFFE id may carry more
+    segments around ns/NS and sa/SA, as Istio's matcher allows."""
+    account_namespace, _, account = value.partition("/") if "/" in value \
+        else (namespace, "", value)
+    pattern = (rf"spiffe://.+/ns/{re.escape(account_namespace)}/(.+/|)"
+               rf"sa/{re.escape(account)}(/.+)?")
+    return rbac_pb2.Principal(authenticated=rbac_pb2.Principal.Authenticated(
+        principal_name=string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(
+            regex=pattern))))
+
+
+# Each builds the principal for one value of a source field (`namespace`: the policy's).
+_SOURCE_FIELDS: dict[str, Callable[[str, str], rbac_pb2.Principal]] = {
+    "principals": lambda namespace, v: rbac_pb2.Principal(
         authenticated=rbac_pb2.Principal.Authenticated(principal_name=_spiffe_match(v))),
-    "namespaces": lambda v: rbac_pb2.Principal(
+    "namespaces": lambda namespace, v: rbac_pb2.Principal(
         authenticated=rbac_pb2.Principal.Authenticated(principal_name=_namespace_match(v))),
-    "serviceAccounts": lambda v: rbac_pb2.Principal(
-        authenticated=rbac_pb2.Principal.Authenticated(principal_name=_spiffe_match(
-            "{}/ns/{}/sa/{}".format(TRUST_DOMAIN, *v.split("/", 1))
-            if "/" in v else f"{TRUST_DOMAIN}/ns/*/sa/{v}"))),
-    "ipBlocks": lambda v: rbac_pb2.Principal(direct_remote_ip=_cidr(v)),
-    "remoteIpBlocks": lambda v: rbac_pb2.Principal(remote_ip=_cidr(v)),
-    "requestPrincipals": _request_principal,
+    "serviceAccounts": _service_account,
+    "ipBlocks": lambda namespace, v: rbac_pb2.Principal(direct_remote_ip=_cidr(v)),
+    "remoteIpBlocks": lambda namespace, v: rbac_pb2.Principal(remote_ip=_cidr(v)),
+    "requestPrincipals": lambda namespace, v: _request_principal(v),
 }
 
 
 def _path_permission(value: str) -> rbac_pb2.Permission:
-    if "{" in value:  # Istio's {*} (one segment) and {**} (the rest) path templates
+    if "{*}" in value or "{**}" in value:
+        # Istio's path templates, as Envoy's uri_template: {*} is one segment (`*`), {**}
+        # any characters, slashes included (`**`), so `/store/{**}/cart` takes
+        # /store/a/b/cart but neither /store/cart nor /store/a/b/other.
         template = value.replace("{**}", "**").replace("{*}", "*")
         config = uri_template_match_pb2.UriTemplateMatchConfig(path_template=template)
         extension = rbac_pb2.Permission(uri_template={
@@ -176,15 +191,10 @@ def _path_permission(value: str) -> rbac_pb2.Permission:
 
 
 def _host_permission(value: str) -> rbac_pb2.Permission:
-    """The Host header, with or without a port, case-insensitively."""
-    exact = _header(":authority", value, ignore_case=True)
-    if value == "*" or value.startswith("*") or value.endswith("*"):
-        return rbac_pb2.Permission(header=exact)
-    with_port = route_components_pb2.HeaderMatcher(
-        name=":authority", string_match=string_pb2.StringMatcher(
-            safe_regex=regex_pb2.RegexMatcher(regex=f"(?i){re.escape(value)}:[0-9]+")))
-    return _any_of_permissions([rbac_pb2.Permission(header=exact),
-                                rbac_pb2.Permission(header=with_port)])
+    """The :authority header as sent, exact, `prefix*` or `*suffix`, case-insensitively, as
+    Istio matches hosts. No port is implied: `backend` does not match `backend:9090`; a
+    policy writes `backend:*` for that (Istio's "Writing Host Match Policies")."""
+    return rbac_pb2.Permission(header=_header(":authority", value, ignore_case=True))
 
 
 _OPERATION_FIELDS: dict[str, Callable[[str], rbac_pb2.Permission]] = {
@@ -195,17 +205,17 @@ _OPERATION_FIELDS: dict[str, Callable[[str], rbac_pb2.Permission]] = {
 }
 
 
-def _when_principal(key: str, value: str) -> rbac_pb2.Principal | None:
+def _when_principal(key: str, value: str, namespace: str) -> rbac_pb2.Principal | None:
     if key == "source.ip":
         return rbac_pb2.Principal(direct_remote_ip=_cidr(value))
     if key == "remote.ip":
         return rbac_pb2.Principal(remote_ip=_cidr(value))
     if key == "source.namespace":
-        return _SOURCE_FIELDS["namespaces"](value)
+        return _SOURCE_FIELDS["namespaces"](namespace, value)
     if key == "source.principal":
-        return _SOURCE_FIELDS["principals"](value)
+        return _SOURCE_FIELDS["principals"](namespace, value)
     if key == "source.serviceAccount":
-        return _SOURCE_FIELDS["serviceAccounts"](value)
+        return _SOURCE_FIELDS["serviceAccounts"](namespace, value)
     if key.startswith("request.headers["):
         return rbac_pb2.Principal(header=_header(key[len("request.headers["):-1].lower(),
                                                  value))
@@ -251,7 +261,8 @@ def _field(values: list[str], negated: list[str], build: Callable[[str], Any],
     return found
 
 
-def _source(source: dict[str, Any], tcp: bool, deny: bool) -> rbac_pb2.Principal:
+def _source(source: dict[str, Any], tcp: bool, deny: bool, namespace: str,
+            ) -> rbac_pb2.Principal:
     parts: list[rbac_pb2.Principal] = []
     for name, build in _SOURCE_FIELDS.items():
         negated_name = "not" + name[0].upper() + name[1:]
@@ -259,8 +270,9 @@ def _source(source: dict[str, Any], tcp: bool, deny: bool) -> rbac_pb2.Principal
             if deny:
                 continue
             raise _Unsupported(name)
-        parts += _field(source.get(name) or [], source.get(negated_name) or [], build,
-                        _any_of_principals, _not_principal)
+        parts += _field(source.get(name) or [], source.get(negated_name) or [],
+                        functools.partial(build, namespace), _any_of_principals,
+                        _not_principal)
     if not parts:
         return rbac_pb2.Principal(any=True)
     return parts[0] if len(parts) == 1 else rbac_pb2.Principal(
@@ -284,8 +296,9 @@ def _operation(operation: dict[str, Any], tcp: bool, deny: bool) -> rbac_pb2.Per
         and_rules=rbac_pb2.Permission.Set(rules=parts))
 
 
-def _rule(rule: dict[str, Any], tcp: bool, deny: bool) -> rbac_pb2.Policy:
-    principals = [_source((item or {}).get("source") or {}, tcp, deny)
+def _rule(rule: dict[str, Any], tcp: bool, deny: bool, namespace: str) -> rbac_pb2.Policy:
+    """`namespace`: the policy's, where a service account without one is looked for."""
+    principals = [_source((item or {}).get("source") or {}, tcp, deny, namespace)
                   for item in rule.get("from") or []]
     permissions = [_operation((item or {}).get("operation") or {}, tcp, deny)
                    for item in rule.get("to") or []]
@@ -304,8 +317,8 @@ def _rule(rule: dict[str, Any], tcp: bool, deny: bool) -> rbac_pb2.Policy:
                 _not_permission)
         else:
             when_principals += _field(
-                values, negated, functools.partial(_when_principal, key), _any_of_principals,
-                _not_principal)
+                values, negated, functools.partial(_when_principal, key, namespace=namespace),
+                _any_of_principals, _not_principal)
     principal_parts = ([_any_of_principals(principals)] if principals else []) + when_principals
     permission_parts = ([_any_of_permissions(permissions)] if permissions else []) \
         + when_permissions
@@ -355,7 +368,8 @@ def _rbac_sets(snapshot: MeshSnapshot, proxy: Proxy, tcp: bool) -> dict[str, _Ru
         action = str(spec.get("action") or "ALLOW")
         if action not in sets:
             continue  # CUSTOM needs an ext_authz provider from mesh config
-        dry_run = policy.metadata.annotations.get(DRY_RUN_ANNOTATION, "").lower() == "true"
+        # As Istio reads it (Go's ParseBool): "1", "t", "True" ... mean dry-run too.
+        dry_run = parse_go_bool(policy.metadata.annotations.get(DRY_RUN_ANNOTATION, "")) is True
         target = sets[action]
         rules = target.shadow if dry_run else target.enforced
         if dry_run:
@@ -364,7 +378,8 @@ def _rbac_sets(snapshot: MeshSnapshot, proxy: Proxy, tcp: bool) -> dict[str, _Ru
             target.present = True
         for index, rule in enumerate(spec.get("rules") or []):
             try:
-                translated = _rule(rule or {}, tcp, deny=action == "DENY")
+                translated = _rule(rule or {}, tcp, deny=action == "DENY",
+                                   namespace=policy.namespace)
             except _Unsupported:
                 continue  # an ALLOW rule that cannot match on TCP matches nothing
             rules.policies[policy_name(policy, index)].CopyFrom(translated)
@@ -470,7 +485,7 @@ def custom_filters(snapshot: MeshSnapshot, proxy: Proxy) -> list[tuple[str, Mess
         for index, rule in enumerate((policy.body.get("spec") or {}).get("rules") or []):
             with contextlib.suppress(_Unsupported):
                 marks.policies[EXT_AUTHZ_POLICY_PREFIX + policy_name(policy, index)].CopyFrom(
-                    _rule(rule or {}, tcp=False, deny=False))
+                    _rule(rule or {}, tcp=False, deny=False, namespace=policy.namespace))
     provider = snapshot.mesh_config.extension_providers.get(name)
     ext_authz = _ext_authz(dict(provider)) if provider else None
     if ext_authz is None:

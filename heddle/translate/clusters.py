@@ -15,6 +15,7 @@ from heddle.model.destination_rules import MergedDestinationRule, destination_ru
 from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import Location, Resolution, Service, ServicePort
+from heddle.translate.auto_mtls import endpoint_uses_mtls, service_may_use_mtls
 from heddle.translate.egress import passthrough_cluster
 from heddle.translate.locality import (
     apply_locality,
@@ -23,7 +24,6 @@ from heddle.translate.locality import (
     uses_locality_weights,
 )
 from heddle.translate.mtls import (
-    has_sidecar,
     istio_mutual_socket,
     plaintext_socket,
     spiffe_id,
@@ -104,6 +104,7 @@ def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget, proxy: Proxy
     # failoverPriority: endpoints matching more of the client's labels, in order, first.
     ranked = outlier and bool(setting.get("failoverPriority")) and proxy is not None
     client_labels = proxy.label_map if proxy is not None else {}
+    tls_mode = str((policy.get("tls") or {}).get("mode") or "")
     by_locality: dict[tuple[str, int], list[endpoint_components_pb2.LbEndpoint]] = {}
     for endpoint in endpoints:
         lb = endpoint_components_pb2.LbEndpoint(
@@ -111,7 +112,7 @@ def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget, proxy: Proxy
                 address=_socket_address(endpoint.address, endpoint.port)),
             load_balancing_weight=wrappers_pb2.UInt32Value(value=endpoint.workload.weight),
         )
-        if has_sidecar(endpoint.workload):  # auto-mTLS picks TLS for these endpoints
+        if endpoint_uses_mtls(snapshot, endpoint, tls_mode):  # auto-mTLS: TLS to these
             lb.metadata.CopyFrom(tls_mode_metadata())
         rank = label_priority(setting["failoverPriority"], client_labels, locality,
                               endpoint.workload.label_map, endpoint.workload.locality) \
@@ -134,8 +135,9 @@ def _apply_tls(snapshot: MeshSnapshot, target: OutboundTarget, cluster: cluster_
                tls: dict[str, Any] | None, rule_namespace: str,
                options: ProtocolOptions) -> None:
     """Istio's choice of upstream TLS: the DestinationRule's mode when it sets one (DISABLE,
-    ISTIO_MUTUAL, or SIMPLE/MUTUAL origination); otherwise auto-mTLS inside the mesh,
-    ISTIO_MUTUAL to endpoints with a sidecar and plaintext to the rest."""
+    ISTIO_MUTUAL, or SIMPLE/MUTUAL origination); otherwise auto-mTLS inside the mesh (unless
+    the destination's namespace or the mesh disables mTLS), ISTIO_MUTUAL to the endpoints
+    EDS marks `tlsMode: istio` (see auto_mtls) and plaintext to the rest."""
     mode = str((tls or {}).get("mode") or "")
     if mode in ("SIMPLE", "MUTUAL"):
         cluster.transport_socket.CopyFrom(
@@ -143,7 +145,8 @@ def _apply_tls(snapshot: MeshSnapshot, target: OutboundTarget, cluster: cluster_
         return
     if mode == "DISABLE" or cluster.type == cluster_pb2.Cluster.ORIGINAL_DST:
         return
-    if mode != "ISTIO_MUTUAL" and target.service.location is not Location.MESH_INTERNAL:
+    if mode != "ISTIO_MUTUAL" and (target.service.location is not Location.MESH_INTERNAL
+                                   or not service_may_use_mtls(snapshot, target.service)):
         return
     port, subset, host = target.port.number, target.subset, target.service.hostname
     sans = [str(s) for s in (tls or {}).get("subjectAltNames") or []]

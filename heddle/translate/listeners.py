@@ -28,6 +28,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 
+from heddle.model.mesh_config import MeshConfig
 from heddle.model.proxy import Proxy
 from heddle.model.scope import sidecar_for
 from heddle.model.snapshot import MeshSnapshot
@@ -46,6 +47,7 @@ from heddle.translate.mtls import (
     peer_authentication_mode,
 )
 from heddle.translate.names import inbound_cluster
+from heddle.translate.path_normalization import apply_path_normalization
 from heddle.translate.route_actions import CORS_FILTER, FAULT_FILTER
 from heddle.translate.routes import HTTP_PROTOCOLS
 
@@ -93,7 +95,7 @@ def _listener(name: str, address: str, port: int,
     return listener
 
 
-def outbound_listener(proxy: Proxy) -> listener_pb2.Listener:
+def outbound_listener(proxy: Proxy, mesh: MeshConfig) -> listener_pb2.Listener:
     """The HTTP proxy the application's outbound traffic goes through (routes over RDS)."""
     manager = hcm.HttpConnectionManager(
         stat_prefix="outbound_http_proxy",
@@ -112,6 +114,8 @@ def outbound_listener(proxy: Proxy) -> listener_pb2.Listener:
         # CONNECT tunnels carry TCP (and TLS) to services through the same proxy.
         upgrade_configs=[hcm.HttpConnectionManager.UpgradeConfig(upgrade_type="CONNECT")],
     )
+    # Routes match the normalized path, as the server's sidecar and application will see it.
+    apply_path_normalization(manager, mesh)
     return _listener(OUTBOUND_LISTENER, proxy.address, ports.OUTBOUND, [
         listener_components_pb2.Filter(name="envoy.filters.network.http_connection_manager",
                                        typed_config=_pack(manager)),
@@ -121,7 +125,7 @@ def outbound_listener(proxy: Proxy) -> listener_pb2.Listener:
 Named = list[tuple[str, Message]]
 
 
-def _inbound_http(port: int, policy: Named, mtls: bool = False,
+def _inbound_http(port: int, policy: Named, mesh: MeshConfig, mtls: bool = False,
                   ) -> listener_components_pb2.Filter:
     """`policy`: the HTTP filters that decide before the router (authn, authz)."""
     cluster = inbound_cluster(port)
@@ -134,6 +138,8 @@ def _inbound_http(port: int, policy: Named, mtls: bool = False,
         http_filters=[*(hcm.HttpFilter(name=n, typed_config=_pack(c)) for n, c in policy),
                       _router()],
         access_log=[_access_log()])
+    # Before any policy filter: rules match the path the application will receive.
+    apply_path_normalization(manager, mesh)
     if mtls:  # tell the application who called, as Istio does (x-forwarded-client-cert)
         manager.forward_client_cert_details = hcm.HttpConnectionManager.SANITIZE_SET
         manager.set_current_client_cert_details.uri = True
@@ -213,7 +219,7 @@ def _inbound_listener(snapshot: MeshSnapshot, proxy: Proxy, number: int, port: S
 
     def filters(mtls: bool) -> list[listener_components_pb2.Filter]:
         if http:
-            return [_inbound_http(number, policy, mtls=mtls)]
+            return [_inbound_http(number, policy, snapshot.mesh_config, mtls=mtls)]
         return _inbound_tcp(number, policy)
 
     listener = _listener(f"{proxy.address}_{number}", proxy.address, number, [])
@@ -247,4 +253,4 @@ def inbound_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[cluster_pb2.C
 
 
 def sidecar_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[listener_pb2.Listener]:
-    return [outbound_listener(proxy), *inbound_listeners(snapshot, proxy)]
+    return [outbound_listener(proxy, snapshot.mesh_config), *inbound_listeners(snapshot, proxy)]

@@ -131,23 +131,50 @@ def _mode_of(resource_body: dict[str, Any], port: int | None) -> str:
     return str(mode) if mode and mode != "UNSET" else ""
 
 
+def workload_mtls_mode(snapshot: MeshSnapshot, namespace: str,
+                       labels: tuple[tuple[str, str], ...], port: int) -> str:
+    """The mode a workload (its namespace and labels) accepts on its port `port`, with
+    Istio's precedence: workload (port level, then workload) over namespace over mesh (the
+    root namespace); UNSET inherits; with nothing set the mode is PERMISSIVE. Where several
+    policies apply at one level, the first by name wins (Istio: the oldest)."""
+    key = ("mtls_mode", namespace, tuple(sorted(labels)), port)
+    return snapshot.memo(key, lambda: _workload_mode(snapshot, namespace, dict(labels), port))
+
+
+def namespace_mtls_mode(snapshot: MeshSnapshot, namespace: str) -> str:
+    """The mode of the namespace's (else the mesh's) PeerAuthentication without a selector:
+    what Istio's BestEffortInferServiceMTLSMode knows about a service before its workloads."""
+    return _mode_from(((_unselected(snapshot, ROOT_NAMESPACE), None),
+                       (_unselected(snapshot, namespace), None)))
+
+
 def peer_authentication_mode(snapshot: MeshSnapshot, proxy: Proxy, port: int) -> str:
-    """Istio's precedence: workload (port level, then workload) over namespace over mesh
-    (the root namespace); UNSET inherits; with nothing set the mode is PERMISSIVE. Where
-    several policies apply at one level, the first by name wins (Istio: the oldest)."""
-    kind = ("security.istio.io", "PeerAuthentication")
+    """The mode the workload behind `proxy` accepts on its port `port`."""
+    return workload_mtls_mode(snapshot, proxy.namespace, proxy.labels, port)
 
-    def unselected(namespace: str) -> list[dict[str, Any]]:
-        return [dict(r.body) for r in snapshot.of_kind(*kind, namespace)
-                if not ((r.body.get("spec") or {}).get("selector") or {}).get("matchLabels")]
 
-    labels = proxy.label_map
-    selected = [dict(r.body) for r in snapshot.of_kind(*kind, proxy.namespace)
+_PEER_AUTHENTICATION = ("security.istio.io", "PeerAuthentication")
+
+
+def _unselected(snapshot: MeshSnapshot, namespace: str) -> list[dict[str, Any]]:
+    return [dict(r.body) for r in snapshot.of_kind(*_PEER_AUTHENTICATION, namespace)
+            if not ((r.body.get("spec") or {}).get("selector") or {}).get("matchLabels")]
+
+
+def _workload_mode(snapshot: MeshSnapshot, namespace: str, labels: dict[str, str],
+                   port: int) -> str:
+    selected = [dict(r.body) for r in snapshot.of_kind(*_PEER_AUTHENTICATION, namespace)
                 if (sel := ((r.body.get("spec") or {}).get("selector") or {})
                     .get("matchLabels")) and matches(dict(sel), labels)]
+    return _mode_from(((_unselected(snapshot, ROOT_NAMESPACE), None),
+                       (_unselected(snapshot, namespace), None), (selected, port)))
+
+
+def _mode_from(levels: tuple[tuple[list[dict[str, Any]], int | None], ...]) -> str:
+    """From the widest level to the narrowest: each level's first policy that sets a mode
+    replaces what the wider levels said."""
     mode = PERMISSIVE
-    for level, level_port in ((unselected(ROOT_NAMESPACE), None),
-                              (unselected(proxy.namespace), None), (selected, port)):
-        if level:
-            mode = _mode_of(level[0], level_port) or mode
+    for policies, port in levels:
+        if policies:
+            mode = _mode_of(policies[0], port) or mode
     return mode

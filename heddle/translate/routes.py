@@ -136,6 +136,9 @@ def _route_match(match: dict[str, Any]) -> rc.RouteMatch:
             header.present_match = True
         else:
             header.string_match.CopyFrom(matcher)
+            # A request without the header has no value that matches: it passes, as in
+            # Istio (Envoy would otherwise fail an inverted match on a missing header).
+            header.treat_missing_header_as_empty = True
     for name, key in (("method", ":method"), ("authority", ":authority"),
                       ("scheme", ":scheme")):
         matcher = _string_matcher(match.get(name) or {})

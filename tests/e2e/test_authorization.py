@@ -41,6 +41,7 @@ class Case:
     path: str = "/"
     headers: dict[str, str] = field(default_factory=dict)
     tcp: bool = False
+    host: str = "backend:9090"  # the authority asked for (the Host header)
 
 
 def allow(*rules: dict[str, Any], selector: dict[str, Any] | None = None,
@@ -92,6 +93,12 @@ CASES = [
     Case("not-namespaces", [allow(src(notNamespaces=["default"]))], 403),
     Case("service-accounts-match", [allow(src(serviceAccounts=["default/client"]))], 200),
     Case("service-accounts-other", [allow(src(serviceAccounts=["default/frontend"]))], 403),
+    # An account named without its namespace is the policy's namespace's (Istio's reading).
+    Case("service-accounts-name-in-policy-namespace", [allow(src(serviceAccounts=["client"]))],
+         200),
+    Case("service-accounts-name-not-in-other-namespace",
+         [{"namespace": "istio-system", "spec": {"rules": [src(serviceAccounts=["client"])]}}],
+         403),
     Case("ip-blocks-match", [allow(src(ipBlocks=["127.0.0.0/8"]))], 200),
     Case("ip-blocks-other", [allow(src(ipBlocks=["10.0.0.0/8"]))], 403),
     Case("not-ip-blocks", [allow(src(notIpBlocks=["127.0.0.0/8"]))], 403),
@@ -108,14 +115,34 @@ CASES = [
     Case("path-template-rest", [allow(op(paths=["/files/{**}"]))], 200, path="/files/a/b/c"),
     Case("methods-other", [allow(op(methods=["GET"]))], 403, method="POST"),
     Case("not-methods", [allow(op(notMethods=["DELETE"]))], 200),
-    Case("hosts-match", [allow(op(hosts=["backend"]))], 200),
+    # Istio matches the authority as sent: exact, `prefix*` or `*suffix`, ignoring case, and
+    # a host without a port implies none ("Writing Host Match Policies": write `host:*`).
+    Case("hosts-without-port-refuse-host-with-port", [allow(op(hosts=["backend"]))], 403),
+    Case("hosts-port-wildcard", [allow(op(hosts=["backend:*"]))], 200),
+    Case("hosts-exact-with-port", [allow(op(hosts=["backend:9090"]))], 200),
+    Case("hosts-ignore-case", [allow(op(hosts=["BACKEND:*"]))], 200),
+    Case("hosts-fqdn-without-port-refuse-fqdn-with-port",
+         [allow(op(hosts=["backend.default.svc.cluster.local"]))], 403,
+         host="backend.default.svc.cluster.local:9090"),
+    Case("hosts-fqdn-port-wildcard", [allow(op(hosts=["backend.default.svc.cluster.local:*"]))],
+         200, host="backend.default.svc.cluster.local:9090"),
+    Case("hosts-suffix", [allow(op(hosts=["*.svc.cluster.local:9090"]))], 200,
+         host="backend.default.svc.cluster.local:9090"),
+    Case("hosts-without-port-match-host-without-port", [allow(op(hosts=["backend"]))], 200,
+         caller="outside", host="backend"),
     Case("hosts-other", [allow(op(hosts=["shop.example.com"]))], 403),
     Case("not-hosts", [allow(op(notHosts=["backend*"]))], 403),
+    Case("not-hosts-without-port-pass-host-with-port", [allow(op(notHosts=["backend"]))], 200),
+    Case("deny-hosts-without-port-spare-host-with-port",
+         [deny(op(hosts=["backend"])), allow({})], 200),
+    Case("deny-hosts-port-wildcard", [deny(op(hosts=["backend:*"])), allow({})], 403),
     Case("ports-match", [allow(op(ports=["9090"]))], 200),
     Case("ports-other", [allow(op(ports=["1234"]))], 403),
     Case("not-ports", [allow(op(notPorts=["9090"]))], 403),
     Case("when-header-present", [allow(when("request.headers[x-team]", ["blue"]))], 200,
          headers={"x-team": "blue"}),
+    Case("when-header-name-ignores-case", [allow(when("request.headers[X-Team]", ["blue"]))],
+         200, headers={"x-team": "blue"}),
     Case("when-header-missing", [allow(when("request.headers[x-team]", ["blue"]))], 403),
     Case("deny-when-header-not-values", [deny(when("request.headers[x-team]", None, ["blue"]))],
          403, headers={"x-team": "red"}),
@@ -152,6 +179,11 @@ CASES = [
          "closed", tcp=True),
     Case("tcp-deny-with-http-only-field-denies-all", [deny(op(methods=["GET"]), selector=ECHO)],
          "closed", tcp=True),
+    # Literal segments may follow {**} (Istio forbids only another operator after it).
+    Case("path-template-rest-then-literal", [allow(op(paths=["/store/{**}/cart"]))], 200,
+         path="/store/a/b/cart"),
+    Case("path-template-rest-then-other-literal", [allow(op(paths=["/store/{**}/cart"]))], 403,
+         path="/store/a/b/other"),
 ]
 
 
@@ -190,11 +222,11 @@ def http_status(mesh: LocalMesh, case: Case) -> int:
     if case.caller == "outside":
         conn = http.client.HTTPConnection(f"{mesh.subnet}3", 9090, timeout=10)
         target = case.path
-        headers = {"Host": "backend:9090", **case.headers}
+        headers = {"Host": case.host, **case.headers}
     else:
         sidecar = f"{mesh.subnet}1" if case.caller == "client" else f"{mesh.subnet}2"
         conn = http.client.HTTPConnection(sidecar, 15001, timeout=10)
-        target = f"http://backend:9090{case.path}"
+        target = f"http://{case.host}{case.path}"
         headers = case.headers
     try:
         conn.request(case.method, target, headers=headers)

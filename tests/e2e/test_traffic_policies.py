@@ -440,3 +440,21 @@ def test_tcp_routes_send_tunnels_to_the_subsets_their_weights_name(mesh: LocalMe
     wait_for(lambda: served(5) == {"backend-1"}, 20, "tunnels to ledger going to v1")
     assert served(20) == {"backend-1"}
     policy.unlink()
+
+
+def test_without_headers_takes_requests_that_lack_the_header(mesh: LocalMesh) -> None:
+    """As in Istio, `withoutHeaders` matches a request whose header is absent or another
+    value; only a request carrying the named value goes on to the next rule."""
+    url = backend_alias(mesh, "stable", dr("stable", subsets()) + vs("stable", (
+        "  - match: [{withoutHeaders: {x-canary: {exact: \"yes\"}}}]\n"
+        "    route: [{destination: {host: HOST, subset: v1}}]\n"
+        "  - route: [{destination: {host: HOST, subset: v2}}]\n")))
+
+    def version(headers: dict[str, str]) -> object:
+        status, body = request(mesh, f"{url}/", headers)
+        assert status == 200
+        return body["version"]
+
+    assert version({}) == "v1"
+    assert version({"x-canary": "no"}) == "v1"
+    assert version({"x-canary": "yes"}) == "v2"

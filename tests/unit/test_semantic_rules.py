@@ -160,8 +160,41 @@ CASES = [
         """, "spec.rules[0].when[0].key: unsupported condition key", id="when-key"),
     pytest.param("AuthorizationPolicy", """
         rules:
-        - to: [{operation: {paths: ["/api/{**}/items"]}}]
-        """, "invalid path template", id="path-template"),
+        - to: [{operation: {paths: ["/api/{**}/{*}"]}}]
+        """, "paths[0]: invalid path template '/api/{**}/{*}': {**} is not the last operator",
+        id="path-template-operator-after-any"),
+    pytest.param("AuthorizationPolicy", """
+        rules:
+        - to: [{operation: {notPaths: ["/api/{**}/x/{**}"]}}]
+        """, "notPaths[0]: invalid path template", id="path-template-two-any"),
+    pytest.param("AuthorizationPolicy", """
+        rules:
+        - to: [{operation: {paths: ["/users/{id}"]}}]
+        """, "'{id}' has '{' or '}' beyond a supported template", id="path-template-braces"),
+    pytest.param("AuthorizationPolicy", """
+        rules:
+        - to: [{operation: {paths: ["/a}"]}}]
+        """, "'a}' has '{' or '}'", id="path-brace-without-template"),
+    pytest.param("AuthorizationPolicy", """
+        rules:
+        - to: [{operation: {paths: ["/api/{*}/v*"]}}]
+        """, "segment 'v*' is not a valid literal", id="path-template-star-literal"),
+    pytest.param("AuthorizationPolicy", """
+        rules:
+        - to: [{operation: {paths: ["/api//{*}"]}}]
+        """, "segment '' is not a valid literal", id="path-template-empty-segment"),
+    pytest.param("AuthorizationPolicy", """
+        action: DENY
+        """, "spec.action: DENY action without rules is meaningless", id="deny-without-rules"),
+    pytest.param("AuthorizationPolicy", """
+        action: DENY
+        rules: []
+        """, "spec.action: DENY action without rules is meaningless", id="deny-empty-rules"),
+    pytest.param("AuthorizationPolicy", """
+        action: CUSTOM
+        provider: {name: ext}
+        """, "spec.action: CUSTOM action without rules is meaningless",
+        id="custom-without-rules"),
     pytest.param("AuthorizationPolicy", """
         rules:
         - from: [{source: {ipBlocks: [10.0.0.0/33]}}]
@@ -197,6 +230,12 @@ def test_invalid_spec_is_rejected_with_a_precise_error(kind: str, spec: str, exp
     ("AuthorizationPolicy", "{}"),
     ("AuthorizationPolicy", "rules: [{}]"),
     ("AuthorizationPolicy", "action: CUSTOM\nprovider: {name: ext}\nrules: [{}]"),
+    ("AuthorizationPolicy", "action: DENY\nrules: [{}]"),
+    ("AuthorizationPolicy", "action: AUDIT"),  # AUDIT without rules: Istio allows it
+    ("AuthorizationPolicy",
+     "rules:\n- to: [{operation: {paths: ['/store/{**}/cart', '/{*}/{**}', '/x/{**}/',"
+     " '/v1/{*}/items:batchGet']}}]"),
+    ("AuthorizationPolicy", "rules:\n- to: [{operation: {paths: ['/a*', '*b', '/c//d']}}]"),
     ("AuthorizationPolicy",
      "rules:\n- when: [{key: 'request.auth.claims[groups][admin]', values: ['true']}]"),
     ("PeerAuthentication",
@@ -204,3 +243,59 @@ def test_invalid_spec_is_rejected_with_a_precise_error(kind: str, spec: str, exp
 ])
 def test_valid_spec_passes(kind: str, spec: str) -> None:
     assert errors_for(kind, spec) == []
+
+
+def errors_with_annotations(kind: str, spec: str, annotations: dict[str, str]) -> list[str]:
+    lines = "".join(f"    {k}: {v!r}\n" for k, v in annotations.items())
+    text = (f"apiVersion: {GROUPS[kind]}\nkind: {kind}\nmetadata:\n  name: x\n"
+            f"  namespace: ns\n  annotations:\n{lines}spec:\n{indent(dedent(spec), '  ')}\n")
+    return [str(d) for d in load_text(text, "case.yaml").errors]
+
+
+GO_BOOLS = ["1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"]
+
+
+@pytest.mark.parametrize("value", GO_BOOLS)
+@pytest.mark.parametrize("action", ["ALLOW", "DENY"])
+def test_dry_run_takes_what_go_parse_bool_takes_on_allow_and_deny(action: str,
+                                                                  value: str) -> None:
+    spec = f"action: {action}\nrules: [{{}}]"
+    assert errors_with_annotations("AuthorizationPolicy", spec,
+                                   {"istio.io/dry-run": value}) == []
+
+
+@pytest.mark.parametrize("value", ["yes", "on", "tRuE", "", " true", "2"])
+def test_dry_run_value_that_is_not_a_boolean_is_rejected(value: str) -> None:
+    [error] = errors_with_annotations("AuthorizationPolicy", "rules: [{}]",
+                                      {"istio.io/dry-run": value})
+    assert error == (
+        f"case.yaml:7:5: error: [IST0106] AuthorizationPolicy ns/x: "
+        f"metadata.annotations.istio.io/dry-run: invalid istio.io/dry-run value {value!r} "
+        '(write "true" or "false")')
+
+
+@pytest.mark.parametrize("spec", ["action: AUDIT\nrules: [{}]",
+                                  "action: CUSTOM\nprovider: {name: ext}\nrules: [{}]"])
+def test_dry_run_on_audit_or_custom_is_rejected(spec: str) -> None:
+    [error] = errors_with_annotations("AuthorizationPolicy", spec, {"istio.io/dry-run": "true"})
+    assert "metadata.annotations.istio.io/dry-run: istio.io/dry-run supports only action " \
+           "ALLOW or DENY, not " in error
+    assert error.startswith("case.yaml:7:5: error:") and "(remove the annotation" in error
+
+
+@pytest.mark.parametrize(("kind", "spec"), [
+    ("DestinationRule", "host: a"),
+    ("PeerAuthentication", "mtls: {mode: STRICT}"),
+])
+def test_dry_run_on_another_istio_kind_is_rejected(kind: str, spec: str) -> None:
+    [error] = errors_with_annotations(kind, spec, {"istio.io/dry-run": "false"})
+    assert f"{kind} ns/x: metadata.annotations.istio.io/dry-run: {kind} does not support " \
+           "the annotation istio.io/dry-run (remove the annotation" in error
+
+
+def test_deny_without_rules_names_file_line_resource_field_and_fix() -> None:
+    [error] = errors_with_annotations("AuthorizationPolicy", "action: DENY", {"note": "n"})
+    assert error == (
+        "case.yaml:9:3: error: [IST0106] AuthorizationPolicy ns/x: spec.action: DENY action "
+        "without rules is meaningless: it never applies (add rules; an empty rule "
+        "`rules: [{}]` applies DENY to every request)")

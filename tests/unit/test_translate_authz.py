@@ -102,3 +102,80 @@ def test_custom_with_an_unknown_provider_fails_closed() -> None:
     no_providers = MeshSnapshot.build(2, snap.resources())  # mesh config without the provider
     [(_, deny)] = custom_filters(no_providers, BACKEND)
     assert deny.rules.action == 1  # type: ignore[attr-defined]  # DENY
+
+
+def rules_of(policy: str, proxy: Proxy = BACKEND) -> dict[str, object]:
+    """The enforced RBAC policies for `proxy` from one AuthorizationPolicy, as dicts."""
+    import textwrap
+
+    from heddle.api.loader import load_text
+
+    result = load_text(textwrap.dedent(policy), "policy.yaml")
+    assert result.errors == [], result.errors
+    hello = load_paths([ROOT / "examples" / "hello"])
+    snap = MeshSnapshot.build(1, [*hello.resources, *result.resources])
+    [(_, config)] = http_rbac_filters(snap, proxy)
+    assert isinstance(config, http_rbac_pb2.RBAC)
+    return {name: MessageToDict(p) for name, p in config.rules.policies.items()}
+
+
+def authority(value: str) -> dict[str, object]:
+    return {"header": {"name": ":authority", **value}}  # type: ignore[dict-item]
+
+
+def test_hosts_match_the_authority_as_sent_ignoring_case_with_no_port_implied() -> None:
+    """Istio's host matcher: exact, `prefix*`, `*suffix` (ignore_case), `*` present; `backend`
+    does not take `backend:9090`, which a policy asks for with `backend:*`."""
+    [rule] = rules_of("""
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: {name: hosts}
+        spec:
+          selector: {matchLabels: {app: backend}}
+          rules:
+          - to:
+            - operation:
+                hosts: [backend, "backend:*", "*.cluster.local", "*"]
+                notHosts: [Admin.example.com]
+        """).values()
+    hosts, not_hosts = rule["permissions"][0]["andRules"]["rules"]  # type: ignore[index]
+    assert hosts["orRules"]["rules"] == [
+        authority({"stringMatch": {"exact": "backend", "ignoreCase": True}}),
+        authority({"stringMatch": {"prefix": "backend:", "ignoreCase": True}}),
+        authority({"stringMatch": {"suffix": ".cluster.local", "ignoreCase": True}}),
+        authority({"presentMatch": True}),
+    ]
+    assert not_hosts == {"notRule": authority(
+        {"stringMatch": {"exact": "Admin.example.com", "ignoreCase": True}})}
+
+
+def test_a_service_account_without_namespace_is_in_the_policys_namespace() -> None:
+    """As Istio reads serviceAccounts (and source.serviceAccount): `SA` alone is the policy's
+    namespace's account, never one of the same name elsewhere."""
+    import re
+
+    [rule] = rules_of("""
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: {name: accounts, namespace: default}
+        spec:
+          selector: {matchLabels: {app: backend}}
+          rules:
+          - from: [{source: {serviceAccounts: [client, payments/api]}}]
+            when: [{key: source.serviceAccount, values: [frontend]}]
+        """).values()
+    accounts, when = rule["principals"][0]["andIds"]["ids"]  # type: ignore[index]
+    patterns = [p["authenticated"]["principalName"]["safeRegex"]["regex"]
+                for p in [*accounts["orIds"]["ids"], when]]
+
+    def matches(pattern: str, identity: str) -> bool:  # Envoy matches the whole string
+        return re.fullmatch(pattern, identity) is not None
+
+    client, api, frontend = patterns
+    assert matches(client, "spiffe://cluster.local/ns/default/sa/client")
+    assert not matches(client, "spiffe://cluster.local/ns/payments/sa/client")
+    assert not matches(client, "spiffe://cluster.local/ns/default/sa/client-2")
+    assert matches(api, "spiffe://cluster.local/ns/payments/sa/api")
+    assert not matches(api, "spiffe://cluster.local/ns/default/sa/api")
+    assert matches(frontend, "spiffe://cluster.local/ns/default/sa/frontend")
+    assert not matches(frontend, "spiffe://cluster.local/ns/other/sa/frontend")

@@ -257,3 +257,26 @@ def test_routes_hash_by_the_destination_rule_the_client_sees() -> None:
     assert not team_route.route.retry_policy.retry_host_predicate  # retries stay on the host
     [default_route] = routes_of(config, host, proxy({}))
     assert not default_route.route.hash_policy  # the rule lives in team: not seen here
+
+
+def test_without_headers_matches_a_request_that_lacks_the_header() -> None:
+    """Istio sets treat_missing_header_as_empty on an inverted value match: Envoy otherwise
+    fails it when the header is missing, and the rule would skip exactly those requests."""
+    config = """
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: reviews}
+    spec:
+      hosts: [reviews]
+      http:
+      - match: [{withoutHeaders: {x-canary: {exact: "true"}, x-debug: {}}}]
+        route: [{destination: {host: reviews, subset: v1}}]
+      - route: [{destination: {host: reviews, subset: v2}}]
+    """
+    stable, _ = routes_of(config, f"{REVIEWS}:9080", proxy({}))
+    canary, debug = stable.match.headers
+    assert (canary.name, canary.invert_match, canary.treat_missing_header_as_empty,
+            canary.string_match.exact) == ("x-canary", True, True, "true")
+    # `{}` is "the header is absent": a present match, inverted (no empty-value reading).
+    assert (debug.name, debug.invert_match, debug.present_match,
+            debug.treat_missing_header_as_empty) == ("x-debug", True, True, False)

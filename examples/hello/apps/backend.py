@@ -27,6 +27,9 @@ class Handler(BaseHTTPRequestHandler):
             "instance": instance,
             "version": os.environ.get("VERSION", ""),
             "request_id": self.headers.get("x-request-id", ""),
+            # The request target and Host as they arrived, after the sidecars' normalization.
+            "path": self.path,
+            "host": self.headers.get("host", ""),
             # Set by the sidecar on mTLS connections: who called, by SPIFFE id.
             "peer": self.headers.get("x-forwarded-client-cert", ""),
             # Claims the sidecar copied from a verified JWT (outputClaimToHeaders).

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from heddle.api.problems import FieldProblem
+from heddle.api.semantics.common import mapping
 from heddle.api.semantics.networking import (
     check_destination_rule,
     check_gateway,
@@ -15,6 +16,7 @@ from heddle.api.semantics.networking import (
 )
 from heddle.api.semantics.security import (
     check_authorization_policy,
+    check_dry_run_annotation,
     check_peer_authentication,
     check_request_authentication,
 )
@@ -35,9 +37,16 @@ CHECKS: dict[tuple[str, str], SpecCheck] = {
 }
 
 
-def check_semantics(group: str, kind: str, body: dict[str, Any]) -> list[FieldProblem]:
-    check = CHECKS.get((group, kind))
+def check_semantics(group: str, kind: str, body: dict[str, Any],
+                    metadata: Mapping[str, Any] | None = None) -> list[FieldProblem]:
+    """The kind's own rules on its spec, and for every Istio kind the rules Istio applies
+    to an object's metadata before its spec (the `istio.io/dry-run` annotation)."""
     spec = body.get("spec")
-    if check is None or not isinstance(spec, dict):
-        return []
-    return check(spec)
+    problems: list[FieldProblem] = []
+    if group.endswith("istio.io"):
+        annotations = mapping(dict(metadata or {}).get("annotations"))
+        problems += check_dry_run_annotation(group, kind, mapping(spec), annotations)
+    check = CHECKS.get((group, kind))
+    if check is not None and isinstance(spec, dict):
+        problems += check(spec)
+    return problems

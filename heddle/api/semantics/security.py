@@ -38,20 +38,38 @@ def _when_key(path: PathKey, key: Any) -> list[FieldProblem]:
     return [FieldProblem(path, f"unsupported condition key {key!r}", hint)]
 
 
+# RFC 3986 pchar without "/", as Envoy's uri_template matcher and Istio accept them.
+_TEMPLATE_LITERAL = re.compile(r"^[a-zA-Z0-9\-._~%!$&'()+,;:@=]+$")
+_TEMPLATE_FIX = "a segment is either literal, {*} (one segment) or {**} (any number)"
+
+
 def _path_template(path: PathKey, value: Any) -> list[FieldProblem]:
-    """`{*}` matches one path segment and `{**}` the rest; `{**}` must be the last segment."""
-    if not isinstance(value, str) or "{" not in value:
+    """Istio's CheckValidPathTemplate: after `{**}` no other operator ({*} or {**}) may come,
+    though literal segments may (`/store/{**}/cart`); braces only in `{*}` and `{**}`; and in a
+    path with a template every literal segment is a non-empty string of path characters.
+    Leading and trailing slashes are not segments."""
+    if not isinstance(value, str):
         return []
-    segments = value.split("/")
-    for i, segment in enumerate(segments):
-        if "{" not in segment and "}" not in segment:
+    has_template = "{*}" in value or "{**}" in value
+    after_any = False
+    for segment in value.strip("/").split("/"):
+        if segment in ("{*}", "{**}"):
+            if after_any:
+                return [FieldProblem(path, f"invalid path template {value!r}: {{**}} is not "
+                                           "the last operator",
+                                     "put no {*} or {**} after {**}; literal segments may "
+                                     "follow it")]
+            after_any = segment == "{**}"
             continue
-        if segment not in ("{*}", "{**}"):
-            return [FieldProblem(path, f"invalid path template {value!r}",
-                                 "a segment is either literal, {*} or {**}")]
-        if segment == "{**}" and i != len(segments) - 1:
-            return [FieldProblem(path, f"invalid path template {value!r}",
-                                 "{**} must be the last segment")]
+        if "{" in segment or "}" in segment:
+            return [FieldProblem(path, f"invalid path template {value!r}: {segment!r} has "
+                                       "'{' or '}' beyond a supported template",
+                                 _TEMPLATE_FIX)]
+        if has_template and not _TEMPLATE_LITERAL.match(segment):
+            return [FieldProblem(path, f"invalid path template {value!r}: segment "
+                                       f"{segment!r} is not a valid literal",
+                                 "beside {*} and {**}, a segment is a non-empty run of letters, "
+                                 "digits and -._~%!$&'()+,;:@=")]
     return []
 
 
@@ -106,6 +124,12 @@ def _rule(path: PathKey, rule: dict[str, Any]) -> list[FieldProblem]:
 def check_authorization_policy(spec: dict[str, Any]) -> list[FieldProblem]:
     problems: list[FieldProblem] = []
     action = spec.get("action", "ALLOW")
+    if action in ("DENY", "CUSTOM") and not spec.get("rules"):
+        # Istio: an error, since without rules the policy never matches (absent, null and
+        # `[]` all leave Istio's rules nil); ALLOW without rules denies all, AUDIT is allowed.
+        problems.append(FieldProblem(
+            ("spec", "action"), f"{action} action without rules is meaningless: it never applies",
+            f"add rules; an empty rule `rules: [{{}}]` applies {action} to every request"))
     provider = mapping(spec.get("provider"))
     if action == "CUSTOM" and not provider.get("name"):
         problems.append(FieldProblem(("spec", "provider"), "action CUSTOM needs a provider",
@@ -156,3 +180,39 @@ def check_peer_authentication(spec: dict[str, Any]) -> list[FieldProblem]:
                                      "portLevelMtls needs a workload selector",
                                      "add selector.matchLabels, or remove portLevelMtls"))
     return problems
+
+
+DRY_RUN_ANNOTATION = "istio.io/dry-run"
+# Go's strconv.ParseBool, with which Istio reads the annotation (and validates it).
+_GO_BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
+             "0": False, "f": False, "F": False, "FALSE": False, "false": False,
+             "False": False}
+
+
+def parse_go_bool(value: str) -> bool | None:
+    """True or False as Go's strconv.ParseBool reads `value`; None where it refuses it."""
+    return _GO_BOOLS.get(value)
+
+
+def check_dry_run_annotation(group: str, kind: str, spec: dict[str, Any],
+                             annotations: dict[str, Any]) -> list[FieldProblem]:
+    """Istio's checkDryRunAnnotation, for every Istio kind: only an AuthorizationPolicy may
+    carry `istio.io/dry-run`, only with action ALLOW or DENY, and only a boolean value."""
+    if DRY_RUN_ANNOTATION not in annotations:
+        return []
+    path: PathKey = ("metadata", "annotations", DRY_RUN_ANNOTATION)
+    if (group, kind) != ("security.istio.io", "AuthorizationPolicy"):
+        return [FieldProblem(path, f"{kind} does not support the annotation "
+                                   f"{DRY_RUN_ANNOTATION}",
+                             "remove the annotation: only an AuthorizationPolicy has a "
+                             "dry-run mode")]
+    action = spec.get("action", "ALLOW")
+    if action not in ("ALLOW", "DENY"):
+        return [FieldProblem(path, f"{DRY_RUN_ANNOTATION} supports only action ALLOW or DENY, "
+                                   f"not {action}",
+                             "remove the annotation, or dry-run an ALLOW or DENY policy")]
+    value = annotations[DRY_RUN_ANNOTATION]
+    if not isinstance(value, str) or parse_go_bool(value) is None:
+        return [FieldProblem(path, f"invalid {DRY_RUN_ANNOTATION} value {value!r}",
+                             'write "true" or "false"')]
+    return []

@@ -38,7 +38,8 @@ def _match(path: PathKey, match: dict[str, Any]) -> list[FieldProblem]:
         for key, value in mapping(match.get(name)).items():
             problems += _string_match((*path, name, key), value)
             if name != "queryParams" and not key:
-                problems.append(FieldProblem((*path, name), "header name must not be empty"))
+                problems.append(FieldProblem((*path, name), "header name must not be empty",
+                                             "name the header, or remove the empty key"))
     problems += check_port((*path, "port"), match.get("port"))
     return problems
 
