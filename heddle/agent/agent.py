@@ -44,7 +44,11 @@ class AgentConfig:
     delta: bool = False
     hold_application: bool = True  # start the app only once Envoy is ready, as Istio does
     extra_env: dict[str, str] = field(default_factory=dict)
-    ca_address: str = ""  # the control plane's TLS endpoint; empty: no workload certificate
+    # The control plane's mutual-TLS endpoint (xDS + CA, 15012): with it the agent has a
+    # workload certificate, Envoy's ADS goes there with it (not to xds_host:xds_port) and
+    # renewals too. Empty: no certificate, ADS in plaintext to xds_host:xds_port.
+    ca_address: str = ""
+    join_address: str = ""  # where the first CSR goes with the join token (TLS, 15013)
     root_cert: bytes = b""  # the mesh root, to trust the control plane
     token: str = ""  # the join token bound to this workload's namespace and service account
     cert_lifetime: float = 0.0  # seconds; 0: the CA's default
@@ -61,10 +65,13 @@ class Agent:
         self.config = config
         proxy = config.proxy
         self.sds_socket = sds_socket_for(config.workdir) if config.ca_address else None
-        self.envoy = EnvoyProcess(
-            bootstrap(proxy, config.xds_host, config.xds_port, delta=config.delta,
-                      sds_socket=str(self.sds_socket or "")),
-            config.workdir, log_level="warning")
+        if self.sds_socket is not None:
+            host, port = config.ca_address.rsplit(":", 1)
+            xds = bootstrap(proxy, host.strip("[]"), int(port), delta=config.delta,
+                            sds_socket=str(self.sds_socket), xds_mtls=True)
+        else:
+            xds = bootstrap(proxy, config.xds_host, config.xds_port, delta=config.delta)
+        self.envoy = EnvoyProcess(xds, config.workdir, log_level="warning")
         self.app: asyncio.subprocess.Process | None = None
         self.envoy_ready = asyncio.Event()
         self.rotator: CertificateRotator | None = None
@@ -76,7 +83,8 @@ class Agent:
         if self.sds_socket is None:
             return None
         config = self.config
-        client = CertificateClient(config.ca_address, config.root_cert, config.token)
+        client = CertificateClient(config.ca_address, config.root_cert, config.token,
+                                   config.join_address)
         lifetime = (datetime.timedelta(seconds=config.cert_lifetime)
                     if config.cert_lifetime else None)
         identity = Identity(config.proxy.namespace, config.proxy.service_account)

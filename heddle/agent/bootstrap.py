@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from heddle.agent.sds import ROOT_SECRET, WORKLOAD_SECRET
+from heddle.ca.identity import CONTROL_PLANE_NAMES
 from heddle.model.proxy import Proxy
 from heddle.translate import ports
 
@@ -29,12 +31,51 @@ def _http2_cluster(name: str, address: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _sds_secret(name: str) -> dict[str, Any]:
+    return {"name": name, "sds_config": {
+        "api_config_source": {"api_type": "GRPC", "transport_api_version": "V3",
+                              "grpc_services": [{"envoy_grpc": {"cluster_name": SDS_CLUSTER}}]},
+        "resource_api_version": "V3"}}
+
+
+def _control_plane_mtls() -> dict[str, Any]:
+    """Envoy's side of the secure xDS port: present the workload certificate, trust only
+    the mesh root, and accept only the control plane's serving name (sent as SNI too).
+    Both secrets come from the agent's SDS socket, so a rotated certificate is used for the
+    next connection without a restart."""
+    name = CONTROL_PLANE_NAMES[0]
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/"
+                     "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": name,
+            "common_tls_context": {
+                "alpn_protocols": ["h2"],
+                "tls_certificate_sds_secret_configs": [_sds_secret(WORKLOAD_SECRET)],
+                "combined_validation_context": {
+                    "default_validation_context": {"match_typed_subject_alt_names": [
+                        {"san_type": "DNS", "matcher": {"exact": name}}]},
+                    "validation_context_sds_secret_config": _sds_secret(ROOT_SECRET),
+                },
+            },
+        },
+    }
+
+
 def bootstrap(proxy: Proxy, xds_host: str, xds_port: int, delta: bool = False,
-              admin_port: int = ports.ADMIN, sds_socket: str = "") -> dict[str, Any]:
+              admin_port: int = ports.ADMIN, sds_socket: str = "",
+              xds_mtls: bool = False) -> dict[str, Any]:
     """Everything else arrives over ADS; the admin API listens on the pod IP; certificates
-    come from the agent's SDS socket when one is given."""
-    clusters = [_http2_cluster(XDS_CLUSTER, {"socket_address": {
-        "address": xds_host, "port_value": xds_port}})]
+    come from the agent's SDS socket when one is given. `xds_mtls`: ADS over mutual TLS with
+    the workload certificate (the control plane's secure port; needs `sds_socket`)."""
+    if xds_mtls and not sds_socket:
+        raise ValueError("ADS over mutual TLS needs the agent's SDS socket")
+    xds = _http2_cluster(XDS_CLUSTER, {"socket_address": {
+        "address": xds_host, "port_value": xds_port}})
+    if xds_mtls:
+        xds["transport_socket"] = _control_plane_mtls()
+    clusters = [xds]
     if sds_socket:
         clusters.append(_http2_cluster(SDS_CLUSTER, {"pipe": {"path": sds_socket}}))
     ads_type = "DELTA_GRPC" if delta else "GRPC"

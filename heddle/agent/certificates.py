@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from heddle.ca.authority import make_csr, new_key, utcnow
-from heddle.ca.identity import Identity
+from heddle.ca.identity import CONTROL_PLANE_NAMES, Identity
 from heddle.ca.service import FULL_METHOD, decode, encode
 
 log = logging.getLogger(__name__)
@@ -43,28 +43,46 @@ class WorkloadCertificate:
 
 
 class CertificateClient:
-    """Asks the CA (over TLS, trusting `root_pem`) for certificates with a join token."""
+    """Asks the CA for certificates, trusting `root_pem`: the first with the join token over
+    TLS at `join_address`, renewals with the current certificate over mutual TLS at
+    `address` (as Istio renews), so a renewal needs no token that may have expired."""
 
-    def __init__(self, address: str, root_pem: bytes, token: str,
-                 server_name: str = "heddle-control-plane") -> None:
+    def __init__(self, address: str, root_pem: bytes, token: str, join_address: str = "",
+                 server_name: str = CONTROL_PLANE_NAMES[0],
+                 clock: Callable[[], datetime.datetime] = utcnow) -> None:
         self.address = address
+        self.join_address = join_address or address
         self.root_pem = root_pem
         self.token = token
         self.server_name = server_name
+        self.clock = clock
 
-    async def request(self, identity: Identity,
-                      lifetime: datetime.timedelta | None = None) -> WorkloadCertificate:
+    def _channel(self, current: WorkloadCertificate | None) -> tuple[grpc.aio.Channel,
+                                                                      tuple[tuple[str, str], ...]]:
+        """Where to ask and with what: the current certificate while it is valid, else the
+        join token."""
+        options = [("grpc.ssl_target_name_override", self.server_name)]
+        if current is not None and current.not_after > self.clock():
+            credentials = grpc.ssl_channel_credentials(
+                self.root_pem, private_key=current.key_pem,
+                certificate_chain=current.cert_chain_pem)
+            return grpc.aio.secure_channel(self.address, credentials, options), ()
+        credentials = grpc.ssl_channel_credentials(root_certificates=self.root_pem)
+        return (grpc.aio.secure_channel(self.join_address, credentials, options),
+                (("authorization", f"Bearer {self.token}"),))
+
+    async def request(self, identity: Identity, lifetime: datetime.timedelta | None = None,
+                      current: WorkloadCertificate | None = None) -> WorkloadCertificate:
         key = new_key()
         csr = make_csr(key, identity)
-        credentials = grpc.ssl_channel_credentials(root_certificates=self.root_pem)
-        options = [("grpc.ssl_target_name_override", self.server_name)]
-        async with grpc.aio.secure_channel(self.address, credentials, options) as channel:
+        channel, metadata = self._channel(current)
+        async with channel:
             call = channel.unary_unary(FULL_METHOD, request_serializer=encode,
                                        response_deserializer=decode)
             reply = await call(
                 {"csr": csr.decode(),
                  "ttl_seconds": lifetime.total_seconds() if lifetime else 0},
-                metadata=(("authorization", f"Bearer {self.token}"),), timeout=10)
+                metadata=metadata, timeout=10)
         chain = reply["cert_chain"].encode()
         leaf = x509.load_pem_x509_certificate(chain)
         key_pem = key.private_bytes(serialization.Encoding.PEM,
@@ -92,7 +110,7 @@ class CertificateRotator:
         self._listeners.append(listener)
 
     async def refresh(self) -> WorkloadCertificate:
-        cert = await self.client.request(self.identity, self.lifetime)
+        cert = await self.client.request(self.identity, self.lifetime, self.current)
         self.current = cert
         self.rotations += 1
         for listener in self._listeners:

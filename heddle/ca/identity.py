@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_TRUST_DOMAIN = "cluster.local"
+# The DNS names on the control plane's serving certificate; agents and their Envoys verify
+# the first (and send it as SNI), Istio's name is there for clients that expect istiod.
+CONTROL_PLANE_NAMES = ("heddle-control-plane", "istiod.istio-system.svc")
 
 
 @dataclass(frozen=True, order=True)

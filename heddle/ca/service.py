@@ -1,8 +1,12 @@
 """The CA's gRPC endpoint: an agent sends a CSR with its join token and gets a certificate.
 
 Messages are small JSON documents carried by a generic gRPC method (no proto to maintain):
-request `{"csr": PEM, "ttl_seconds": N}`, response `{"cert_chain": PEM, "root": PEM}`. The
-caller's token goes in the `authorization: Bearer ...` metadata.
+request `{"csr": PEM, "ttl_seconds": N}`, response `{"cert_chain": PEM, "root": PEM}`.
+
+The caller is whoever its client certificate says (a renewal over mTLS, as Istio renews with
+the current certificate), else whoever its join token in the `authorization: Bearer ...`
+metadata is bound to (the first certificate); as Istio's CA, the first authenticator that
+succeeds decides.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import grpc
 
 from heddle.ca.authority import CertificateAuthority, SigningRefused
 from heddle.ca.identity import Identity
+from heddle.ca.peer import Unauthenticated, peer_address, peer_identity
 from heddle.ca.tokens import InvalidToken, TokenIssuer
 
 log = logging.getLogger(__name__)
@@ -43,19 +48,27 @@ class CertificateService:
         self.tokens = tokens
         self.max_lifetime = max_lifetime
 
-    def _caller(self, context: grpc.aio.ServicerContext[Any, Any]) -> Identity:
+    def _caller(self, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Identity, str]:
+        """Who asks, and what proved it ("client certificate" or "token")."""
+        try:
+            identity = peer_identity(context)
+        except Unauthenticated:
+            identity = None  # the join port asks for no certificate: try the token
+        if identity is not None:
+            return identity, "client certificate"
         metadata = dict(context.invocation_metadata() or ())
         header = str(metadata.get("authorization", ""))
         if not header.startswith("Bearer "):
-            raise InvalidToken("no join token (authorization: Bearer ...)")
-        return self.tokens.verify(header.removeprefix("Bearer "))
+            raise InvalidToken("no client certificate and no join token "
+                               "(authorization: Bearer ...)")
+        return self.tokens.verify(header.removeprefix("Bearer ")), "token"
 
     async def create_certificate(self, request: dict[str, Any],
                                  context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, Any]:
         try:
-            identity = self._caller(context)
+            identity, proof = self._caller(context)
         except InvalidToken as err:
-            log.warning("refused a certificate request: %s", err)
+            log.warning("refused a certificate request from %s: %s", peer_address(context), err)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(err))
             raise
         ttl = datetime.timedelta(seconds=float(request.get("ttl_seconds") or 0))
@@ -63,10 +76,11 @@ class CertificateService:
         try:
             signed = self.ca.sign(str(request.get("csr", "")).encode(), identity, lifetime)
         except (SigningRefused, ValueError) as err:
-            log.warning("refused a certificate for a token bound to %s: %s", identity, err)
+            log.warning("refused a certificate for a %s bound to %s: %s", proof, identity, err)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(err))
             raise
-        log.info("issued a certificate for %s until %s", identity, signed.not_after.isoformat())
+        log.info("issued a certificate for %s (by %s) until %s", identity, proof,
+                 signed.not_after.isoformat())
         return {"cert_chain": signed.cert_chain_pem.decode(), "root": signed.root_pem.decode(),
                 "not_after": signed.not_after.isoformat()}
 
@@ -75,3 +89,4 @@ class CertificateService:
             METHOD: grpc.unary_unary_rpc_method_handler(
                 self.create_certificate, request_deserializer=decode, response_serializer=encode),
         })
+

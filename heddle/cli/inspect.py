@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,7 +140,9 @@ def proxy_status(
     output: str = typer.Option("", "--output", "-o", help=OUTPUT_HELP),
 ) -> None:
     """Per proxy and xDS type: SYNCED, STALE (sent, not acknowledged) or NACK (refused);
-    then the size of the proxy's configuration: its clusters and all resources' bytes."""
+    then the size of the proxy's configuration: its clusters and all resources' bytes, and
+    the identity its stream proved (mTLS) or `plaintext`. A node with several streams has
+    a row for each."""
     import httpx
     from rich.table import Table
 
@@ -148,10 +151,11 @@ def proxy_status(
     if output:
         _print_structured(statuses, output)
         return
-    table = Table("NAME", "PROTOCOL", "CDS", "LDS", "EDS", "RDS", "CLUSTERS", "CONFIG",
-                  box=None)
+    table = Table("NAME", "STREAM", "PROTOCOL", "CDS", "LDS", "EDS", "RDS", "CLUSTERS",
+                  "CONFIG", "IDENTITY", box=None)
     nacks = []
-    for status in sorted(statuses, key=lambda s: s["proxy"]):
+    streams = Counter(status["proxy"] for status in statuses)
+    for status in sorted(statuses, key=_stream_order):
         name = status["proxy"].split("~")[2]
         cells = []
         for short in ("Cluster", "Listener", "ClusterLoadAssignment", "RouteConfiguration"):
@@ -164,10 +168,27 @@ def proxy_status(
         config = status.get("config", {})
         clusters = config.get("Cluster", {}).get("resources", 0)
         size = sum(entry["bytes"] for entry in config.values())
-        table.add_row(name, status["protocol"], *cells, str(clusters), f"{size / 1024:.1f} KiB")
+        identity = str(status.get("identity", ""))
+        table.add_row(name, _stream_number(status), status["protocol"], *cells, str(clusters),
+                      f"{size / 1024:.1f} KiB",
+                      identity.removeprefix("spiffe://") if identity else "plaintext")
     _print_table(table)
     for line in nacks:
         typer.echo(f"NACK {line}")
+    for proxy, count in sorted(streams.items()):
+        if count > 1:
+            typer.echo(f"note: {proxy.split('~')[2]} has {count} streams; each is served")
+
+
+def _stream_number(status: dict[str, Any]) -> str:
+    """`#N` from the connection id `NODE_ID-N`."""
+    number = str(status.get("connection", "")).rsplit("-", 1)[-1]
+    return f"#{number}" if number.isdigit() else ""
+
+
+def _stream_order(status: dict[str, Any]) -> tuple[str, int]:
+    number = _stream_number(status).lstrip("#")
+    return status["proxy"], int(number) if number else 0
 
 
 _DUMP_TYPES = {

@@ -72,8 +72,10 @@ def up(
     timeout: float = typer.Option(90.0, help="With --detach: how long to wait for readiness."),
     debounce_quiet: float = typer.Option(0.1, help="Push once changes pause this long (s)."),
     debounce_max: float = typer.Option(10.0, help="Push at the latest this long after a change."),
-    ca_port: int = typer.Option(15012, help="Control plane xDS + CA over TLS (loopback)."),
+    ca_port: int = typer.Option(15012, help="Control plane xDS + CA over mutual TLS."),
     cert_lifetime: float = typer.Option(86400.0, help="Workload certificate lifetime (s)."),
+    join_port: int = typer.Option(15013, help="Control plane CA over TLS, for the first "
+                                              "CSR with a join token."),
 ) -> None:
     """Start the control plane and every workload DIR declares, each with its sidecar."""
     from heddle.api.diagnostics import Severity
@@ -98,7 +100,8 @@ def up(
         args = [*heddle_command(), "up", str(config_dir), "--xds-port", str(xds_port),
                 "--debug-port", str(debug_port), "--debounce-quiet", str(debounce_quiet),
                 "--debounce-max", str(debounce_max), "--ca-port", str(ca_port),
-                "--cert-lifetime", str(cert_lifetime)] + (["--delta"] if delta else [])
+                "--join-port", str(join_port), "--cert-lifetime", str(cert_lifetime),
+                *(["--delta"] if delta else [])]
         with (home / "supervisor.log").open("ab") as out:
             subprocess.Popen(args, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
                              start_new_session=True)
@@ -106,7 +109,8 @@ def up(
         typer.echo(f"mesh up: {len(state.workloads)} workloads from {state.config_dir}")
         return
     mesh = LocalMesh(LocalMeshConfig(config_dir, home, xds_port, debug_port, delta,
-                                     debounce_quiet, debounce_max, ca_port, cert_lifetime))
+                                     debounce_quiet, debounce_max, ca_port, cert_lifetime,
+                                     join_port))
     run_until_signalled(mesh.run)
 
 
@@ -139,7 +143,9 @@ def _sync_summary(state: MeshState) -> dict[str, str]:
     except (httpx.HTTPError, ValueError):
         return {}
     summary = {}
-    for status in statuses:
+    # A node id may have several streams: a connected one wins, else the newest (syncz
+    # lists them oldest first).
+    for status in sorted(statuses, key=lambda s: bool(s["connected"])):
         states = {t["state"] for t in status["types"].values()}
         text = "SYNCED" if states == {"SYNCED"} else ",".join(sorted(states))
         summary[status["proxy"]] = text if status["connected"] else "DISCONNECTED"
@@ -167,7 +173,8 @@ def status() -> None:
                       workload.app_address, "yes" if workload_ready(workload) else "no",
                       sync.get(proxy.id, "NOT CONNECTED"))
     typer.echo(f"mesh from {state.config_dir}; control plane pid {state.control_plane_pid}, "
-               f"xDS 127.0.0.1:{state.xds_port}, debug 127.0.0.1:{state.debug_port}")
+               f"xDS 127.0.0.1:{state.xds_port} (plaintext) and 127.0.0.1:{state.ca_port} "
+               f"(mutual TLS), debug 127.0.0.1:{state.debug_port}")
     Console(width=200).print(table)
 
 

@@ -39,7 +39,9 @@ def control_plane(
     debounce_quiet: float = typer.Option(0.1, help="Push once changes pause this long (s)."),
     debounce_max: float = typer.Option(10.0, help="Push at the latest this long after a change."),
     ca_dir: Path | None = typer.Option(None, help="CA directory: serve the CA on --ca-port."),  # noqa: B008
-    ca_port: int = typer.Option(15012, help="xDS + CA over TLS (for agents)."),
+    ca_port: int = typer.Option(15012, help="xDS + CA over mutual TLS (for agents)."),
+    join_port: int = typer.Option(15013, help="The CA over TLS, for a first CSR with a "
+                                              "join token."),
     cert_lifetime: float = typer.Option(86400.0, help="Workload certificate lifetime (s)."),
 ) -> None:
     """Run the control plane: watch DIR, serve xDS to every proxy."""
@@ -51,7 +53,7 @@ def control_plane(
     plane = ControlPlane(ControlPlaneConfig(
         config_dir, f"127.0.0.1:{xds_port}", debug_port=debug_port,
         debounce_quiet=debounce_quiet, debounce_max=debounce_max, ca_dir=ca_dir,
-        secure_address=f"127.0.0.1:{ca_port}",
+        secure_address=f"127.0.0.1:{ca_port}", join_address=f"127.0.0.1:{join_port}",
         cert_lifetime=datetime.timedelta(seconds=cert_lifetime)))
     run_until_signalled(plane.run)
 
@@ -70,7 +72,10 @@ def agent(
     cwd: Path | None = typer.Option(None, help="The application's working directory."),  # noqa: B008
     delta: bool = typer.Option(False, help="Use delta xDS."),
     hold_application: bool = typer.Option(True, help="Start the app once Envoy is ready."),
-    ca_address: str = typer.Option("", help="Control plane xDS+CA TLS address (host:port)."),
+    ca_address: str = typer.Option("", help="Control plane xDS + CA over mutual TLS "
+                                            "(host:port): with it, ADS goes there."),
+    join_address: str = typer.Option("", help="Where the first CSR goes with the join token "
+                                              "(host:port; default: the CA host, port 15013)."),
     root_cert: Path | None = typer.Option(None, help="The mesh root certificate (PEM)."),  # noqa: B008
     token_file: Path | None = typer.Option(None, help="File holding the join token."),  # noqa: B008
     cert_lifetime: float = typer.Option(0.0, help="Ask for certificates this long (s)."),
@@ -85,7 +90,10 @@ def agent(
     words = [w for i, w in enumerate(command or []) if not (i == 0 and w == "--")]
     config = AgentConfig(
         proxy, xds_host, xds_port, workdir, " ".join(words), cwd, delta, hold_application,
-        ca_address=ca_address, root_cert=root_cert.read_bytes() if root_cert else b"",
+        ca_address=ca_address,
+        join_address=join_address or (f"{ca_address.rsplit(':', 1)[0]}:15013"
+                                      if ca_address else ""),
+        root_cert=root_cert.read_bytes() if root_cert else b"",
         token=token_file.read_text().strip() if token_file else "",
         cert_lifetime=cert_lifetime)
     run_until_signalled(Agent(config).run)

@@ -45,8 +45,9 @@ class LocalMeshConfig:
     delta: bool = False
     debounce_quiet: float = 0.1
     debounce_max: float = 10.0
-    ca_port: int = 15012
+    ca_port: int = 15012  # xDS + CA over mutual TLS: the agents' Envoys and renewals
     cert_lifetime: float = 86400.0
+    join_port: int = 15013  # the CA over TLS: each agent's first CSR, with its join token
 
 
 def app_address(pod_ip: str) -> str:
@@ -92,7 +93,8 @@ class LocalMesh:
         self.control_plane: asyncio.subprocess.Process | None = None
         self.agents: dict[str, tuple[asyncio.subprocess.Process, WorkloadState]] = {}
         self.state = MeshState(str(config.config_dir.resolve()), os.getpid(), config.xds_port,
-                               config.debug_port, ca_port=config.ca_port)
+                               config.debug_port, ca_port=config.ca_port,
+                               join_port=config.join_port)
         self.ca_dir = config.home / "ca"
         # The root is made before anything starts; agents trust it to reach the CA.
         CertificateAuthority.load_or_create(self.ca_dir)
@@ -112,6 +114,7 @@ class LocalMesh:
             "--debounce-quiet", str(self.config.debounce_quiet),
             "--debounce-max", str(self.config.debounce_max),
             "--ca-dir", str(self.ca_dir), "--ca-port", str(self.config.ca_port),
+            "--join-port", str(self.config.join_port),
             "--cert-lifetime", str(self.config.cert_lifetime),
             stdout=out, stderr=out, start_new_session=True)
         os.close(out)
@@ -160,6 +163,7 @@ class LocalMesh:
         token_file.touch(mode=0o600)
         token_file.write_text(self.tokens.create(workload.namespace, workload.service_account))
         args += ["--ca-address", f"127.0.0.1:{self.config.ca_port}",
+                 "--join-address", f"127.0.0.1:{self.config.join_port}",
                  "--root-cert", str(self.ca_dir / "root-cert.pem"),
                  "--token-file", str(token_file),
                  "--cert-lifetime", str(self.config.cert_lifetime)]

@@ -34,6 +34,7 @@ class MeshState:
     debug_port: int
     control_plane_pid: int = 0
     ca_port: int = 15012
+    join_port: int = 15013
     workloads: dict[str, WorkloadState] = field(default_factory=dict)
 
     @property

@@ -12,8 +12,8 @@ from pathlib import Path
 import grpc
 import httpx
 from aiohttp import web
-from envoy.service.discovery.v3 import ads_pb2_grpc
 
+from heddle.api.diagnostics import Diagnostic
 from heddle.ca.authority import CertificateAuthority
 from heddle.ca.service import CertificateService
 from heddle.ca.tokens import TokenIssuer
@@ -24,6 +24,7 @@ from heddle.model.mesh_config import MeshConfig
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import Workload
 from heddle.translate import ports
+from heddle.xds.agent_ports import start_agent_ports
 from heddle.xds.debounce import Debouncer
 from heddle.xds.debug import debug_app
 from heddle.xds.membership import Membership
@@ -51,7 +52,8 @@ class ControlPlaneConfig:
     debounce_quiet: float = 0.1
     debounce_max: float = 10.0
     ca_dir: Path | None = None  # where the root (or plugged-in CA) and the token key live
-    secure_address: str = "127.0.0.1:15012"  # xDS + CA over TLS
+    secure_address: str = "127.0.0.1:15012"  # xDS + CA over mutual TLS
+    join_address: str = "127.0.0.1:15013"  # the CA (first CSR, join token) over TLS
     cert_lifetime: datetime.timedelta = datetime.timedelta(hours=24)
 
 
@@ -70,21 +72,14 @@ class ControlPlane:
         self._runner: web.AppRunner | None = None
 
     async def _start_secure(self, ca_dir: Path) -> grpc.aio.Server:
-        """The agents' endpoint: the CA and ADS over TLS with a server certificate from the
-        mesh CA (agents trust the root they were given)."""
+        """The agents' ports (heddle.xds.agent_ports): xDS + CA over mutual TLS, and the CA
+        for join tokens over TLS."""
         ca = CertificateAuthority.load_or_create(ca_dir)
         tokens = TokenIssuer.load_or_create(ca_dir)
         service = CertificateService(ca, tokens, max_lifetime=self.config.cert_lifetime)
-        host = self.config.secure_address.rsplit(":", 1)[0]
-        chain, key = ca.issue_server_cert(["heddle-control-plane", "istiod.istio-system.svc"],
-                                          host, lifetime=datetime.timedelta(days=365))
-        server = grpc.aio.server()
-        server.add_generic_rpc_handlers((service.handler(),))
-        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self.xds, server)
-        server.add_secure_port(self.config.secure_address,
-                               grpc.ssl_server_credentials([(key, chain)]))
-        await server.start()
-        return server
+        listening = await start_agent_ports(self.xds, ca, service, self.config.secure_address,
+                                            self.config.join_address)
+        return listening.server
 
     def snapshot(self) -> MeshSnapshot:
         """Configuration plus the healthy registered workloads, built once per change of
@@ -92,10 +87,18 @@ class ControlPlane:
         key = (self.store.version, self.membership.version)
         if key != self._snapshot_key:
             self._snapshot_key = key
+            mesh_config = MeshConfig.from_objects(self.store.unmanaged())
+            if mesh_config.diagnostics != self._snapshot.mesh_config.diagnostics:
+                for diagnostic in mesh_config.diagnostics:
+                    log.error("%s", diagnostic)
             self._snapshot = MeshSnapshot.build(
                 self._snapshot.version + 1, self.store.resources(), self.membership.healthy(),
-                MeshConfig.from_objects(self.store.unmanaged()))
+                mesh_config)
         return self._snapshot
+
+    def diagnostics(self) -> list[Diagnostic]:
+        """Every problem in force: each file's, and the mesh config's."""
+        return self.store.diagnostics() + list(self.snapshot().mesh_config.diagnostics)
 
     def _membership_changed(self) -> None:
         self.debouncer.trigger()
@@ -108,12 +111,15 @@ class ControlPlane:
         self._grpc, port = await start_grpc(self.xds, self.config.xds_address)
         if self.config.ca_dir is not None:
             self._secure = await self._start_secure(self.config.ca_dir)
-        app = debug_app(self.xds, self.snapshot, self.store.diagnostics)
+        app = debug_app(self.xds, self.snapshot, self.diagnostics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.config.debug_host, self.config.debug_port).start()
-        log.info("xDS on port %d, debug on %s:%d", port, self.config.debug_host,
+        log.info("xDS on port %d (plaintext), debug on %s:%d", port, self.config.debug_host,
                  self.config.debug_port)
+        if self._secure is not None:
+            log.info("xDS + CA on %s (mutual TLS), CA for join tokens on %s (TLS)",
+                     self.config.secure_address, self.config.join_address)
         events = self.store.subscribe()
         self.debouncer.start()
         watcher = asyncio.create_task(self.source.watch(stop))

@@ -29,10 +29,12 @@ def debug_app(xds: XdsServer, snapshots: Callable[[], MeshSnapshot],
         return web.json_response([s.to_json() for s in xds.statuses.values()])
 
     async def config_dump(request: web.Request) -> web.Response:
+        """`?proxy=` a node id (its newest stream's config) or a connection id."""
         proxy_id = request.query.get("proxy", "")
         config = xds.config_of(proxy_id)
         if config is None:
-            known = ", ".join(sorted(xds.statuses)) or "none connected"
+            known = ", ".join(sorted({s.proxy_id for s in xds.statuses.values()
+                                      if s.connected})) or "none connected"
             return web.json_response({"error": f"no connected proxy {proxy_id!r} ({known})"},
                                      status=404)
         return web.json_response({

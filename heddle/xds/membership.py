@@ -2,8 +2,13 @@
 
 An agent started with `--workload-group` makes its proxy announce the group; the control
 plane registers an instance of the group at the proxy's address while the proxy is connected
-and its readiness probe passes (Istio's auto-registration), and removes it when the proxy
-leaves or stops answering.
+(Istio's auto-registration). As Istio treats a health-checked WorkloadEntry, an instance is
+unhealthy until its readiness probe first passes, and leaves the endpoints while it fails.
+
+An instance is keyed as Istio keys it (namespace, group, address), and holds the ids of the
+streams that registered it: a second stream for the same instance adds itself, and the
+instance is removed only when its last stream closes, so one stream can never remove
+another's registration.
 """
 
 from __future__ import annotations
@@ -18,13 +23,24 @@ from heddle.registry.model import Workload
 Probe = Callable[[Workload], Awaitable[bool]]
 
 
+@dataclass(frozen=True, order=True)
+class InstanceKey:
+    namespace: str
+    group: str
+    address: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.group}@{self.address}"
+
+
 @dataclass
 class _Member:
     workload: Workload
     period: float
     failure_threshold: int
     success_threshold: int
-    healthy: bool = True
+    connections: set[str]
+    healthy: bool = False  # until a probe passes: an instance is never healthy unproven
     failures: int = 0
     successes: int = 0
     next_check: float = 0.0
@@ -32,7 +48,8 @@ class _Member:
 
 class Membership:
     def __init__(self, on_change: Callable[[], None] = lambda: None) -> None:
-        self._members: dict[str, _Member] = {}
+        self._members: dict[InstanceKey, _Member] = {}
+        self._by_connection: dict[str, InstanceKey] = {}
         self._on_change = on_change
         self.version = 0
 
@@ -40,28 +57,48 @@ class Membership:
         self.version += 1
         self._on_change()
 
-    def join(self, proxy_id: str, workload: Workload, period: float = 5.0,
-             failure_threshold: int = 3, success_threshold: int = 1) -> None:
-        self._members[proxy_id] = _Member(workload, period, failure_threshold, success_threshold)
-        self._changed()
+    def join(self, connection_id: str, key: InstanceKey, workload: Workload,
+             period: float = 5.0, failure_threshold: int = 3,
+             success_threshold: int = 1) -> bool:
+        """Register `connection_id` as a stream of the instance `key`; True when that made
+        a new instance (which stays out of the endpoints until its probe passes)."""
+        self._by_connection[connection_id] = key
+        member = self._members.get(key)
+        if member is not None:
+            member.connections.add(connection_id)
+            return False
+        self._members[key] = _Member(workload, period, failure_threshold, success_threshold,
+                                     {connection_id})
+        return True
 
-    def leave(self, proxy_id: str) -> None:
-        if self._members.pop(proxy_id, None) is not None:
+    def leave(self, connection_id: str) -> bool:
+        """The stream `connection_id` closed; True when it was its instance's last stream
+        (the instance is gone)."""
+        key = self._by_connection.pop(connection_id, None)
+        member = self._members.get(key) if key is not None else None
+        if key is None or member is None:
+            return False
+        member.connections.discard(connection_id)
+        if member.connections:
+            return False
+        del self._members[key]
+        if member.healthy:
             self._changed()
+        return True
 
     def healthy(self) -> list[Workload]:
         return [m.workload for m in self._members.values() if m.healthy]
 
-    def members(self) -> dict[str, tuple[Workload, bool]]:
-        return {pid: (m.workload, m.healthy) for pid, m in self._members.items()}
+    def members(self) -> dict[InstanceKey, tuple[Workload, bool]]:
+        return {key: (m.workload, m.healthy) for key, m in self._members.items()}
 
     async def check_due(self, probe: Probe, now: float) -> None:
         """Probe every member whose period has passed; flip health at the thresholds."""
-        due = [(pid, m) for pid, m in self._members.items() if m.next_check <= now]
+        due = [(key, m) for key, m in self._members.items() if m.next_check <= now]
         results = await asyncio.gather(*(probe(m.workload) for _, m in due))
         changed = False
-        for (pid, member), ok in zip(due, results, strict=True):
-            if self._members.get(pid) is not member:
+        for (key, member), ok in zip(due, results, strict=True):
+            if self._members.get(key) is not member:
                 continue  # left while being probed
             member.next_check = now + member.period
             if ok:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from envoy.config.core.v3 import base_pb2
 from google.protobuf.json_format import MessageToDict
 
@@ -13,6 +15,10 @@ class UnknownProxy(ValueError):
     pass
 
 
+def node_metadata(node: base_pb2.Node) -> dict[str, Any]:
+    return MessageToDict(node.metadata) if node.HasField("metadata") else {}
+
+
 def proxy_from_node(node: base_pb2.Node, snapshot: MeshSnapshot) -> Proxy:
     """The agent puts LABELS, SERVICE_ACCOUNT and APP_ADDRESS in the node metadata; a
     WorkloadEntry of the same name and namespace fills in what it leaves out."""
@@ -20,7 +26,7 @@ def proxy_from_node(node: base_pb2.Node, snapshot: MeshSnapshot) -> Proxy:
         kind, address, name, namespace = parse_node_id(node.id)
     except ValueError as err:
         raise UnknownProxy(f"node id {node.id!r} is not TYPE~IP~NAME.NAMESPACE~DOMAIN") from err
-    meta = MessageToDict(node.metadata) if node.HasField("metadata") else {}
+    meta = node_metadata(node)
     entry = next((w for w in snapshot.registry.workloads
                   if w.name == name and w.namespace == namespace), None)
     labels = meta.get("LABELS") or (entry.label_map if entry else {})

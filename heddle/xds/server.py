@@ -4,6 +4,11 @@ The cache (what each proxy should have, with content versions) is kept apart fro
 handling (nonces, ACK/NACK, subscriptions), as in go-control-plane. A push recomputes each
 connected proxy's resources; a stream sends only the types whose content changed, so a
 change reaches exactly the proxies it affects.
+
+Streams are keyed by a connection id (`NODE_ID-N`, as istiod's), never by the node id: a
+second stream naming the same node is served beside the first, and closing one never
+removes another. Over TLS a stream must carry a verified client certificate, and the node
+must be what that certificate's identity allows (heddle.xds.authorize).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import Any
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
+from heddle.ca.identity import Identity
+from heddle.ca.peer import Unauthenticated, peer_address, peer_identity
 from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.from_config import workload_from_group
@@ -29,7 +36,8 @@ from heddle.translate.sidecar import (
     ProxyResources,
     sidecar_resources,
 )
-from heddle.xds.membership import Membership
+from heddle.xds.authorize import NotAuthorized, authorize, authorize_instance
+from heddle.xds.membership import InstanceKey, Membership
 from heddle.xds.proxies import UnknownProxy, proxy_from_node
 from heddle.xds.status import ProxyStatus
 from heddle.xds.versions import VersionedResource, type_version, versioned
@@ -56,14 +64,17 @@ class _TypeState:
 class _Stream:
     """One proxy's ADS stream: its subscriptions and the responses waiting to be sent."""
 
-    def __init__(self, server: XdsServer, proxy: Proxy, delta: bool) -> None:
+    def __init__(self, server: XdsServer, proxy: Proxy, delta: bool, connection_id: str,
+                 identity: Identity | None = None, peer: str = "") -> None:
         self.server = server
         self.proxy = proxy
         self.delta = delta
+        self.connection_id = connection_id
         self.outbox: asyncio.Queue[Any] = asyncio.Queue()
         self.types: dict[str, _TypeState] = {}
         self.desired: Desired = {}
-        self.status = ProxyStatus(proxy.id, "delta" if delta else "sotw")
+        self.status = ProxyStatus(proxy.id, "delta" if delta else "sotw", connection_id,
+                                  identity.spiffe_id if identity else "", peer)
 
     def refresh(self, resources: ProxyResources) -> None:
         self.desired = {t: versioned(items) for t, items in resources.by_type.items()}
@@ -151,7 +162,7 @@ class _Stream:
         status = self.status.of(type_url)
         if error:
             status.nack_message, status.nacked_version = error, state.sent_version
-            log.warning("%s rejected %s version %s: %s", self.proxy.id, type_url,
+            log.warning("%s rejected %s version %s: %s", self.connection_id, type_url,
                         state.sent_version, error)
             if self.delta:
                 state.pending.pop(nonce, None)
@@ -214,13 +225,36 @@ class XdsServer:
         self._snapshots = snapshots
         self._generator = generator
         self.membership = membership or Membership()
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, _Stream] = {}  # by connection id
+        # By connection id: every open stream's, and the last closed one's of a node id
+        # with no stream left (so proxy-status shows it DISCONNECTED).
         self.statuses: dict[str, ProxyStatus] = {}
         self.nonces = itertools.count(1)
+        self._connections = itertools.count(1)
         self.pushes = 0
 
-    def config_of(self, proxy_id: str) -> ProxyResources | None:
-        stream = self._streams.get(proxy_id)
+    def _streams_of(self, proxy_id: str) -> list[_Stream]:
+        """The open streams naming node `proxy_id`, oldest first."""
+        return [s for s in self._streams.values() if s.proxy.id == proxy_id]
+
+    def _stream(self, proxy_or_connection_id: str) -> _Stream | None:
+        """A stream by its connection id, or a node id's newest stream."""
+        if proxy_or_connection_id in self._streams:
+            return self._streams[proxy_or_connection_id]
+        streams = self._streams_of(proxy_or_connection_id)
+        return streams[-1] if streams else None
+
+    def status_of(self, proxy_or_connection_id: str) -> ProxyStatus | None:
+        """A stream's status by connection id, or a node id's newest (a connected one
+        before a closed one)."""
+        if proxy_or_connection_id in self.statuses:
+            return self.statuses[proxy_or_connection_id]
+        mine = [s for s in self.statuses.values() if s.proxy_id == proxy_or_connection_id]
+        mine.sort(key=lambda s: s.connected)  # stable: newest last within each group
+        return mine[-1] if mine else None
+
+    def config_of(self, proxy_or_connection_id: str) -> ProxyResources | None:
+        stream = self._stream(proxy_or_connection_id)
         return self._generator(self._snapshots(), stream.proxy) if stream else None
 
     def proxies(self) -> list[Proxy]:
@@ -234,50 +268,84 @@ class XdsServer:
             stream.refresh(self._generator(snapshot, stream.proxy))
             stream.push()
 
-    def _register(self, proxy: Proxy, snapshot: MeshSnapshot) -> None:
+    def _register(self, connection_id: str, proxy: Proxy, identity: Identity | None,
+                  snapshot: MeshSnapshot) -> None:
         """A proxy that announces a WorkloadGroup joins as an instance of it."""
         group = snapshot.get("networking.istio.io", "WorkloadGroup", proxy.namespace,
                              proxy.workload_group)
         if group is None:
             raise UnknownProxy(f"WorkloadGroup {proxy.namespace}/{proxy.workload_group} "
                                "does not exist; create it before starting its instances")
+        instance = workload_from_group(group, proxy.name, proxy.address)
+        authorize_instance(instance, proxy.workload_group, identity)
         probe = dict((group.body.get("spec") or {}).get("probe") or {})
-        self.membership.join(
-            proxy.id, workload_from_group(group, proxy.name, proxy.address),
+        key = InstanceKey(proxy.namespace, proxy.workload_group, proxy.address)
+        new = self.membership.join(
+            connection_id, key, instance,
             period=float(probe.get("periodSeconds") or 5),
             failure_threshold=int(probe.get("failureThreshold") or 3),
             success_threshold=int(probe.get("successThreshold") or 1))
-        log.info("%s joined WorkloadGroup %s/%s", proxy.id, proxy.namespace,
-                 proxy.workload_group)
+        log.info("%s %s WorkloadGroup instance %s (healthy once its probe passes)",
+                 connection_id, "registered" if new else "joined the existing", key)
 
-    def _open(self, node: Any, delta: bool) -> _Stream:
-        proxy = proxy_from_node(node, self._snapshots())
-        if proxy.workload_group:
-            self._register(proxy, self._snapshots())
+    def _open(self, node: Any, delta: bool, identity: Identity | None, peer: str) -> _Stream:
         snapshot = self._snapshots()
-        stream = _Stream(self, proxy, delta)
+        proxy = authorize(proxy_from_node(node, snapshot), node, identity, snapshot)
+        connection_id = f"{proxy.id}-{next(self._connections)}"
+        stream = _Stream(self, proxy, delta, connection_id, identity, peer)
         stream.refresh(self._generator(snapshot, proxy))
-        self._streams[proxy.id] = stream
-        self.statuses[proxy.id] = stream.status
-        log.info("%s connected (%s)", proxy.id, stream.status.protocol)
+        if proxy.workload_group:
+            self._register(connection_id, proxy, identity, snapshot)
+        others = self._streams_of(proxy.id)
+        self._streams[connection_id] = stream
+        for old_id in [c for c, s in self.statuses.items()
+                       if s.proxy_id == proxy.id and not s.connected]:
+            del self.statuses[old_id]
+        self.statuses[connection_id] = stream.status
+        who = identity.spiffe_id if identity else "unauthenticated"
+        log.info("%s connected (%s) from %s, %s", connection_id, stream.status.protocol,
+                 peer, who)
+        if others:
+            log.warning("another stream for %s: %s from %s (%s) beside %s; each is served, "
+                        "none replaces another", proxy.id, connection_id, peer, who,
+                        ", ".join(f"{s.connection_id} from {s.status.peer}" for s in others))
         return stream
 
     def _close(self, stream: _Stream) -> None:
         stream.status.connected = False
-        if self._streams.get(stream.proxy.id) is stream:
-            del self._streams[stream.proxy.id]
-            self.membership.leave(stream.proxy.id)
+        if self._streams.pop(stream.connection_id, None) is None:
+            return
+        self.membership.leave(stream.connection_id)
+        if self._streams_of(stream.proxy.id):  # the node is still served: forget this one
+            self.statuses.pop(stream.connection_id, None)
+        log.info("%s disconnected", stream.connection_id)
+
+    async def _refuse(self, context: grpc.aio.ServicerContext[Any, Any],
+                      code: grpc.StatusCode, message: str) -> None:
+        log.warning("refused an ADS stream: %s", message)
+        await context.abort(code, message)
 
     async def _serve(self, requests: AsyncIterator[Any],
                      context: grpc.aio.ServicerContext[Any, Any],
                      delta: bool) -> AsyncIterator[Any]:
+        peer = peer_address(context)
+        try:
+            identity = peer_identity(context)  # before reading anything, as istiod does
+        except Unauthenticated as err:
+            await self._refuse(context, grpc.StatusCode.UNAUTHENTICATED, f"{peer}: {err}")
+            return
         first = await anext(aiter(requests), None)
         if first is None:
             return
         try:
-            stream = self._open(first.node, delta)
+            stream = self._open(first.node, delta, identity, peer)
         except UnknownProxy as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            return
+        except NotAuthorized as err:
+            await self._refuse(context, grpc.StatusCode.PERMISSION_DENIED,
+                               f"node {first.node.id} from {peer} with identity "
+                               f"{identity}: {err}")
             return
         handle = stream.on_delta_request if delta else stream.on_request
 

@@ -34,8 +34,14 @@ class TypeStatus:
 
 @dataclass
 class ProxyStatus:
+    """One ADS stream's state. A node id may have several streams at once (a proxy that
+    reconnects before its old stream is noticed gone, or a second client naming it)."""
+
     proxy_id: str
     protocol: str  # "sotw" or "delta"
+    connection_id: str = ""  # Istio's `NODE_ID-N`: unique per stream
+    identity: str = ""  # the SPIFFE id its client certificate proved; "" over plaintext
+    peer: str = ""  # where the stream came from
     connected: bool = True
     types: dict[str, TypeStatus] = field(default_factory=dict)
     # Per type: how many resources the proxy's configuration has, and their encoded bytes.
@@ -47,6 +53,9 @@ class ProxyStatus:
     def to_json(self) -> dict[str, object]:
         return {
             "proxy": self.proxy_id,
+            "connection": self.connection_id,
+            "identity": self.identity,
+            "peer": self.peer,
             "protocol": self.protocol,
             "connected": self.connected,
             "types": {

@@ -162,6 +162,7 @@ def running_mesh(base: Path, *up_args: str, example: str = "hello") -> Iterator[
     try:
         running.heddle("up", str(config_dir), "--detach", "--xds-port", str(free_port()),
                        "--debug-port", str(free_port()), "--ca-port", str(free_port()),
+                       "--join-port", str(free_port()),
                        *up_args)
     except BaseException:
         running.heddle("down", check=False)  # a mesh that came up halfway leaves nothing

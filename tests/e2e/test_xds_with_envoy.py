@@ -18,7 +18,7 @@ from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
 from heddle.translate.sidecar import CLUSTER, ProxyResources, sidecar_resources
 from heddle.xds.server import XdsServer, start_grpc
-from heddle.xds.status import SyncState
+from heddle.xds.status import ProxyStatus, SyncState
 
 from .mesh_fixtures import eventually, hello_store, serve_identity, unique_subnet
 
@@ -93,10 +93,16 @@ async def cluster_hosts(mesh: Mesh, cluster: str) -> set[str]:
             if line.startswith(prefix) and "::cx_active::" in line}
 
 
+def status(mesh: Mesh) -> ProxyStatus:
+    found = mesh.xds.status_of(mesh.proxy.id)
+    assert found is not None, f"no stream for {mesh.proxy.id}"
+    return found
+
+
 def all_synced(mesh: Mesh) -> bool:
-    status = mesh.xds.statuses[mesh.proxy.id]
-    return len(status.types) == 4 and all(
-        t.state is SyncState.SYNCED for t in status.types.values())
+    found = mesh.xds.status_of(mesh.proxy.id)
+    return found is not None and len(found.types) == 4 and all(
+        t.state is SyncState.SYNCED for t in found.types.values())
 
 
 async def test_envoy_receives_listeners_routes_clusters_and_endpoints(mesh: Mesh) -> None:
@@ -166,13 +172,13 @@ async def test_a_rejected_resource_is_nacked_and_envoy_keeps_serving(mesh: Mesh)
     await eventually(lambda: _true(all_synced(mesh)), 10, "initial sync")
     mesh.broken[0] = True
     await mesh.xds.push_all()
-    status = mesh.xds.statuses[mesh.proxy.id]
+    proxy_status = status(mesh)
 
     async def nacked() -> bool:
-        return status.of(CLUSTER).state is SyncState.NACK
+        return proxy_status.of(CLUSTER).state is SyncState.NACK
 
     await eventually(nacked, 5, "the cluster update NACKed")
-    assert "not-an-ip" in status.of(CLUSTER).nack_message
+    assert "not-an-ip" in proxy_status.of(CLUSTER).nack_message
     dump = json.dumps(await config_dump(mesh))
     assert "outbound|1||bad" not in dump
     assert "outbound|9090||backend.default.svc.cluster.local" in dump

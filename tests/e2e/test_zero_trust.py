@@ -1,11 +1,13 @@
-"""Zero trust in a running mesh: SPIFFE identities over mTLS, PeerAuthentication STRICT and
-PERMISSIVE, join tokens bound to one identity, and certificate rotation under traffic."""
+"""Zero trust in a running mesh: SPIFFE identities over mTLS, PeerAuthentication STRICT,
+PERMISSIVE and port-level DISABLE, join tokens bound to one identity, and certificate
+rotation under traffic."""
 
 from __future__ import annotations
 
 import asyncio
 import http.client
 import json
+import socket
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,11 +85,84 @@ def test_strict_refuses_a_client_outside_the_mesh_before_the_app(mesh: LocalMesh
     wait_for(lambda: not strict_in_envoy(), 10, "back to PERMISSIVE")
 
 
+def inbound_chains(mesh: LocalMesh, workload: str, listener: str) -> list[str]:
+    """The filter chains (mtls, plaintext) of a workload's inbound listener, from its Envoy."""
+    listeners = json.loads(mesh.heddle("proxy-config", "listeners", workload,
+                                       "-o", "json").stdout)
+    return [c.get("name") for x in listeners if x["name"] == listener
+            for c in x["filter_chains"]]
+
+
+def told_tls_modes(mesh: LocalMesh, cluster: str) -> list[str]:
+    """The `tlsMode` the client's Envoy holds for each endpoint of `cluster` ("" if none)."""
+    assignments = json.loads(mesh.heddle("proxy-config", "endpoints", "client",
+                                         "-o", "json").stdout)
+    return [lb.get("metadata", {}).get("filter_metadata", {})
+            .get("envoy.transport_socket_match", {}).get("tlsMode", "")
+            for a in assignments if a["cluster_name"] == cluster
+            for group in a.get("endpoints", []) for lb in group.get("lb_endpoints", [])]
+
+
+def echo_reply(host: str, port: int, tunnel: bool) -> bytes:
+    """One line to the echo service: through the client's sidecar (CONNECT), or straight to
+    the echo workload's pod IP as a client outside the mesh."""
+    with socket.create_connection((host, port), timeout=5) as conn:
+        reply = conn.makefile("rb")
+        if tunnel:
+            conn.sendall(b"CONNECT echo:9000 HTTP/1.1\r\nHost: echo:9000\r\n\r\n")
+            if not reply.readline().startswith(b"HTTP/1.1 200"):
+                return b""
+            while reply.readline() not in (b"\r\n", b""):
+                pass
+        conn.sendall(b"ping\n")
+        return reply.readline()
+
+
+def test_port_level_disable_carries_tcp_in_plaintext_while_other_ports_stay_mtls(
+        mesh: LocalMesh) -> None:
+    """Namespace STRICT, and the echo workload's port 9000 DISABLE: the client's sidecar is
+    told to speak plaintext to that port only (Istio's auto-mTLS per endpoint port)."""
+    policy = mesh.config_dir / "port-level.yaml"
+    policy.write_text(
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+        "metadata: {name: default, namespace: default}\nspec:\n  mtls: {mode: STRICT}\n"
+        "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+        "metadata: {name: echo, namespace: default}\nspec:\n"
+        "  selector: {matchLabels: {app: echo}}\n  portLevelMtls: {9000: {mode: DISABLE}}\n")
+    echo, frontend = f"{mesh.subnet}6", f"{mesh.subnet}2"
+    echo_cluster = "outbound|9000||echo.default.svc.cluster.local"
+
+    def in_force() -> bool:
+        return (inbound_chains(mesh, "echo", f"{echo}_9000") == ["plaintext"]
+                and inbound_chains(mesh, "frontend", f"{frontend}_8080") == ["mtls"]
+                and told_tls_modes(mesh, echo_cluster) == [""])
+
+    try:
+        wait_for(in_force, 15, "echo:9000 plaintext-only, frontend:8080 STRICT, client told")
+        # The echo listener has no TLS chain left: a tunnel that echoes went in plaintext.
+        tunnelled = f"{mesh.subnet}1", 15001
+        wait_for(lambda: echo_reply(*tunnelled, tunnel=True) == b"echo: ping\n", 10,
+                 "a TCP echo through the client's sidecar")
+        assert echo_reply(echo, 9000, tunnel=False) == b"echo: ping\n"
+        # Port 8080 stays mTLS: the client is told tlsMode istio, and plaintext is refused.
+        assert told_tls_modes(mesh, "outbound|8080||frontend.default.svc.cluster.local") == [
+            "istio"]
+        assert mesh.get("http://frontend:8080/")[0] == 200
+        with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+            plaintext_get(frontend, 8080)
+    finally:
+        policy.unlink()
+    wait_for(lambda: inbound_chains(mesh, "echo", f"{echo}_9000") == ["mtls", "plaintext"]
+             and told_tls_modes(mesh, echo_cluster) == ["istio"], 15, "back to PERMISSIVE")
+
+
 def test_a_join_token_for_one_account_cannot_get_another(mesh: LocalMesh) -> None:
     ca_dir = mesh.home / "mesh" / "ca"
     token = TokenIssuer.load_or_create(ca_dir).create("a", "x")
-    client = CertificateClient(f"127.0.0.1:{mesh.state().ca_port}",
-                               (ca_dir / "root-cert.pem").read_bytes(), token)
+    state = mesh.state()  # the first CSR, with a join token, goes to the join port
+    client = CertificateClient(f"127.0.0.1:{state.ca_port}",
+                               (ca_dir / "root-cert.pem").read_bytes(), token,
+                               join_address=f"127.0.0.1:{state.join_port}")
     granted = asyncio.run(client.request(Identity("a", "x")))
     assert b"BEGIN CERTIFICATE" in granted.cert_chain_pem
     with pytest.raises(grpc.aio.AioRpcError) as refused:

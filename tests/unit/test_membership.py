@@ -1,21 +1,48 @@
-"""WorkloadGroup instances: registered while connected, out of endpoints while unhealthy."""
+"""WorkloadGroup instances: registered while connected, in the endpoints only once their
+probe passed and while it keeps passing, and never removed by another stream's close."""
 
 from __future__ import annotations
 
 from heddle.registry.model import Workload
-from heddle.xds.membership import Membership
+from heddle.xds.membership import InstanceKey, Membership
 
 VM = Workload("default", "backend-pool-1", "127.0.20.1", (("app", "backend"),))
+KEY = InstanceKey("default", "backend-pool", VM.address)
 
 
-async def test_join_and_leave_change_the_version_and_notify() -> None:
+async def always(_: Workload) -> bool:
+    return True
+
+
+async def test_an_instance_joins_unhealthy_until_its_probe_first_passes() -> None:
     notified: list[int] = []
     members = Membership(on_change=lambda: notified.append(1))
-    members.join("proxy-1", VM)
-    assert members.healthy() == [VM] and members.version == 1
-    members.leave("proxy-1")
-    members.leave("proxy-1")  # leaving twice is not a change
-    assert members.healthy() == [] and members.version == 2 and len(notified) == 2
+    assert members.join("proxy-1", KEY, VM) is True
+    assert members.healthy() == [] and notified == []  # nothing to push yet
+    await members.check_due(always, now=0)
+    assert members.healthy() == [VM] and members.version == 1 and len(notified) == 1
+
+
+async def test_leaving_removes_the_instance_and_notifies_once() -> None:
+    members = Membership()
+    members.join("proxy-1", KEY, VM)
+    await members.check_due(always, now=0)
+    assert members.leave("proxy-1") is True
+    assert members.leave("proxy-1") is False  # leaving twice is not a change
+    assert members.healthy() == [] and members.version == 2
+
+
+async def test_a_second_stream_neither_replaces_nor_removes_the_first_ones_instance() -> None:
+    members = Membership()
+    members.join("node-1", KEY, VM)
+    await members.check_due(always, now=0)
+    impostor = Workload("default", "other-name", VM.address, (("app", "evil"),))
+    assert members.join("node-2", KEY, impostor) is False  # the same instance: no new one
+    assert members.healthy() == [VM]  # still the first registration's workload
+    assert members.leave("node-2") is False  # the first stream still holds it
+    assert members.healthy() == [VM]
+    assert members.leave("node-1") is True
+    assert members.healthy() == []
 
 
 async def test_failing_probes_remove_the_instance_until_it_answers_again() -> None:
@@ -25,7 +52,7 @@ async def test_failing_probes_remove_the_instance_until_it_answers_again() -> No
         return answers[workload.address]
 
     members = Membership()
-    members.join("proxy-1", VM, period=1, failure_threshold=2)
+    members.join("proxy-1", KEY, VM, period=1, failure_threshold=2)
     await members.check_due(probe, now=0)
     answers[VM.address] = False
     await members.check_due(probe, now=1)
@@ -37,3 +64,14 @@ async def test_failing_probes_remove_the_instance_until_it_answers_again() -> No
     answers[VM.address] = True
     await members.check_due(probe, now=3)
     assert members.healthy() == [VM]
+
+
+async def test_an_instance_that_never_answers_never_gets_traffic() -> None:
+    async def never(_: Workload) -> bool:
+        return False
+
+    members = Membership()
+    members.join("proxy-1", KEY, VM, period=1)
+    for now in range(5):
+        await members.check_due(never, now=now)
+    assert members.healthy() == [] and members.version == 0
