@@ -7,6 +7,7 @@ from typing import Any
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
 
+from heddle.api.compiled_schemas import CompiledSchemas
 from heddle.api.kinds import KindInfo
 from heddle.api.openapi import to_json_schema
 from heddle.api.problems import FieldProblem, did_you_mean
@@ -16,6 +17,7 @@ _PY_TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean
 
 
 _validators: dict[tuple[str, str, str], Draft7Validator] = {}
+_compiled = CompiledSchemas()
 
 
 def validator_for(info: KindInfo, version: str) -> Draft7Validator:
@@ -121,6 +123,10 @@ def check_schema(info: KindInfo, version: str, body: dict[str, Any]) -> list[Fie
     """Every schema violation in `body`; identity fields are checked by the loader and
     metadata by metadata_check."""
     checked = {k: v for k, v in body.items() if k not in ("apiVersion", "kind", "metadata")}
+    schema_key = (info.group, info.kind, info.versions[version])
+    if _compiled.passes(schema_key, lambda: to_json_schema(info.schemas[schema_key[2]]),
+                        checked):
+        return []
     problems: list[FieldProblem] = []
     seen: set[tuple[Any, ...]] = set()
     for error in validator_for(info, version).iter_errors(checked):
