@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from heddle.api.resource import (
 )
 from heddle.api.schema_check import check_schema
 from heddle.api.semantics import check_semantics
-from heddle.api.yaml_documents import PathKey, YamlDocument, read_documents
+from heddle.api.yaml_documents import PathKey, YamlDocument, iter_documents
 
 YAML_SUFFIXES = (".yaml", ".yml")
 # Config is untrusted input: a file is read only up to this size (Kubernetes refuses requests
@@ -188,13 +189,35 @@ def load_object(obj: _Document, result: LoadResult) -> None:
     ))
 
 
+def _load_steps(text: str, file: str, result: LoadResult) -> Iterator[None]:
+    """Load `text` into `result` one document at a time, pausing after each."""
+    for item in iter_documents(text, file):
+        if isinstance(item, Diagnostic):
+            result.diagnostics.append(item)
+            continue
+        for obj in _objects(item):
+            load_object(obj, result)
+        yield
+
+
 def load_text(text: str, file: str) -> LoadResult:
     result = LoadResult()
-    documents, syntax = read_documents(text, file)
-    for doc in documents:
-        for obj in _objects(doc):
-            load_object(obj, result)
-    result.diagnostics += syntax
+    for _ in _load_steps(text, file, result):
+        pass
+    return result
+
+
+async def load_text_cooperatively(text: str, file: str,
+                                  slice_seconds: float = 0.01) -> LoadResult:
+    """As load_text, letting the event loop run every `slice_seconds` of work, so that a
+    file of thousands of documents never stalls the streams and APIs beside it."""
+    result = LoadResult()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + slice_seconds
+    for _ in _load_steps(text, file, result):
+        if loop.time() >= deadline:
+            await asyncio.sleep(0)
+            deadline = loop.time() + slice_seconds
     return result
 
 

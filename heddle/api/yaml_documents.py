@@ -6,6 +6,7 @@ read by the YAML 1.2 core schema."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,8 +163,18 @@ def _syntax_error(err: MarkedYAMLError, file: str) -> Diagnostic:
 
 def read_documents(text: str, file: str) -> tuple[list[YamlDocument], list[Diagnostic]]:
     """Split a YAML stream into documents; an error ends the stream with a diagnostic."""
-    composer = _Composer(text)
     documents: list[YamlDocument] = []
+    for item in iter_documents(text, file):
+        if isinstance(item, Diagnostic):
+            return documents, [item]
+        documents.append(item)
+    return documents, []
+
+
+def iter_documents(text: str, file: str) -> Iterator[YamlDocument | Diagnostic]:
+    """The documents of a YAML stream one at a time (libyaml parses as far as it is asked),
+    so a caller can pause between them; an error is the last item."""
+    composer = _Composer(text)
     flattener = _Flattener()
     index = 0
     try:
@@ -179,15 +190,14 @@ def read_documents(text: str, file: str) -> tuple[list[YamlDocument], list[Diagn
             except (YamlLimitExceeded, DuplicateKey) as err:
                 where = YamlDocument(None, file, index, flattener.positions).position(err.path)
                 if isinstance(err, DuplicateKey):
-                    return documents, [Diagnostic(
-                        Severity.ERROR, f"YAML error: {err}", where,
-                        fix="write each key once in a mapping")]
-                return documents, [Diagnostic(Severity.ERROR, f"YAML refused: {err}", where,
-                                              fix=err.fix)]
-            documents.append(YamlDocument(body, file, index, flattener.positions))
+                    yield Diagnostic(Severity.ERROR, f"YAML error: {err}", where,
+                                     fix="write each key once in a mapping")
+                else:
+                    yield Diagnostic(Severity.ERROR, f"YAML refused: {err}", where, fix=err.fix)
+                return
+            yield YamlDocument(body, file, index, flattener.positions)
             index += 1
     except MarkedYAMLError as err:
-        return documents, [_syntax_error(err, file)]
+        yield _syntax_error(err, file)
     finally:
         composer.dispose()
-    return documents, []

@@ -15,6 +15,7 @@ from heddle.api.loader import (
     LoadResult,
     UnreadableConfig,
     load_text,
+    load_text_cooperatively,
     read_config_text,
     yaml_files,
 )
@@ -47,34 +48,64 @@ class DirectorySource:
             part.startswith(".") for part in relative.parts
         )
 
+    def _read(self, path: Path) -> str | StoreEvent:
+        """The file's text, or the store's event for a file that is gone or unreadable."""
+        try:
+            return read_config_text(path)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return self.store.remove(str(path))
+        except UnreadableConfig as err:
+            return self.store.put(str(path), LoadResult(diagnostics=[err.diagnostic]))
+
+    def _failed(self, source: str, err: Exception) -> LoadResult:
+        """A file whose loading raised (MemoryError included): it must never stop the
+        watch; what was allocated for it is freed with its text."""
+        log.exception("loading %s failed", source)
+        return LoadResult(diagnostics=[Diagnostic(
+            Severity.ERROR, f"cannot load: {type(err).__name__}: {err}",
+            SourcePosition(source, 1, 1),
+            fix="check the file; its last good version stays in force")])
+
     def sync_file(self, path: Path) -> StoreEvent:
         """Bring the store in line with one file as it is on disk now."""
-        source = str(path)
+        text = self._read(path)
+        if isinstance(text, StoreEvent):
+            return text
         try:
-            text = read_config_text(path)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            return self.store.remove(source)
-        except UnreadableConfig as err:
-            return self.store.put(source, LoadResult(diagnostics=[err.diagnostic]))
+            loaded = load_text(text, str(path))
+        except Exception as err:
+            loaded = self._failed(str(path), err)
+        return self.store.put(str(path), loaded)
+
+    async def sync_file_cooperatively(self, path: Path) -> StoreEvent:
+        """sync_file, letting the event loop run while a big file loads."""
+        text = self._read(path)
+        if isinstance(text, StoreEvent):
+            return text
         try:
-            loaded = load_text(text, source)
-        except Exception as err:  # a file must never stop the watch
-            # MemoryError included: what was allocated for this file is freed with `text`.
-            log.exception("loading %s failed", source)
-            loaded = LoadResult(diagnostics=[Diagnostic(
-                Severity.ERROR, f"cannot load: {type(err).__name__}: {err}",
-                SourcePosition(source, 1, 1), fix="check the file; its last good version "
-                "stays in force")])
-        return self.store.put(source, loaded)
+            loaded = await load_text_cooperatively(text, str(path))
+        except Exception as err:
+            loaded = self._failed(str(path), err)
+        return self.store.put(str(path), loaded)
+
+    def _present(self) -> list[Path]:
+        return [Path(p) for p in sorted({str(p.resolve()) for p in yaml_files([self.root])})]
+
+    def _forget_missing(self, present: list[Path]) -> list[StoreEvent]:
+        names = {str(p) for p in present}
+        return [self.store.remove(source) for source in self.store.sources()
+                if source.startswith(str(self.root)) and source not in names]
 
     def load(self) -> list[StoreEvent]:
         """Read every file now; forget files the store holds that are gone."""
-        present = {str(p.resolve()) for p in yaml_files([self.root])}
-        events = [self.sync_file(Path(p)) for p in sorted(present)]
-        for source in self.store.sources():
-            if source.startswith(str(self.root)) and source not in present:
-                events.append(self.store.remove(source))
-        return events
+        present = self._present()
+        return [self.sync_file(p) for p in present] + self._forget_missing(present)
+
+    async def load_cooperatively(self) -> list[StoreEvent]:
+        """load, letting the event loop run between and within files."""
+        present = self._present()
+        return [await self.sync_file_cooperatively(p) for p in present] + \
+            self._forget_missing(present)
 
     async def watch(self, stop: asyncio.Event | None = None, backoff: float = 0.2) -> None:
         """Apply file changes until `stop` is set. `ready` is set once the watch is live.
@@ -109,12 +140,12 @@ class DirectorySource:
             if not self.ready.is_set():
                 self.ready.set()
                 # Anything written before the watch went live is picked up by a full rescan.
-                self.load()
+                await self.load_cooperatively()
             touched = {Path(p) for _, p in changes}
             directories = [p for p in touched if not p.suffix and not p.is_file()]
             if directories:  # a directory moved or vanished: rescan everything
-                self.load()
+                await self.load_cooperatively()
                 continue
             for path in sorted(touched):
                 if self._is_config(path):
-                    self.sync_file(path)
+                    await self.sync_file_cooperatively(path)

@@ -124,14 +124,14 @@ async def test_a_file_that_cannot_be_loaded_never_stops_the_watch(
     watched: Watched, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     source, events = watched
-    real_load_text = directory.load_text
+    real_load = directory.load_text_cooperatively
 
-    def exhausting(text: str, file: str) -> LoadResult:
+    async def exhausting(text: str, file: str) -> LoadResult:
         if file.endswith("huge.yaml"):
             raise MemoryError
-        return real_load_text(text, file)
+        return await real_load(text, file)
 
-    monkeypatch.setattr(directory, "load_text", exhausting)
+    monkeypatch.setattr(directory, "load_text_cooperatively", exhausting)
     (source.root / "huge.yaml").write_text(service_entry("huge"))
     event = await next_change(events, timeout=10.0)
     assert [d.message for d in event.diagnostics] == ["cannot load: MemoryError: "]
@@ -166,3 +166,27 @@ async def test_a_watch_that_fails_is_logged_and_started_again(
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
+
+
+async def test_a_big_file_loads_without_stalling_the_event_loop(watched: Watched) -> None:
+    """While thousands of documents load, other tasks (ADS ACKs, health checks, the debug
+    API) keep running: the load hands the loop back between slices of work."""
+    source, _ = watched
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    await source.sync_file_cooperatively(write_services(source.root / "big.yaml", 2000))
+    task.cancel()
+    assert len([n for n in names(source) if n.startswith("svc-")]) == 2000
+    assert ticks >= 10, ticks
+
+
+def write_services(path: Path, count: int) -> Path:
+    path.write_text("---\n".join(service_entry(f"svc-{i}") for i in range(count)))
+    return path
