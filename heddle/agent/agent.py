@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import hashlib
 import logging
 import os
 import signal
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,8 +58,11 @@ class AgentConfig:
 
 
 def sds_socket_for(workdir: Path) -> Path:
-    """A short path for the SDS socket (Unix socket paths are limited to ~100 bytes)."""
-    digest = hashlib.sha256(str(workdir.resolve()).encode()).hexdigest()[:16]
+    """A short path for the SDS socket (Unix socket paths are limited to ~100 bytes), named
+    by a 64-bit checksum of the workdir: a name, not a secret, so no hashlib (loading OpenSSL
+    for it would cost every agent 3.7 MB)."""
+    path = str(workdir.resolve()).encode()
+    digest = f"{zlib.crc32(path):08x}{zlib.adler32(path):08x}"
     return Path(tempfile.gettempdir()) / f"heddle-sds-{digest}.sock"
 
 
