@@ -21,6 +21,7 @@ from heddle.agent.certificates import CertificateRequestFailed, WorkloadCertific
 from heddle.ca.identity import CONTROL_PLANE_NAMES, Identity
 
 HELPER_TIMEOUT = 30.0  # seconds; the CA call itself times out after 10
+HELPER = ("-m", "heddle.agent.csr_helper")  # run by this Python
 
 
 def _b64(data: bytes) -> str:
@@ -46,13 +47,15 @@ class HelperCertificateClient:
 
     def __init__(self, address: str, root_pem: bytes, token: str, join_address: str = "",
                  server_name: str = CONTROL_PLANE_NAMES[0],
-                 timeout: float = HELPER_TIMEOUT) -> None:
+                 timeout: float = HELPER_TIMEOUT,
+                 helper: tuple[str, ...] = HELPER) -> None:
         self.address = address
         self.join_address = join_address or address
         self.root_pem = root_pem
         self.token = token
         self.server_name = server_name
         self.timeout = timeout
+        self.helper = helper  # the helper's arguments to this Python (a seam for tests)
 
     def _ask(self, identity: Identity, lifetime: datetime.timedelta | None,
              current: WorkloadCertificate | None) -> bytes:
@@ -68,7 +71,7 @@ class HelperCertificateClient:
     async def request(self, identity: Identity, lifetime: datetime.timedelta | None = None,
                       current: WorkloadCertificate | None = None) -> WorkloadCertificate:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "heddle.agent.csr_helper", stdin=asyncio.subprocess.PIPE,
+            sys.executable, *self.helper, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
             out, err = await asyncio.wait_for(
