@@ -6,29 +6,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import hashlib
 import logging
 import os
 import signal
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import grpc
-from aiohttp import web
-
+from heddle.agent import http
 from heddle.agent.bootstrap import bootstrap
 from heddle.agent.certificates import (
-    CertificateClient,
+    CertificateRequestFailed,
     CertificateRotator,
     WorkloadCertificate,
 )
+from heddle.agent.csr_helper import HelperCertificateClient
 from heddle.agent.environment import application_env
 from heddle.agent.envoy_process import EnvoyProcess
 from heddle.agent.sds import SdsServer, serve_sds
 from heddle.ca.identity import Identity
+from heddle.model import ports
 from heddle.model.proxy import Proxy
-from heddle.translate import ports
+
+if TYPE_CHECKING:
+    import grpc
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +58,11 @@ class AgentConfig:
 
 
 def sds_socket_for(workdir: Path) -> Path:
-    """A short path for the SDS socket (Unix socket paths are limited to ~100 bytes)."""
-    digest = hashlib.sha256(str(workdir.resolve()).encode()).hexdigest()[:16]
+    """A short path for the SDS socket (Unix socket paths are limited to ~100 bytes), named
+    by a 64-bit checksum of the workdir: a name, not a secret, so no hashlib (loading OpenSSL
+    for it would cost every agent 3.7 MB)."""
+    path = str(workdir.resolve()).encode()
+    digest = f"{zlib.crc32(path):08x}{zlib.adler32(path):08x}"
     return Path(tempfile.gettempdir()) / f"heddle-sds-{digest}.sock"
 
 
@@ -83,8 +89,8 @@ class Agent:
         if self.sds_socket is None:
             return None
         config = self.config
-        client = CertificateClient(config.ca_address, config.root_cert, config.token,
-                                   config.join_address)
+        client = HelperCertificateClient(config.ca_address, config.root_cert, config.token,
+                                         config.join_address)
         lifetime = (datetime.timedelta(seconds=config.cert_lifetime)
                     if config.cert_lifetime else None)
         identity = Identity(config.proxy.namespace, config.proxy.service_account)
@@ -104,30 +110,28 @@ class Agent:
             try:
                 await self.rotator.refresh()
                 break
-            except grpc.aio.AioRpcError as err:
-                if err.code() in (grpc.StatusCode.PERMISSION_DENIED,
-                                  grpc.StatusCode.UNAUTHENTICATED) or loop.time() > deadline:
-                    raise RuntimeError(f"no workload certificate: {err.details()}") from err
+            except CertificateRequestFailed as err:
+                if err.refused or loop.time() > deadline:
+                    raise RuntimeError(f"no workload certificate: {err.details}") from err
                 await asyncio.sleep(0.2)
         server = await serve_sds(sds, self.sds_socket)
         self._rotation = loop.create_task(self.rotator.run(stop))
         log.info("serving the certificate for %s over SDS", identity)
         return server
 
-    async def _health(self, _: web.Request) -> web.Response:
+    async def _health(self, method: str, target: str) -> tuple[int, str]:
+        if target.partition("?")[0] != "/healthz/ready":
+            return 404, "not found"
+        if method not in ("GET", "HEAD"):
+            return 405, "method not allowed"
         app_up = not self.config.command or (self.app is not None
                                              and self.app.returncode is None)
         if self.envoy_ready.is_set() and app_up:
-            return web.Response(text="ready")
-        return web.Response(status=503, text="not ready")
+            return 200, "ready"
+        return 503, "not ready"
 
-    async def _start_health(self) -> web.AppRunner:
-        app = web.Application()
-        app.router.add_get("/healthz/ready", self._health)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, self.config.proxy.address, ports.HEALTH).start()
-        return runner
+    async def _start_health(self) -> asyncio.Server:
+        return await http.serve(self._health, self.config.proxy.address, ports.HEALTH)
 
     async def _start_app(self) -> None:
         if not self.config.command:
@@ -176,6 +180,7 @@ class Agent:
             envoy_stop.set()
             await supervisor
             await self.envoy.stop()
-            await health.cleanup()
+            health.close()
+            await health.wait_closed()
             if sds_server is not None:
                 await sds_server.stop(grace=None)

@@ -6,8 +6,8 @@ from typing import Any
 
 from heddle.agent.sds import ROOT_SECRET, WORKLOAD_SECRET
 from heddle.ca.identity import CONTROL_PLANE_NAMES
+from heddle.model import ports
 from heddle.model.proxy import Proxy
-from heddle.translate import ports
 
 XDS_CLUSTER = "xds-grpc"
 SDS_CLUSTER = "sds-grpc"  # the agent's SDS server on a Unix socket, as Istio names it

@@ -1,6 +1,8 @@
-"""The agent's workload certificate: its own key, a CSR to the CA, renewal at half-life.
+"""The agent's workload certificate and its renewal at half-life.
 
-The private key is generated here and never leaves the agent's process.
+Light on purpose (no gRPC client, no `cryptography`): the agent runs beside every workload,
+so the key, the CSR and the call to the CA happen in a short-lived helper process
+(`heddle.agent.csr_helper`) and the long-lived agent only keeps the result.
 """
 
 from __future__ import annotations
@@ -11,17 +13,18 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
-from heddle.ca.authority import make_csr, new_key, utcnow
-from heddle.ca.identity import CONTROL_PLANE_NAMES, Identity
-from heddle.ca.service import FULL_METHOD, decode, encode
+from heddle.ca.identity import Identity
 
 log = logging.getLogger(__name__)
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+# gRPC status names after which asking again with the same credentials cannot succeed.
+REFUSED = frozenset({"PERMISSION_DENIED", "UNAUTHENTICATED"})
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 @dataclass(frozen=True)
@@ -42,60 +45,33 @@ class WorkloadCertificate:
         return start + lifetime * (0.5 + random.uniform(-jitter, jitter))
 
 
-class CertificateClient:
-    """Asks the CA for certificates, trusting `root_pem`: the first with the join token over
-    TLS at `join_address`, renewals with the current certificate over mutual TLS at
-    `address` (as Istio renews), so a renewal needs no token that may have expired."""
+class CertificateRequestFailed(Exception):
+    """The CA did not issue a certificate; `code` is the gRPC status name
+    (`UNAVAILABLE`, `PERMISSION_DENIED`, ...)."""
 
-    def __init__(self, address: str, root_pem: bytes, token: str, join_address: str = "",
-                 server_name: str = CONTROL_PLANE_NAMES[0],
-                 clock: Callable[[], datetime.datetime] = utcnow) -> None:
-        self.address = address
-        self.join_address = join_address or address
-        self.root_pem = root_pem
-        self.token = token
-        self.server_name = server_name
-        self.clock = clock
+    def __init__(self, code: str, details: str) -> None:
+        super().__init__(f"{code}: {details}")
+        self.code = code
+        self.details = details
 
-    def _channel(self, current: WorkloadCertificate | None) -> tuple[grpc.aio.Channel,
-                                                                      tuple[tuple[str, str], ...]]:
-        """Where to ask and with what: the current certificate while it is valid, else the
-        join token."""
-        options = [("grpc.ssl_target_name_override", self.server_name)]
-        if current is not None and current.not_after > self.clock():
-            credentials = grpc.ssl_channel_credentials(
-                self.root_pem, private_key=current.key_pem,
-                certificate_chain=current.cert_chain_pem)
-            return grpc.aio.secure_channel(self.address, credentials, options), ()
-        credentials = grpc.ssl_channel_credentials(root_certificates=self.root_pem)
-        return (grpc.aio.secure_channel(self.join_address, credentials, options),
-                (("authorization", f"Bearer {self.token}"),))
+    @property
+    def refused(self) -> bool:
+        """The CA said no (bad token, another identity): retrying will not help."""
+        return self.code in REFUSED
 
+
+class CertificateSource(Protocol):
     async def request(self, identity: Identity, lifetime: datetime.timedelta | None = None,
                       current: WorkloadCertificate | None = None) -> WorkloadCertificate:
-        key = new_key()
-        csr = make_csr(key, identity)
-        channel, metadata = self._channel(current)
-        async with channel:
-            call = channel.unary_unary(FULL_METHOD, request_serializer=encode,
-                                       response_deserializer=decode)
-            reply = await call(
-                {"csr": csr.decode(),
-                 "ttl_seconds": lifetime.total_seconds() if lifetime else 0},
-                metadata=metadata, timeout=10)
-        chain = reply["cert_chain"].encode()
-        leaf = x509.load_pem_x509_certificate(chain)
-        key_pem = key.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
-        return WorkloadCertificate(chain, key_pem, reply["root"].encode(),
-                                   leaf.not_valid_before_utc, leaf.not_valid_after_utc, utcnow())
+        """A new certificate for `identity`, asked for with `current` while it is valid;
+        raises CertificateRequestFailed."""
+        ...
 
 
 class CertificateRotator:
     """Keeps a current certificate and replaces it before it expires, telling listeners."""
 
-    def __init__(self, client: CertificateClient, identity: Identity,
+    def __init__(self, client: CertificateSource, identity: Identity,
                  lifetime: datetime.timedelta | None = None,
                  clock: Callable[[], datetime.datetime] = utcnow) -> None:
         self.client = client
@@ -131,6 +107,6 @@ class CertificateRotator:
                 await self.refresh()
                 log.info("rotated the workload certificate (until %s)",
                          self.current.not_after.isoformat())
-            except grpc.aio.AioRpcError as err:
-                log.warning("certificate renewal failed (%s); retrying", err.details())
+            except CertificateRequestFailed as err:
+                log.warning("certificate renewal failed (%s); retrying", err)
                 await asyncio.sleep(0.5)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 
+from heddle.model import ports
 from heddle.model.proxy import Proxy
-from heddle.translate import ports
 
 
 def application_env(proxy: Proxy, base: dict[str, str] | None = None) -> dict[str, str]:

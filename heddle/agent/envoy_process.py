@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from heddle.agent.http import HttpError, HttpResponse, fetch
 from heddle.supervise import keep_running
 
 
@@ -53,9 +52,9 @@ class EnvoyProcess:
         self.starts += 1
         (self.workdir / "envoy.pid").write_text(f"{self.process.pid}\n")
 
-    async def admin(self, path: str, method: str = "GET") -> httpx.Response:
-        async with httpx.AsyncClient(timeout=5.0) as client:
-            return await client.request(method, self.admin_url + path)
+    async def admin(self, path: str, method: str = "GET") -> HttpResponse:
+        """A call to Envoy's admin API; raises HttpError when it cannot be made."""
+        return await fetch(self.admin_url + path, method)
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
         """Until the admin API says LIVE (every initial xDS fetch done) or time runs out."""
@@ -64,7 +63,7 @@ class EnvoyProcess:
         while loop.time() < deadline:
             if not self.running:
                 raise RuntimeError(f"envoy exited ({self._tail()})")
-            with contextlib.suppress(httpx.HTTPError):
+            with contextlib.suppress(HttpError):
                 if (await self.admin("/ready")).text.strip() == "LIVE":
                     return
             await asyncio.sleep(0.05)
@@ -79,7 +78,7 @@ class EnvoyProcess:
     async def drain(self) -> None:
         """Stop accepting new connections and let open ones finish."""
         if self.running:
-            with contextlib.suppress(httpx.HTTPError):
+            with contextlib.suppress(HttpError):
                 await self.admin("/drain_listeners?graceful", method="POST")
 
     async def stop(self, timeout: float = 10.0) -> None:

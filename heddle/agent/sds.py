@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import logging
 from collections.abc import AsyncIterator
@@ -44,12 +43,13 @@ class SdsServer:
         self._version = ""
         self._changed = asyncio.Condition()
         self._nonces = itertools.count(1)
+        self._versions = itertools.count(1)  # a new version for every certificate
         self.pushes = 0
 
     async def update(self, cert: WorkloadCertificate) -> None:
         async with self._changed:
             self._secrets = secrets_of(cert)
-            self._version = hashlib.sha256(cert.cert_chain_pem + cert.root_pem).hexdigest()[:16]
+            self._version = str(next(self._versions))
             self._changed.notify_all()
 
     def _response(self, names: set[str]) -> discovery_pb2.DiscoveryResponse:

@@ -13,7 +13,7 @@ import typer
 
 from heddle.cli.mesh import require_state, running_state
 from heddle.local.state import WorkloadState
-from heddle.translate import ports
+from heddle.model import ports
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -27,8 +27,9 @@ app.command("proxy-status")(inspect.proxy_status)
 app.command("proxy-config")(inspect.proxy_config)
 app.add_typer(token.app, name="token")
 app.command("control-plane", hidden=True)(processes.control_plane)
-app.command("agent", hidden=True, context_settings={"allow_interspersed_args": False})(
-    processes.agent)
+app.command("agent", hidden=True, add_help_option=False, context_settings={
+    "allow_extra_args": True, "ignore_unknown_options": True,
+    "allow_interspersed_args": False})(processes.agent)
 
 
 @app.command("version")

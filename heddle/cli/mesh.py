@@ -14,8 +14,8 @@ import typer
 
 from heddle.agent.environment import application_env
 from heddle.local.state import MeshState, WorkloadState, heddle_home, pid_alive
+from heddle.model import ports
 from heddle.model.proxy import Proxy, ProxyType
-from heddle.translate import ports
 
 # Heavy modules (pydantic models, grpc, aiohttp, rich) are imported inside the commands
 # that use them, so that quick commands such as `heddle exec` start fast.

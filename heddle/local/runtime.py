@@ -72,6 +72,11 @@ def heddle_command() -> list[str]:
     return [sys.executable, "-m", "heddle"]
 
 
+def agent_command() -> list[str]:
+    """The agent's lean entry point (no CLI framework): one runs beside every Envoy."""
+    return [sys.executable, "-m", "heddle.agent"]
+
+
 async def _terminate(process: asyncio.subprocess.Process, timeout: float = 15) -> None:
     if process.returncode is not None:
         return
@@ -151,7 +156,7 @@ class LocalMesh:
             app_address=app_address(workload.address), agent_pid=0, workdir=str(workdir),
             labels=workload.label_map, service_account=workload.service_account,
             command=command)
-        args = [*heddle_command(), "agent", "--name", workload.name,
+        args = [*agent_command(), "--name", workload.name,
                 "--namespace", workload.namespace, "--address", workload.address,
                 "--app-address", state.app_address, "--labels", json.dumps(state.labels),
                 "--service-account", workload.service_account,

@@ -1,8 +1,13 @@
-"""Well-known proxy ports, as Istio numbers them."""
+"""Well-known proxy ports: they live in `heddle.model.ports` (the agent needs them without
+translation); re-exported here for the translators."""
 
-ADMIN = 15000
-OUTBOUND = 15001
-INBOUND = 15006
-HEALTH = 15021
-XDS_PLAINTEXT = 15010
-XDS_TLS = 15012
+from heddle.model.ports import (
+    ADMIN,
+    HEALTH,
+    INBOUND,
+    OUTBOUND,
+    XDS_PLAINTEXT,
+    XDS_TLS,
+)
+
+__all__ = ["ADMIN", "HEALTH", "INBOUND", "OUTBOUND", "XDS_PLAINTEXT", "XDS_TLS"]

@@ -21,7 +21,8 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf.json_format import ParseDict
 
 from heddle.agent.bootstrap import bootstrap
-from heddle.agent.certificates import CertificateClient, WorkloadCertificate
+from heddle.agent.ca_client import CertificateClient
+from heddle.agent.certificates import WorkloadCertificate
 from heddle.agent.envoy_process import EnvoyProcess
 from heddle.api.loader import load_text
 from heddle.ca.authority import CertificateAuthority, make_csr, new_key

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from heddle.agent.certificates import CertificateClient
+from heddle.agent.ca_client import CertificateClient
 from heddle.ca.identity import Identity
 from heddle.ca.tokens import TokenIssuer
 
