@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -37,6 +38,7 @@ class AdsClient:
         self.responses = 0
         self.bytes_received = 0
         self.changed = asyncio.Event()  # set on every response applied
+        self.last_response_at = 0.0  # time.perf_counter() of the latest response
         self._first = True
         self._reader: asyncio.Task[None] | None = None
         self._call: Any = None
@@ -75,6 +77,7 @@ class AdsClient:
     async def _read(self) -> None:
         async for response in self._call:
             self.responses += 1
+            self.last_response_at = time.perf_counter()
             self.bytes_received += response.ByteSize()
             if self.auto_ack:
                 self.ack(response)
