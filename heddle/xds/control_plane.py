@@ -145,4 +145,4 @@ class ControlPlane:
                 if diagnostic.is_error:
                     log.error("%s", diagnostic)
             if event.changes:
-                self.debouncer.trigger()
+                self.debouncer.trigger(change.key for change in event.changes)

@@ -5,23 +5,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+
+from heddle.api.resource import ResourceKey
+from heddle.xds.push import PushRequest
 
 log = logging.getLogger(__name__)
 
 
 class Debouncer:
-    """Calls `action` once changes stop for `quiet` seconds, or `maximum` after the first."""
+    """Calls `action` once changes stop for `quiet` seconds, or `maximum` after the first,
+    with one request that merges what every trigger since the last call named."""
 
-    def __init__(self, action: Callable[[], Awaitable[None]], quiet: float = 0.1,
+    def __init__(self, action: Callable[[PushRequest], Awaitable[None]], quiet: float = 0.1,
                  maximum: float = 10.0) -> None:
         self._action = action
         self._quiet = quiet
         self._maximum = maximum
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._request: PushRequest | None = None
 
-    def trigger(self) -> None:
+    def trigger(self, changes: Iterable[ResourceKey] | None = None) -> None:
+        """Something changed: the named resources, or (None) anything."""
+        request = PushRequest(None) if changes is None else PushRequest.of(changes)
+        self._request = request.merge(self._request)
         self._changed.set()
 
     def start(self) -> None:
@@ -48,8 +56,9 @@ class Debouncer:
                                            timeout=min(self._quiet, remaining))
                 except TimeoutError:
                     break
+            request, self._request = self._request or PushRequest(None), None
             try:
-                await self._action()
+                await self._action(request)
             except Exception:
                 # One failed push must not end all later ones: the next change tries again.
                 log.exception("push failed")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,19 +35,24 @@ from heddle.translate.sidecar import (
     LISTENER,
     PUSH_ORDER,
     ProxyResources,
-    sidecar_resources,
 )
 from heddle.xds.authorize import NotAuthorized, authorize, authorize_instance
+from heddle.xds.cache import PackCache
+from heddle.xds.generator import CachedSidecarGenerator
 from heddle.xds.membership import InstanceKey, Membership
 from heddle.xds.proxies import UnknownProxy, proxy_from_node
+from heddle.xds.push import PushContext, PushRequest, inconsistencies
 from heddle.xds.status import ProxyStatus
-from heddle.xds.versions import VersionedResource, type_version, versioned
+from heddle.xds.versions import VersionedResource, type_version
 
 log = logging.getLogger(__name__)
 
 Generator = Callable[[MeshSnapshot, Proxy], ProxyResources]
 WILDCARD_TYPES = frozenset({LISTENER, CLUSTER})
 Desired = dict[str, dict[str, VersionedResource]]
+# A push yields to the event loop once it has worked this long without a pause, so ACKs,
+# health checks and new streams are served while a thousand proxies are recomputed.
+YIELD_AFTER = 0.005
 
 
 @dataclass
@@ -73,14 +79,25 @@ class _Stream:
         self.outbox: asyncio.Queue[Any] = asyncio.Queue()
         self.types: dict[str, _TypeState] = {}
         self.desired: Desired = {}
+        self.snapshot: MeshSnapshot | None = None  # what `desired` was computed from
         self.status = ProxyStatus(proxy.id, "delta" if delta else "sotw", connection_id,
                                   identity.spiffe_id if identity else "", peer)
 
-    def refresh(self, resources: ProxyResources) -> None:
-        self.desired = {t: versioned(items) for t, items in resources.by_type.items()}
+    def refresh(self, resources: ProxyResources, snapshot: MeshSnapshot | None = None,
+                ) -> bool:
+        """Take the proxy's new resources, unless they are inconsistent (then keep what it
+        has, and log why): False when refused."""
+        desired = {t: self.server.packs.versioned(items) for t, items in resources.by_type.items()}
+        problems = inconsistencies(desired, resources.of(LISTENER).values())
+        if problems:
+            log.error("%s: not publishing an inconsistent configuration: %s",
+                      self.connection_id, "; ".join(problems))
+            return False
+        self.desired, self.snapshot = desired, snapshot
         # How much configuration this proxy gets: what Sidecar scoping saves is visible here.
         self.status.sizes = {t: (len(items), sum(len(r.body.value) for r in items.values()))
                              for t, items in self.desired.items()}
+        return True
 
     def _wanted(self, type_url: str, state: _TypeState) -> dict[str, VersionedResource]:
         everything = self.desired.get(type_url, {})
@@ -220,10 +237,16 @@ class XdsServer:
     AggregatedDiscoveryService servicer by its two method names."""
 
     def __init__(self, snapshots: Callable[[], MeshSnapshot],
-                 generator: Generator = sidecar_resources,
+                 generator: Generator | None = None,
                  membership: Membership | None = None) -> None:
         self._snapshots = snapshots
-        self._generator = generator
+        self._generator: Generator = generator or CachedSidecarGenerator()
+        self.packs = PackCache()
+        # The push queue: at most one pending request per stream, merged into.
+        self._pending: dict[str, PushRequest] = {}
+        self._draining = False
+        self.pushed_proxies = 0  # streams recomputed by pushes (skipped ones not counted)
+        self.worst_stall = 0.0  # the longest a push kept the event loop, in seconds
         self.membership = membership or Membership()
         self._streams: dict[str, _Stream] = {}  # by connection id
         # By connection id: every open stream's, and the last closed one's of a node id
@@ -260,13 +283,53 @@ class XdsServer:
     def proxies(self) -> list[Proxy]:
         return [s.proxy for s in self._streams.values()]
 
-    async def push_all(self) -> None:
-        """Recompute every connected proxy's resources and send what changed."""
-        snapshot = self._snapshots()
+    async def push_all(self, request: PushRequest | None = None) -> None:
+        """Queue `request` (None: a full push) for every connected stream and work the queue:
+        each stream that needs it is recomputed from the latest snapshot and sent what
+        changed. A request arriving meanwhile merges into the pending ones."""
+        request = request or PushRequest(None)
         self.pushes += 1
-        for stream in list(self._streams.values()):
-            stream.refresh(self._generator(snapshot, stream.proxy))
-            stream.push()
+        for connection_id in self._streams:
+            self._pending[connection_id] = request.merge(self._pending.get(connection_id))
+        if self._draining:
+            return  # the push under way takes these too
+        self._draining = True
+        try:
+            await self._drain()
+        finally:
+            self._draining = False
+        sweep = getattr(self._generator, "sweep", None)
+        if sweep is not None:
+            sweep()
+        self.packs.sweep()
+
+    async def _drain(self) -> None:
+        contexts: dict[tuple[int, int], PushContext] = {}
+        started = time.perf_counter()
+        while self._pending:
+            connection_id = next(iter(self._pending))
+            request = self._pending.pop(connection_id)
+            stream = self._streams.get(connection_id)
+            if stream is None:
+                continue
+            snapshot = self._snapshots()
+            if request.changes is not None and stream.snapshot is not None:
+                old = stream.snapshot
+                key = (id(old), id(snapshot))
+                if key not in contexts:
+                    contexts[key] = PushContext(old, snapshot, request.changes)
+                if not contexts[key].needs_push(stream.proxy):
+                    stream.snapshot = snapshot  # nothing it depends on changed
+                    continue
+            self.pushed_proxies += 1
+            if stream.refresh(self._generator(snapshot, stream.proxy), snapshot):
+                stream.push()
+            elapsed = time.perf_counter() - started
+            if elapsed > YIELD_AFTER:
+                self.worst_stall = max(self.worst_stall, elapsed)
+                await asyncio.sleep(0)
+                started = time.perf_counter()
+        self.worst_stall = max(self.worst_stall, time.perf_counter() - started)
 
     def _register(self, connection_id: str, proxy: Proxy, identity: Identity | None,
                   snapshot: MeshSnapshot) -> None:
@@ -293,7 +356,7 @@ class XdsServer:
         proxy = authorize(proxy_from_node(node, snapshot), node, identity, snapshot)
         connection_id = f"{proxy.id}-{next(self._connections)}"
         stream = _Stream(self, proxy, delta, connection_id, identity, peer)
-        stream.refresh(self._generator(snapshot, proxy))
+        stream.refresh(self._generator(snapshot, proxy), snapshot)
         if proxy.workload_group:
             self._register(connection_id, proxy, identity, snapshot)
         others = self._streams_of(proxy.id)

@@ -20,13 +20,14 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
+def versioned_one(name: str, message: Message) -> VersionedResource:
+    packed = any_pb2.Any()
+    packed.Pack(message, deterministic=True)
+    return VersionedResource(name, _digest(packed.value), packed)
+
+
 def versioned(resources: dict[str, Message]) -> dict[str, VersionedResource]:
-    found = {}
-    for name, message in sorted(resources.items()):
-        packed = any_pb2.Any()
-        packed.Pack(message, deterministic=True)
-        found[name] = VersionedResource(name, _digest(packed.value), packed)
-    return found
+    return {name: versioned_one(name, message) for name, message in sorted(resources.items())}
 
 
 def type_version(resources: dict[str, VersionedResource]) -> str:

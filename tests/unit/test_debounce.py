@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from heddle.xds.debounce import Debouncer
+from heddle.xds.push import PushRequest
 
 
 async def test_a_burst_of_changes_is_pushed_once() -> None:
     pushes: list[int] = []
 
-    async def push() -> None:
+    async def push(request: PushRequest) -> None:
         pushes.append(1)
 
     debouncer = Debouncer(push, quiet=0.05, maximum=10)
@@ -28,7 +29,7 @@ async def test_a_burst_of_changes_is_pushed_once() -> None:
 async def test_changes_that_never_pause_are_pushed_by_the_maximum_delay() -> None:
     pushes: list[int] = []
 
-    async def push() -> None:
+    async def push(request: PushRequest) -> None:
         pushes.append(1)
 
     debouncer = Debouncer(push, quiet=0.2, maximum=0.1)

@@ -1,0 +1,168 @@
+"""Built resources shared across proxies and across snapshots, each keyed by every input that
+shapes it.
+
+A cache entry is only as correct as its key: a key that leaves out an input gives a proxy
+another proxy's (or an older) configuration. So every key is a frozen dataclass whose fields
+name the inputs one by one (as Istio's route cache does), and `heddle.xds.generator` fills
+them from what the translator reads. Entries not used for two generations are dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from google.protobuf.message import Message
+
+from heddle.api.resource import Resource, ResourceKey
+from heddle.registry.model import Endpoint, Service, ServicePort, Workload
+from heddle.xds.versions import VersionedResource, versioned_one
+
+V = TypeVar("V")
+Labels = tuple[tuple[str, str], ...]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    return repr(value)
+
+
+def digest(value: Any) -> str:
+    """A content hash of plain data (YAML bodies, mappings, dataclass reprs)."""
+    text = json.dumps(value, sort_keys=True, default=_plain, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+class Fingerprints:
+    """Each resource's content hash, computed once per resource object (the store keeps the
+    same object while its document is unchanged)."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[Resource[Any], str]] = {}
+
+    def of(self, resource: Resource[Any]) -> str:
+        held = self._by_id.get(id(resource))
+        if held is not None and held[0] is resource:
+            return held[1]
+        value = digest(resource.body)
+        self._by_id[id(resource)] = (resource, value)
+        return value
+
+    def keyed(self, resources: tuple[Resource[Any], ...] | list[Resource[Any]],
+              ) -> tuple[tuple[ResourceKey, str], ...]:
+        return tuple((r.key, self.of(r)) for r in resources)
+
+    def keep_only(self, resources: tuple[Resource[Any], ...]) -> None:
+        alive = {id(r) for r in resources}
+        self._by_id = {i: held for i, held in self._by_id.items() if i in alive}
+
+
+@dataclass(frozen=True)
+class ClusterKey:
+    """Every input of one outbound cluster (translate.clusters.outbound_cluster_resource)."""
+
+    service: Service  # hostname, namespace, ports, location, resolution, selector, addresses
+    port: ServicePort
+    subset: str
+    subset_labels: Labels
+    destination_rule: str  # digest of the merged rule the client sees (its policy, subsets)
+    client_locality: str  # locality-weighted LB is switched on from the client's locality
+    workloads: tuple[Workload, ...]  # DNS endpoints, SANs (service accounts), passthrough
+    namespace_mtls_mode: str  # auto-mTLS: the destination namespace's (or the mesh's) mode
+    secrets: str  # digest of Secrets a SIMPLE/MUTUAL origination reads ("" when none)
+    mesh_config: str
+
+
+@dataclass(frozen=True)
+class EndpointKey:
+    """Every input of one outbound ClusterLoadAssignment (translate.clusters.load_assignment)."""
+
+    service: Service
+    port: ServicePort
+    subset: str
+    subset_labels: Labels
+    # Each endpoint with its workload spelled out: Endpoint compares address and port only,
+    # yet the workload's weight, locality and labels shape the assignment.
+    endpoints: tuple[tuple[Endpoint, Workload], ...]
+    endpoint_mtls_modes: tuple[str, ...]  # each endpoint's workload PeerAuthentication mode
+    destination_rule: str  # outlier detection, localityLbSetting, failoverPriority, TLS mode
+    client_locality: str
+    client_labels: Labels  # the client's labels that failoverPriority may compare
+    mesh_config: str
+
+
+@dataclass(frozen=True)
+class RouteKey:
+    """Every input of the outbound RouteConfiguration (translate.routes.proxy_route_config)."""
+
+    name: str
+    client_namespace: str  # sourceNamespace matches, exportTo, short-name domains
+    client_labels: Labels  # only the label keys a sourceLabels or workloadSelector names
+    outbound_traffic_mode: str  # the catch-all virtual host
+    services: tuple[Service, ...]  # the services in the proxy's scope, in order
+    virtual_services: tuple[tuple[ResourceKey, str], ...]  # in scope, with content digests
+    destination_rules: tuple[tuple[ResourceKey, str], ...]  # hash policies, subsets
+    mesh_config: str
+
+
+class BuildCache(Generic[V]):
+    """Values by key, counted; entries unused for two sweeps are dropped."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Hashable, tuple[V, int]] = {}
+        self.generation = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable, build: Callable[[], V]) -> V:
+        held = self._entries.get(key)
+        if held is not None:
+            self.hits += 1
+            if held[1] != self.generation:
+                self._entries[key] = (held[0], self.generation)
+            return held[0]
+        self.misses += 1
+        value = build()
+        self._entries[key] = (value, self.generation)
+        return value
+
+    def sweep(self) -> None:
+        """Start a new generation, forgetting what the one before last did not use."""
+        self._entries = {k: v for k, v in self._entries.items()
+                         if v[1] >= self.generation - 1}
+        self.generation += 1
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class PackCache:
+    """The packed bytes and content version of each built message, so a cluster shared by a
+    thousand proxies is serialized and hashed once. Keyed by the message object, which the
+    build caches share and nobody mutates once built."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[Message, VersionedResource, int]] = {}
+        self.generation = 0
+
+    def versioned(self, resources: Mapping[str, Message]) -> dict[str, VersionedResource]:
+        found = {}
+        for name, message in sorted(resources.items()):
+            held = self._by_id.get(id(message))
+            if held is None or held[0] is not message or held[1].name != name:
+                held = (message, versioned_one(name, message), self.generation)
+                self._by_id[id(message)] = held
+            elif held[2] != self.generation:
+                self._by_id[id(message)] = (message, held[1], self.generation)
+            found[name] = held[1]
+        return found
+
+    def sweep(self) -> None:
+        self._by_id = {k: v for k, v in self._by_id.items() if v[2] >= self.generation - 1}
+        self.generation += 1
