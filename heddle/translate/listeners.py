@@ -25,6 +25,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 
+from heddle.api.models import SidecarSpec
 from heddle.model.mesh_config import MeshConfig
 from heddle.model.proxy import Proxy
 from heddle.model.scope import sidecar_for
@@ -47,6 +48,7 @@ from heddle.translate.mtls import (
 from heddle.translate.names import inbound_cluster
 from heddle.translate.path_normalization import apply_path_normalization
 from heddle.translate.routes import HTTP_PROTOCOLS
+from heddle.translate.specs import spec_of
 
 OUTBOUND_LISTENER = "virtualOutbound"
 OUTBOUND_ROUTE = "http_proxy"
@@ -158,20 +160,23 @@ def _ingress_overrides(snapshot: MeshSnapshot, proxy: Proxy) -> list[InboundPort
     """A Sidecar resource's `ingress` replaces the ports taken from services: listen on
     `port`, forward to `defaultEndpoint` (its loopback host is the application's address)."""
     sidecar = sidecar_for(snapshot, proxy)
-    ingress = (sidecar.body.get("spec") or {}).get("ingress") if sidecar else None
+    ingress = spec_of(sidecar, SidecarSpec).ingress if sidecar else None
     if not ingress:
         return None
     found = []
     for listener in ingress:
-        port = listener["port"]
-        number = int(port["number"])
-        endpoint = str(listener.get("defaultEndpoint") or "")
+        port = listener.port
+        if port.number is None:
+            continue  # validation lets a port without a number through: it names no port
+        number = port.number
+        endpoint = listener.defaultEndpoint or ""
         socket_path = endpoint.removeprefix("unix://") if endpoint.startswith("unix://") else ""
         app_port = int(endpoint.rsplit(":", 1)[1]) if ":" in endpoint and not socket_path \
-            else int(port.get("targetPort") or number)
-        protocol = str(port.get("protocol") or protocol_from_name(str(port.get("name", ""))))
-        found.append(InboundPort(number, ServicePort(number, str(port.get("name", "")),
-                                                     protocol.upper()), app_port, socket_path))
+            else port.targetPort or number
+        name = port.name or ""
+        protocol = port.protocol or protocol_from_name(name)
+        found.append(InboundPort(number, ServicePort(number, name, protocol.upper()), app_port,
+                                 socket_path))
     return found
 
 
