@@ -31,11 +31,19 @@ from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2,
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 
+from heddle.api.models import AuthorizationPolicySpec, RequestAuthenticationSpec
+from heddle.api.models._generated.security_authorizationpolicy import (
+    AuthorizationPolicySpecAction,
+    AuthorizationPolicySpecRule,
+    AuthorizationPolicySpecRuleFromItemSource,
+    AuthorizationPolicySpecRuleToItemOperation,
+)
 from heddle.api.resource import Resource
 from heddle.api.semantics.security import parse_go_bool
 from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
 from heddle.translate.mtls import ROOT_NAMESPACE
+from heddle.translate.specs import spec_of
 
 DRY_RUN_ANNOTATION = "istio.io/dry-run"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
@@ -261,56 +269,81 @@ def _field(values: list[str], negated: list[str], build: Callable[[str], Any],
     return found
 
 
-def _source(source: dict[str, Any], tcp: bool, deny: bool, namespace: str,
-            ) -> rbac_pb2.Principal:
+Values = tuple[str, list[str], list[str]]  # a field's name, its values, its `notX` values
+
+
+def _source_values(source: AuthorizationPolicySpecRuleFromItemSource) -> tuple[Values, ...]:
+    """The source fields in the order their principals are AND'ed (that of _SOURCE_FIELDS)."""
+    return (
+        ("principals", source.principals or [], source.notPrincipals or []),
+        ("namespaces", source.namespaces or [], source.notNamespaces or []),
+        ("serviceAccounts", [a.root for a in source.serviceAccounts or []],
+         [a.root for a in source.notServiceAccounts or []]),
+        ("ipBlocks", source.ipBlocks or [], source.notIpBlocks or []),
+        ("remoteIpBlocks", source.remoteIpBlocks or [], source.notRemoteIpBlocks or []),
+        ("requestPrincipals", source.requestPrincipals or [], source.notRequestPrincipals or []),
+    )
+
+
+def _operation_values(operation: AuthorizationPolicySpecRuleToItemOperation,
+                      ) -> tuple[Values, ...]:
+    """The operation fields in the order their permissions are AND'ed."""
+    return (
+        ("hosts", operation.hosts or [], operation.notHosts or []),
+        ("ports", operation.ports or [], operation.notPorts or []),
+        ("methods", operation.methods or [], operation.notMethods or []),
+        ("paths", operation.paths or [], operation.notPaths or []),
+    )
+
+
+def _source(source: AuthorizationPolicySpecRuleFromItemSource | None, tcp: bool, deny: bool,
+            namespace: str) -> rbac_pb2.Principal:
     parts: list[rbac_pb2.Principal] = []
-    for name, build in _SOURCE_FIELDS.items():
-        negated_name = "not" + name[0].upper() + name[1:]
-        if tcp and (name in HTTP_ONLY_SOURCE) and (source.get(name) or source.get(negated_name)):
+    for name, values, negated in _source_values(
+            source or AuthorizationPolicySpecRuleFromItemSource()):
+        if tcp and (name in HTTP_ONLY_SOURCE) and (values or negated):
             if deny:
                 continue
             raise _Unsupported(name)
-        parts += _field(source.get(name) or [], source.get(negated_name) or [],
-                        functools.partial(build, namespace), _any_of_principals,
-                        _not_principal)
+        parts += _field(values, negated, functools.partial(_SOURCE_FIELDS[name], namespace),
+                        _any_of_principals, _not_principal)
     if not parts:
         return rbac_pb2.Principal(any=True)
     return parts[0] if len(parts) == 1 else rbac_pb2.Principal(
         and_ids=rbac_pb2.Principal.Set(ids=parts))
 
 
-def _operation(operation: dict[str, Any], tcp: bool, deny: bool) -> rbac_pb2.Permission:
+def _operation(operation: AuthorizationPolicySpecRuleToItemOperation | None, tcp: bool,
+               deny: bool) -> rbac_pb2.Permission:
     parts: list[rbac_pb2.Permission] = []
-    for name, build in _OPERATION_FIELDS.items():
-        negated_name = "not" + name[0].upper() + name[1:]
-        used = operation.get(name) or operation.get(negated_name)
-        if tcp and name in HTTP_ONLY_OPERATION and used:
+    for name, values, negated in _operation_values(
+            operation or AuthorizationPolicySpecRuleToItemOperation()):
+        if tcp and name in HTTP_ONLY_OPERATION and (values or negated):
             if deny:
                 continue
             raise _Unsupported(name)
-        parts += _field(operation.get(name) or [], operation.get(negated_name) or [], build,
-                        _any_of_permissions, _not_permission)
+        parts += _field(values, negated, _OPERATION_FIELDS[name], _any_of_permissions,
+                        _not_permission)
     if not parts:
         return rbac_pb2.Permission(any=True)
     return parts[0] if len(parts) == 1 else rbac_pb2.Permission(
         and_rules=rbac_pb2.Permission.Set(rules=parts))
 
 
-def _rule(rule: dict[str, Any], tcp: bool, deny: bool, namespace: str) -> rbac_pb2.Policy:
+def _rule(rule: AuthorizationPolicySpecRule, tcp: bool, deny: bool, namespace: str,
+          ) -> rbac_pb2.Policy:
     """`namespace`: the policy's, where a service account without one is looked for."""
-    principals = [_source((item or {}).get("source") or {}, tcp, deny, namespace)
-                  for item in rule.get("from") or []]
-    permissions = [_operation((item or {}).get("operation") or {}, tcp, deny)
-                   for item in rule.get("to") or []]
+    principals = [_source(item.source, tcp, deny, namespace) for item in rule.from_ or []]
+    permissions = [_operation(item.operation, tcp, deny) for item in rule.to or []]
     when_principals: list[rbac_pb2.Principal] = []
     when_permissions: list[rbac_pb2.Permission] = []
-    for condition in rule.get("when") or []:
-        key = str(condition.get("key", ""))
+    for condition in rule.when or []:
+        key = condition.key
         if tcp and key.startswith(HTTP_ONLY_WHEN_PREFIXES):
             if deny:
                 continue
             raise _Unsupported(key)
-        values, negated = condition.get("values") or [], condition.get("notValues") or []
+        values, negated = condition.values or [], condition.notValues or []
         if key in DESTINATION_WHEN_KEYS:
             when_permissions += _field(
                 values, negated, functools.partial(_when_permission, key), _any_of_permissions,
@@ -336,6 +369,12 @@ def policy_name(resource: Resource[Any], index: int) -> str:
     return f"ns[{resource.namespace}]-policy[{resource.name}]-rule[{index}]"
 
 
+_POLICY_SPECS: dict[str, type[AuthorizationPolicySpec] | type[RequestAuthenticationSpec]] = {
+    "AuthorizationPolicy": AuthorizationPolicySpec,
+    "RequestAuthentication": RequestAuthenticationSpec,
+}
+
+
 def applicable_policies(snapshot: MeshSnapshot, proxy: Proxy,
                         kind: str = "AuthorizationPolicy") -> list[Resource[Any]]:
     """Security policies of `kind` in the root namespace (mesh-wide) and the workload's
@@ -344,8 +383,8 @@ def applicable_policies(snapshot: MeshSnapshot, proxy: Proxy,
     for namespace in dict.fromkeys([ROOT_NAMESPACE, proxy.namespace]):
         for policy in snapshot.selecting("security.istio.io", kind, namespace,
                                          proxy.label_map):
-            spec = policy.body.get("spec") or {}
-            if not (spec.get("targetRef") or spec.get("targetRefs")):  # not for gateways
+            spec = spec_of(policy, _POLICY_SPECS[kind])
+            if not (spec.targetRef or spec.targetRefs):  # not for gateways
                 found.append(policy)
     return found
 
@@ -364,8 +403,8 @@ def _rbac_sets(snapshot: MeshSnapshot, proxy: Proxy, tcp: bool) -> dict[str, _Ru
     sets = {action: _Rules(rbac_pb2.RBAC(action=value), rbac_pb2.RBAC(action=value))
             for action, value in actions.items()}
     for policy in applicable_policies(snapshot, proxy):
-        spec = policy.body.get("spec") or {}
-        action = str(spec.get("action") or "ALLOW")
+        spec = spec_of(policy, AuthorizationPolicySpec)
+        action = (spec.action or AuthorizationPolicySpecAction.ALLOW).value
         if action not in sets:
             continue  # CUSTOM needs an ext_authz provider from mesh config
         # As Istio reads it (Go's ParseBool): "1", "t", "True" ... mean dry-run too.
@@ -376,9 +415,9 @@ def _rbac_sets(snapshot: MeshSnapshot, proxy: Proxy, tcp: bool) -> dict[str, _Ru
             target.shadow_present = True
         else:
             target.present = True
-        for index, rule in enumerate(spec.get("rules") or []):
+        for index, rule in enumerate(spec.rules or []):
             try:
-                translated = _rule(rule or {}, tcp, deny=action == "DENY",
+                translated = _rule(rule, tcp, deny=action == "DENY",
                                    namespace=policy.namespace)
             except _Unsupported:
                 continue  # an ALLOW rule that cannot match on TCP matches nothing
@@ -468,24 +507,28 @@ def _ext_authz(provider: dict[str, Any]) -> ext_authz_pb2.ExtAuthz | None:
     return config
 
 
+def _provider_name(spec: AuthorizationPolicySpec) -> str | None:
+    return spec.provider.name if spec.provider else None
+
+
 def custom_filters(snapshot: MeshSnapshot, proxy: Proxy) -> list[tuple[str, Message]]:
     """CUSTOM policies: a shadow RBAC filter marks requests their rules match, then ext_authz
     asks the provider about exactly those. A provider missing from mesh config fails closed:
     the rules deny, as Istio does."""
-    policies = [p for p in applicable_policies(snapshot, proxy)
-                if (p.body.get("spec") or {}).get("action") == "CUSTOM"]
+    policies = [(p, spec) for p in applicable_policies(snapshot, proxy)
+                if (spec := spec_of(p, AuthorizationPolicySpec)).action
+                is AuthorizationPolicySpecAction.CUSTOM]
     if not policies:
         return []
-    name = str(((policies[0].body.get("spec") or {}).get("provider") or {}).get("name", ""))
+    name = _provider_name(policies[0][1]) or ""
     # One provider per workload, as in Istio: policies naming another are not applied.
-    chosen = [p for p in policies
-              if ((p.body.get("spec") or {}).get("provider") or {}).get("name") == name]
+    chosen = [(p, spec) for p, spec in policies if _provider_name(spec) == name]
     marks = rbac_pb2.RBAC(action=rbac_pb2.RBAC.ALLOW)
-    for policy in chosen:
-        for index, rule in enumerate((policy.body.get("spec") or {}).get("rules") or []):
+    for policy, spec in chosen:
+        for index, rule in enumerate(spec.rules or []):
             with contextlib.suppress(_Unsupported):
                 marks.policies[EXT_AUTHZ_POLICY_PREFIX + policy_name(policy, index)].CopyFrom(
-                    _rule(rule or {}, tcp=False, deny=False, namespace=policy.namespace))
+                    _rule(rule, tcp=False, deny=False, namespace=policy.namespace))
     provider = snapshot.mesh_config.extension_providers.get(name)
     ext_authz = _ext_authz(dict(provider)) if provider else None
     if ext_authz is None:

@@ -17,10 +17,15 @@ from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from google.protobuf import any_pb2, duration_pb2
 
+from heddle.api.models import RequestAuthenticationSpec
+from heddle.api.models._generated.security_requestauthentication import (
+    RequestAuthenticationSpecJwtRule,
+)
 from heddle.api.resource import Resource
 from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
 from heddle.translate.authz import JWT_FILTER, JWT_PAYLOAD, applicable_policies
+from heddle.translate.specs import spec_of
 
 DEFAULT_HEADER = "Authorization"
 DEFAULT_PREFIX = "Bearer "
@@ -38,36 +43,38 @@ def jwks_cluster_name(uri: str) -> str:
     return f"jwks|{parsed.hostname}|{port}"
 
 
-def _provider(rule: dict[str, Any]) -> jwt.JwtProvider:
+def _jwt_rules(policy: Resource[Any]) -> list[RequestAuthenticationSpecJwtRule]:
+    return spec_of(policy, RequestAuthenticationSpec).jwtRules or []
+
+
+def _provider(rule: RequestAuthenticationSpecJwtRule) -> jwt.JwtProvider:
     provider = jwt.JwtProvider(
-        issuer=str(rule.get("issuer", "")),
-        audiences=[str(a) for a in rule.get("audiences") or []],
-        forward=bool(rule.get("forwardOriginalToken", False)),
+        issuer=rule.issuer or "",
+        audiences=[a.root for a in rule.audiences or []],
+        forward=bool(rule.forwardOriginalToken),
         payload_in_metadata=JWT_PAYLOAD,
     )
-    if "jwks" in rule:
-        provider.local_jwks.inline_string = str(rule["jwks"])
-    elif "jwksUri" in rule:
-        uri = str(rule["jwksUri"])
+    if rule.jwks is not None:
+        provider.local_jwks.inline_string = rule.jwks
+    elif rule.jwksUri is not None:
+        uri = rule.jwksUri
         provider.remote_jwks.http_uri.CopyFrom(http_uri_pb2.HttpUri(
             uri=uri, cluster=jwks_cluster_name(uri), timeout=duration_pb2.Duration(seconds=5)))
         provider.remote_jwks.cache_duration.seconds = 300
-    headers = rule.get("fromHeaders") or []
-    params = rule.get("fromParams") or []
-    cookies = rule.get("fromCookies") or []
+    headers = [(h.name, h.prefix or "") for h in rule.fromHeaders or []]
+    params = [p.root for p in rule.fromParams or []]
+    cookies = [c.root for c in rule.fromCookies or []]
     if not headers and not params and not cookies:  # Istio's default token locations
-        headers = [{"name": DEFAULT_HEADER, "prefix": DEFAULT_PREFIX}]
+        headers = [(DEFAULT_HEADER, DEFAULT_PREFIX)]
         params = [DEFAULT_PARAM]
-    for header in headers:
-        provider.from_headers.add(name=str(header["name"]),
-                                  value_prefix=str(header.get("prefix", "")))
-    provider.from_params.extend(str(p) for p in params)
-    provider.from_cookies.extend(str(c) for c in cookies)
-    if rule.get("outputPayloadToHeader"):
-        provider.forward_payload_header = str(rule["outputPayloadToHeader"])
-    for claim in rule.get("outputClaimToHeaders") or []:
-        provider.claim_to_headers.add(header_name=str(claim["header"]),
-                                      claim_name=str(claim["claim"]))
+    for name, prefix in headers:
+        provider.from_headers.add(name=name, value_prefix=prefix)
+    provider.from_params.extend(params)
+    provider.from_cookies.extend(cookies)
+    if rule.outputPayloadToHeader:
+        provider.forward_payload_header = rule.outputPayloadToHeader
+    for claim in rule.outputClaimToHeaders or []:
+        provider.claim_to_headers.add(header_name=claim.header, claim_name=claim.claim)
     return provider
 
 
@@ -76,7 +83,7 @@ def jwt_filter(snapshot: MeshSnapshot, proxy: Proxy) -> list[tuple[str, jwt.JwtA
     config = jwt.JwtAuthentication()
     names = []
     for policy in applicable(snapshot, proxy):
-        for i, rule in enumerate((policy.body.get("spec") or {}).get("jwtRules") or []):
+        for i, rule in enumerate(_jwt_rules(policy)):
             name = f"origins-{policy.namespace}-{policy.name}-{i}"
             config.providers[name].CopyFrom(_provider(rule))
             names.append(name)
@@ -95,12 +102,12 @@ def jwks_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[cluster_pb2.Clus
     """Clusters through which Envoy fetches remote JWKS (TLS with the system roots for https)."""
     clusters: dict[str, cluster_pb2.Cluster] = {}
     for policy in applicable(snapshot, proxy):
-        for rule in (policy.body.get("spec") or {}).get("jwtRules") or []:
-            uri = rule.get("jwksUri")
-            if not uri or "jwks" in rule:
+        for rule in _jwt_rules(policy):
+            uri = rule.jwksUri
+            if not uri or rule.jwks is not None:
                 continue
-            parsed = urlparse(str(uri))
-            name = jwks_cluster_name(str(uri))
+            parsed = urlparse(uri)
+            name = jwks_cluster_name(uri)
             port = parsed.port or (443 if parsed.scheme == "https" else 80)
             cluster = cluster_pb2.Cluster(name=name, type=cluster_pb2.Cluster.STRICT_DNS,
                                           connect_timeout=duration_pb2.Duration(seconds=5))

@@ -17,9 +17,6 @@ from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2
-from envoy.extensions.filters.http.cors.v3 import cors_pb2
-from envoy.extensions.filters.http.fault.v3 import fault_pb2
-from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
@@ -28,6 +25,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 
+from heddle.api.models import SidecarSpec
 from heddle.model.mesh_config import MeshConfig
 from heddle.model.proxy import Proxy
 from heddle.model.scope import sidecar_for
@@ -35,10 +33,11 @@ from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.from_config import protocol_from_name
 from heddle.registry.model import ServicePort
 from heddle.translate import ports
-from heddle.translate.authz import custom_filters, http_rbac_filters, network_rbac_filters
+from heddle.translate.authz import network_rbac_filters
 from heddle.translate.clusters import inbound_cluster_resource
-from heddle.translate.egress import DFP_FILTER, passthrough_filter
-from heddle.translate.jwt import jwks_clusters, jwt_filter
+from heddle.translate.filters.context import Direction, FilterContext
+from heddle.translate.filters.registry import http_filters
+from heddle.translate.jwt import jwks_clusters
 from heddle.translate.mtls import (
     DISABLE,
     PERMISSIVE,
@@ -48,8 +47,8 @@ from heddle.translate.mtls import (
 )
 from heddle.translate.names import inbound_cluster
 from heddle.translate.path_normalization import apply_path_normalization
-from heddle.translate.route_actions import CORS_FILTER, FAULT_FILTER
 from heddle.translate.routes import HTTP_PROTOCOLS
+from heddle.translate.specs import spec_of
 
 OUTBOUND_LISTENER = "virtualOutbound"
 OUTBOUND_ROUTE = "http_proxy"
@@ -80,10 +79,6 @@ def _access_log() -> accesslog_pb2.AccessLog:
     return accesslog_pb2.AccessLog(name="envoy.access_loggers.stdout", typed_config=_pack(logger))
 
 
-def _router() -> hcm.HttpFilter:
-    return hcm.HttpFilter(name="envoy.filters.http.router", typed_config=_pack(router_pb2.Router()))
-
-
 def _listener(name: str, address: str, port: int,
               filters: Iterable[listener_components_pb2.Filter]) -> listener_pb2.Listener:
     listener = listener_pb2.Listener(
@@ -95,7 +90,7 @@ def _listener(name: str, address: str, port: int,
     return listener
 
 
-def outbound_listener(proxy: Proxy, mesh: MeshConfig) -> listener_pb2.Listener:
+def outbound_listener(snapshot: MeshSnapshot, proxy: Proxy) -> listener_pb2.Listener:
     """The HTTP proxy the application's outbound traffic goes through (routes over RDS)."""
     manager = hcm.HttpConnectionManager(
         stat_prefix="outbound_http_proxy",
@@ -104,10 +99,7 @@ def outbound_listener(proxy: Proxy, mesh: MeshConfig) -> listener_pb2.Listener:
             resource_api_version=config_source_pb2.V3)),
         # CORS and fault act only where a route carries their config (VirtualService corsPolicy,
         # fault); the forward proxy filter only on routes to the passthrough cluster.
-        http_filters=[hcm.HttpFilter(name=CORS_FILTER, typed_config=_pack(cors_pb2.Cors())),
-                      hcm.HttpFilter(name=FAULT_FILTER, typed_config=_pack(fault_pb2.HTTPFault())),
-                      hcm.HttpFilter(name=DFP_FILTER, typed_config=passthrough_filter()),
-                      _router()],
+        http_filters=http_filters(FilterContext(snapshot, proxy, Direction.OUTBOUND)),
         access_log=[_access_log()],
         # Absolute-form requests (GET http://frontend:8080/) arrive from HTTP proxy clients.
         http_protocol_options={"allow_absolute_url": {"value": True}},
@@ -115,7 +107,7 @@ def outbound_listener(proxy: Proxy, mesh: MeshConfig) -> listener_pb2.Listener:
         upgrade_configs=[hcm.HttpConnectionManager.UpgradeConfig(upgrade_type="CONNECT")],
     )
     # Routes match the normalized path, as the server's sidecar and application will see it.
-    apply_path_normalization(manager, mesh)
+    apply_path_normalization(manager, snapshot.mesh_config)
     return _listener(OUTBOUND_LISTENER, proxy.address, ports.OUTBOUND, [
         listener_components_pb2.Filter(name="envoy.filters.network.http_connection_manager",
                                        typed_config=_pack(manager)),
@@ -125,9 +117,9 @@ def outbound_listener(proxy: Proxy, mesh: MeshConfig) -> listener_pb2.Listener:
 Named = list[tuple[str, Message]]
 
 
-def _inbound_http(port: int, policy: Named, mesh: MeshConfig, mtls: bool = False,
+def _inbound_http(port: int, chain: list[hcm.HttpFilter], mesh: MeshConfig, mtls: bool = False,
                   ) -> listener_components_pb2.Filter:
-    """`policy`: the HTTP filters that decide before the router (authn, authz)."""
+    """`chain`: the HTTP filters, from the registry (authn, authz, ..., the router)."""
     cluster = inbound_cluster(port)
     route = route_pb2.RouteConfiguration(name=cluster)
     host = route.virtual_hosts.add(name=f"inbound|http|{port}", domains=["*"])
@@ -135,8 +127,7 @@ def _inbound_http(port: int, policy: Named, mesh: MeshConfig, mtls: bool = False
                     route=rc.RouteAction(cluster=cluster, timeout=duration_pb2.Duration()))
     manager = hcm.HttpConnectionManager(
         stat_prefix=f"inbound_{port}", route_config=route,
-        http_filters=[*(hcm.HttpFilter(name=n, typed_config=_pack(c)) for n, c in policy),
-                      _router()],
+        http_filters=chain,
         access_log=[_access_log()])
     # Before any policy filter: rules match the path the application will receive.
     apply_path_normalization(manager, mesh)
@@ -169,20 +160,23 @@ def _ingress_overrides(snapshot: MeshSnapshot, proxy: Proxy) -> list[InboundPort
     """A Sidecar resource's `ingress` replaces the ports taken from services: listen on
     `port`, forward to `defaultEndpoint` (its loopback host is the application's address)."""
     sidecar = sidecar_for(snapshot, proxy)
-    ingress = (sidecar.body.get("spec") or {}).get("ingress") if sidecar else None
+    ingress = spec_of(sidecar, SidecarSpec).ingress if sidecar else None
     if not ingress:
         return None
     found = []
     for listener in ingress:
-        port = listener["port"]
-        number = int(port["number"])
-        endpoint = str(listener.get("defaultEndpoint") or "")
+        port = listener.port
+        if port.number is None:
+            continue  # validation lets a port without a number through: it names no port
+        number = port.number
+        endpoint = listener.defaultEndpoint or ""
         socket_path = endpoint.removeprefix("unix://") if endpoint.startswith("unix://") else ""
         app_port = int(endpoint.rsplit(":", 1)[1]) if ":" in endpoint and not socket_path \
-            else int(port.get("targetPort") or number)
-        protocol = str(port.get("protocol") or protocol_from_name(str(port.get("name", ""))))
-        found.append(InboundPort(number, ServicePort(number, str(port.get("name", "")),
-                                                     protocol.upper()), app_port, socket_path))
+            else port.targetPort or number
+        name = port.name or ""
+        protocol = port.protocol or protocol_from_name(name)
+        found.append(InboundPort(number, ServicePort(number, name, protocol.upper()), app_port,
+                                 socket_path))
     return found
 
 
@@ -211,15 +205,15 @@ def _inbound_listener(snapshot: MeshSnapshot, proxy: Proxy, number: int, port: S
     (PERMISSIVE), told apart by the TLS inspector. A connection no chain accepts is closed
     before the application sees it."""
     http = port.protocol in HTTP_PROTOCOLS
-    # Authentication first, then CUSTOM, DENY, ALLOW and AUDIT authorization, as Istio orders
-    # them (authorization reads the verified token's claims).
-    policy: Named = [*jwt_filter(snapshot, proxy), *custom_filters(snapshot, proxy),
-                     *http_rbac_filters(snapshot, proxy)] \
-        if http else network_rbac_filters(snapshot, proxy, number)
+    # In the registry's order: authentication, then CUSTOM, DENY, ALLOW and AUDIT
+    # authorization, as Istio orders them (authorization reads the verified token's claims).
+    http_chain = http_filters(FilterContext(snapshot, proxy, Direction.INBOUND, number)) \
+        if http else []
+    policy: Named = [] if http else network_rbac_filters(snapshot, proxy, number)
 
     def filters(mtls: bool) -> list[listener_components_pb2.Filter]:
         if http:
-            return [_inbound_http(number, policy, snapshot.mesh_config, mtls=mtls)]
+            return [_inbound_http(number, http_chain, snapshot.mesh_config, mtls=mtls)]
         return _inbound_tcp(number, policy)
 
     listener = _listener(f"{proxy.address}_{number}", proxy.address, number, [])
@@ -253,4 +247,4 @@ def inbound_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[cluster_pb2.C
 
 
 def sidecar_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[listener_pb2.Listener]:
-    return [outbound_listener(proxy, snapshot.mesh_config), *inbound_listeners(snapshot, proxy)]
+    return [outbound_listener(snapshot, proxy), *inbound_listeners(snapshot, proxy)]

@@ -8,7 +8,6 @@ Certificates never appear in translated config: both sides name the agent's SDS 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
 from envoy.config.core.v3 import base_pb2, config_source_pb2, grpc_service_pb2
 from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
@@ -17,10 +16,12 @@ from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import any_pb2, struct_pb2
 from google.protobuf.message import Message
 
+from heddle.api.models import PeerAuthenticationSpec
 from heddle.model.proxy import Proxy
 from heddle.model.selectors import matches
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import Workload
+from heddle.translate.specs import spec_of
 
 SDS_CLUSTER = "sds-grpc"
 WORKLOAD_SECRET = "default"
@@ -121,14 +122,14 @@ def tls_mode_match() -> struct_pb2.Struct:
     return match
 
 
-def _mode_of(resource_body: dict[str, Any], port: int | None) -> str:
-    spec = resource_body.get("spec") or {}
+def _mode_of(spec: PeerAuthenticationSpec, port: int | None) -> str:
+    """The mode a policy sets (on `port`, else for the workload); "" where it leaves it UNSET."""
     if port is not None:
-        port_mode = ((spec.get("portLevelMtls") or {}).get(str(port)) or {}).get("mode")
-        if port_mode and port_mode != "UNSET":
-            return str(port_mode)
-    mode = (spec.get("mtls") or {}).get("mode")
-    return str(mode) if mode and mode != "UNSET" else ""
+        port_level = (spec.portLevelMtls or {}).get(str(port))
+        if port_level and port_level.mode and port_level.mode != "UNSET":
+            return port_level.mode.value
+    mode = spec.mtls.mode if spec.mtls else None
+    return mode.value if mode and mode != "UNSET" else ""
 
 
 def workload_mtls_mode(snapshot: MeshSnapshot, namespace: str,
@@ -156,21 +157,28 @@ def peer_authentication_mode(snapshot: MeshSnapshot, proxy: Proxy, port: int) ->
 _PEER_AUTHENTICATION = ("security.istio.io", "PeerAuthentication")
 
 
-def _unselected(snapshot: MeshSnapshot, namespace: str) -> list[dict[str, Any]]:
-    return [dict(r.body) for r in snapshot.of_kind(*_PEER_AUTHENTICATION, namespace)
-            if not ((r.body.get("spec") or {}).get("selector") or {}).get("matchLabels")]
+def _policies(snapshot: MeshSnapshot, namespace: str) -> list[PeerAuthenticationSpec]:
+    return [spec_of(r, PeerAuthenticationSpec)
+            for r in snapshot.of_kind(*_PEER_AUTHENTICATION, namespace)]
+
+
+def _match_labels(spec: PeerAuthenticationSpec) -> dict[str, str]:
+    return dict(spec.selector.matchLabels or {}) if spec.selector else {}
+
+
+def _unselected(snapshot: MeshSnapshot, namespace: str) -> list[PeerAuthenticationSpec]:
+    return [spec for spec in _policies(snapshot, namespace) if not _match_labels(spec)]
 
 
 def _workload_mode(snapshot: MeshSnapshot, namespace: str, labels: dict[str, str],
                    port: int) -> str:
-    selected = [dict(r.body) for r in snapshot.of_kind(*_PEER_AUTHENTICATION, namespace)
-                if (sel := ((r.body.get("spec") or {}).get("selector") or {})
-                    .get("matchLabels")) and matches(dict(sel), labels)]
+    selected = [spec for spec in _policies(snapshot, namespace)
+                if (sel := _match_labels(spec)) and matches(sel, labels)]
     return _mode_from(((_unselected(snapshot, ROOT_NAMESPACE), None),
                        (_unselected(snapshot, namespace), None), (selected, port)))
 
 
-def _mode_from(levels: tuple[tuple[list[dict[str, Any]], int | None], ...]) -> str:
+def _mode_from(levels: tuple[tuple[list[PeerAuthenticationSpec], int | None], ...]) -> str:
     """From the widest level to the narrowest: each level's first policy that sets a mode
     replaces what the wider levels said."""
     mode = PERMISSIVE

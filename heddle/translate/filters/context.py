@@ -1,0 +1,41 @@
+"""What a filter builder is given, and what it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm,
+)
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+
+from heddle.model.proxy import Proxy
+from heddle.model.snapshot import MeshSnapshot
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"  # a listener peers reach the workload through
+    OUTBOUND = "outbound"  # the HTTP proxy the application calls out through
+
+
+@dataclass(frozen=True)
+class FilterContext:
+    """One HTTP connection manager being built: for which proxy, which side, which port
+    (the inbound listener's; 0 for the outbound proxy listener, which serves every port)."""
+
+    snapshot: MeshSnapshot
+    proxy: Proxy
+    direction: Direction
+    port: int = 0
+
+
+FilterBuilder = Callable[[FilterContext], list[hcm.HttpFilter]]
+
+
+def http_filter(name: str, config: Message) -> hcm.HttpFilter:
+    packed = any_pb2.Any()
+    packed.Pack(config)
+    return hcm.HttpFilter(name=name, typed_config=packed)

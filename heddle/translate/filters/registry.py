@@ -1,0 +1,49 @@
+"""The order HTTP filters run in on a sidecar, one entry per builder.
+
+As Istio orders them: authentication (jwt_authn) first, since authorization reads the
+verified token's claims; then authorization, CUSTOM (ext_authz) before DENY, ALLOW and
+AUDIT (rbac); then the filters that act per route (cors, fault) and the outbound proxy's
+resolver of unknown hosts; the router last. Each builder decides whether it applies to the
+chain being built (inbound or outbound, which proxy, which port) and returns its filters,
+or none.
+
+Where the next ones go: rate limit after authorization and before the router (a request
+that is denied spends no quota), telemetry (stats) just before the router, ext_proc after
+authorization.
+"""
+
+from __future__ import annotations
+
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm,
+)
+
+from heddle.translate.filters import (
+    cors,
+    dynamic_forward_proxy,
+    ext_authz,
+    fault,
+    jwt_authn,
+    rbac,
+    router,
+)
+from heddle.translate.filters.context import FilterBuilder, FilterContext
+
+HTTP_FILTERS: tuple[tuple[str, FilterBuilder], ...] = (
+    ("jwt_authn", jwt_authn.build),
+    ("ext_authz", ext_authz.build),
+    ("rbac", rbac.build),
+    ("cors", cors.build),
+    ("fault", fault.build),
+    ("dynamic_forward_proxy", dynamic_forward_proxy.build),
+    ("router", router.build),
+)
+
+
+def http_filters(context: FilterContext,
+                 registry: tuple[tuple[str, FilterBuilder], ...] | None = None,
+                 ) -> list[hcm.HttpFilter]:
+    """The chain for one connection manager: every builder's filters, in registry order
+    (`HTTP_FILTERS` unless another registry is given)."""
+    return [found for _, build in (HTTP_FILTERS if registry is None else registry)
+            for found in build(context)]
