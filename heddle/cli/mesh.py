@@ -80,8 +80,9 @@ def up(
     """Start the control plane and every workload DIR declares, each with its sidecar."""
     from heddle.api.diagnostics import Severity
     from heddle.api.loader import load_paths
+    from heddle.app import MeshOptions, local_mesh
     from heddle.cli.processes import run_until_signalled
-    from heddle.local.runtime import LocalMesh, LocalMeshConfig, heddle_command
+    from heddle.local.runtime import heddle_command
 
     if running_state():
         typer.echo("error: a mesh is already running; stop it with `heddle down`", err=True)
@@ -108,10 +109,12 @@ def up(
         state = _wait_until_ready(timeout)
         typer.echo(f"mesh up: {len(state.workloads)} workloads from {state.config_dir}")
         return
-    mesh = LocalMesh(LocalMeshConfig(config_dir, home, xds_port, debug_port, delta,
-                                     debounce_quiet, debounce_max, ca_port, cert_lifetime,
-                                     join_port))
-    run_until_signalled(mesh.run)
+    options = MeshOptions(
+        config_dir, f"127.0.0.1:{xds_port}", debug_port=debug_port,
+        debounce_quiet=debounce_quiet, debounce_max=debounce_max,
+        secure_address=f"127.0.0.1:{ca_port}", join_address=f"127.0.0.1:{join_port}",
+        cert_lifetime=cert_lifetime)
+    run_until_signalled(local_mesh(options, home, delta).run)
 
 
 def down(timeout: float = typer.Option(30.0, help="How long to wait for a clean stop.")) -> None:

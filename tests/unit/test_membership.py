@@ -3,8 +3,8 @@ probe passed and while it keeps passing, and never removed by another stream's c
 
 from __future__ import annotations
 
+from heddle.registry.membership import InstanceKey, Membership
 from heddle.registry.model import Workload
-from heddle.xds.membership import InstanceKey, Membership
 
 VM = Workload("default", "backend-pool-1", "127.0.20.1", (("app", "backend"),))
 KEY = InstanceKey("default", "backend-pool", VM.address)
