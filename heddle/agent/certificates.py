@@ -36,13 +36,13 @@ class WorkloadCertificate:
     not_after: datetime.datetime
     received: datetime.datetime = EPOCH  # when the agent got it
 
-    def renew_at(self, jitter: float = 0.1) -> datetime.datetime:
+    def renew_at(self, rng: random.Random, jitter: float = 0.1) -> datetime.datetime:
         """Half-way through the lifetime, give or take `jitter` of it, as Istio renews. The
         CA backdates not_before a little for clock skew, so count from when it was received
         if that is later."""
         start = max(self.not_before, self.received)
         lifetime = self.not_after - start
-        return start + lifetime * (0.5 + random.uniform(-jitter, jitter))
+        return start + lifetime * (0.5 + rng.uniform(-jitter, jitter))
 
 
 class CertificateRequestFailed(Exception):
@@ -73,8 +73,10 @@ class CertificateRotator:
 
     def __init__(self, client: CertificateSource, identity: Identity,
                  lifetime: datetime.timedelta | None = None,
-                 clock: Callable[[], datetime.datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime.datetime] = utcnow,
+                 rng: random.Random | None = None) -> None:
         self.client = client
+        self.rng = rng or random.Random()
         self.identity = identity
         self.lifetime = lifetime
         self.clock = clock
@@ -97,7 +99,7 @@ class CertificateRotator:
         """Renew at about half-life; retry quickly while the CA is unreachable."""
         while not stop.is_set():
             assert self.current is not None
-            wait = (self.current.renew_at() - self.clock()).total_seconds()
+            wait = (self.current.renew_at(self.rng) - self.clock()).total_seconds()
             try:
                 await asyncio.wait_for(stop.wait(), timeout=max(wait, 0.05))
                 return

@@ -76,12 +76,16 @@ def up(
     cert_lifetime: float = typer.Option(86400.0, help="Workload certificate lifetime (s)."),
     join_port: int = typer.Option(15013, help="Control plane CA over TLS, for the first "
                                               "CSR with a join token."),
+    options_file: Path | None = typer.Option(None, hidden=True, help="The control plane's "  # noqa: B008
+                                             "options as one JSON file (how --detach passes "
+                                             "them on); the flags above are ignored then."),
 ) -> None:
     """Start the control plane and every workload DIR declares, each with its sidecar."""
     from heddle.api.diagnostics import Severity
     from heddle.api.loader import load_paths
+    from heddle.app import MeshOptions, local_mesh
     from heddle.cli.processes import run_until_signalled
-    from heddle.local.runtime import LocalMesh, LocalMeshConfig, heddle_command
+    from heddle.local.runtime import heddle_command
 
     if running_state():
         typer.echo("error: a mesh is already running; stop it with `heddle down`", err=True)
@@ -94,13 +98,19 @@ def up(
         typer.echo(f"error: {config_dir} has errors; fix them before starting", err=True)
         raise typer.Exit(1)
     home = mesh_home()
+    if options_file is not None:
+        options = MeshOptions.read(options_file)
+    else:
+        options = MeshOptions(
+            config_dir, f"127.0.0.1:{xds_port}", debug_port=debug_port,
+            debounce_quiet=debounce_quiet, debounce_max=debounce_max,
+            secure_address=f"127.0.0.1:{ca_port}", join_address=f"127.0.0.1:{join_port}",
+            cert_lifetime=cert_lifetime)
     if detach:
         home.mkdir(parents=True, exist_ok=True)
         (home / "state.json").unlink(missing_ok=True)
-        args = [*heddle_command(), "up", str(config_dir), "--xds-port", str(xds_port),
-                "--debug-port", str(debug_port), "--debounce-quiet", str(debounce_quiet),
-                "--debounce-max", str(debounce_max), "--ca-port", str(ca_port),
-                "--join-port", str(join_port), "--cert-lifetime", str(cert_lifetime),
+        written = options.write(home / "up-options.json")
+        args = [*heddle_command(), "up", str(config_dir), "--options-file", str(written),
                 *(["--delta"] if delta else [])]
         with (home / "supervisor.log").open("ab") as out:
             subprocess.Popen(args, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
@@ -108,10 +118,7 @@ def up(
         state = _wait_until_ready(timeout)
         typer.echo(f"mesh up: {len(state.workloads)} workloads from {state.config_dir}")
         return
-    mesh = LocalMesh(LocalMeshConfig(config_dir, home, xds_port, debug_port, delta,
-                                     debounce_quiet, debounce_max, ca_port, cert_lifetime,
-                                     join_port))
-    run_until_signalled(mesh.run)
+    run_until_signalled(local_mesh(options, home, delta).run)
 
 
 def down(timeout: float = typer.Option(30.0, help="How long to wait for a clean stop.")) -> None:

@@ -19,7 +19,11 @@ def _logging() -> None:
 
 
 def control_plane(
-    config_dir: Path = typer.Option(..., "--dir", help="The watched configuration directory."),  # noqa: B008
+    config_dir: Path | None = typer.Option(None, "--dir", help="The watched configuration "  # noqa: B008
+                                           "directory."),
+    options_file: Path | None = typer.Option(None, help="Every option as one JSON file "  # noqa: B008
+                                             "(heddle.app.MeshOptions; `heddle up` writes "
+                                             "one); the flags below are ignored then."),
     xds_port: int = typer.Option(15010, help="Plaintext xDS port (loopback only)."),
     debug_port: int = typer.Option(15014, help="Debug API port (loopback)."),
     debounce_quiet: float = typer.Option(0.1, help="Push once changes pause this long (s)."),
@@ -31,17 +35,25 @@ def control_plane(
     cert_lifetime: float = typer.Option(86400.0, help="Workload certificate lifetime (s)."),
 ) -> None:
     """Run the control plane: watch DIR, serve xDS to every proxy."""
-    import datetime
+    from heddle.app import ControlPlane, MeshOptions
 
-    from heddle.xds.control_plane import ControlPlane, ControlPlaneConfig
-
+    if options_file is not None:
+        try:
+            options = MeshOptions.read(options_file)
+        except (OSError, ValueError, TypeError) as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from err
+    elif config_dir is None:
+        typer.echo("error: give --dir DIR (or --options-file FILE)", err=True)
+        raise typer.Exit(2)
+    else:
+        options = MeshOptions(
+            config_dir, f"127.0.0.1:{xds_port}", debug_port=debug_port,
+            debounce_quiet=debounce_quiet, debounce_max=debounce_max, ca_dir=ca_dir,
+            secure_address=f"127.0.0.1:{ca_port}", join_address=f"127.0.0.1:{join_port}",
+            cert_lifetime=cert_lifetime)
     _logging()
-    plane = ControlPlane(ControlPlaneConfig(
-        config_dir, f"127.0.0.1:{xds_port}", debug_port=debug_port,
-        debounce_quiet=debounce_quiet, debounce_max=debounce_max, ca_dir=ca_dir,
-        secure_address=f"127.0.0.1:{ca_port}", join_address=f"127.0.0.1:{join_port}",
-        cert_lifetime=datetime.timedelta(seconds=cert_lifetime)))
-    run_until_signalled(plane.run)
+    run_until_signalled(ControlPlane(options).run)
 
 
 def agent(ctx: typer.Context) -> None:

@@ -38,13 +38,17 @@ ADDRESSES_ANNOTATION = "heddle.dev/addresses"
 
 @dataclass(frozen=True)
 class LocalMeshConfig:
+    """What the supervisor itself needs: where the control plane is for the agents, and
+    how to start it. heddle.app builds this from the control plane's options (which reach
+    the control plane whole, through `control_plane_command`), so it never copies them."""
+
     config_dir: Path
     home: Path
+    control_plane_command: tuple[str, ...]
+    ca_dir: Path  # the control plane's CA: the root agents trust and the join-token key
     xds_port: int = 15010
     debug_port: int = 15014
     delta: bool = False
-    debounce_quiet: float = 0.1
-    debounce_max: float = 10.0
     ca_port: int = 15012  # xDS + CA over mutual TLS: the agents' Envoys and renewals
     cert_lifetime: float = 86400.0
     join_port: int = 15013  # the CA over TLS: each agent's first CSR, with its join token
@@ -100,7 +104,7 @@ class LocalMesh:
         self.state = MeshState(str(config.config_dir.resolve()), os.getpid(), config.xds_port,
                                config.debug_port, ca_port=config.ca_port,
                                join_port=config.join_port)
-        self.ca_dir = config.home / "ca"
+        self.ca_dir = config.ca_dir
         # The root is made before anything starts; agents trust it to reach the CA.
         CertificateAuthority.load_or_create(self.ca_dir)
         self.tokens = TokenIssuer.load_or_create(self.ca_dir)
@@ -113,15 +117,8 @@ class LocalMesh:
     async def _start_control_plane(self) -> asyncio.subprocess.Process:
         out = self._log("control-plane.log")
         self.control_plane = await asyncio.create_subprocess_exec(
-            *heddle_command(), "control-plane", "--dir", str(self.config.config_dir),
-            "--xds-port", str(self.config.xds_port),
-            "--debug-port", str(self.config.debug_port),
-            "--debounce-quiet", str(self.config.debounce_quiet),
-            "--debounce-max", str(self.config.debounce_max),
-            "--ca-dir", str(self.ca_dir), "--ca-port", str(self.config.ca_port),
-            "--join-port", str(self.config.join_port),
-            "--cert-lifetime", str(self.config.cert_lifetime),
-            stdout=out, stderr=out, start_new_session=True)
+            *self.config.control_plane_command, stdout=out, stderr=out,
+            start_new_session=True)
         os.close(out)
         self.state.control_plane_pid = self.control_plane.pid
         self.state.save(self.config.home)

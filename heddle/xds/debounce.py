@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 from heddle.api.resource import ResourceKey
+from heddle.clock import Clock, LoopClock, wait_event
 from heddle.xds.push import PushRequest
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,8 @@ class Debouncer:
     with one request that merges what every trigger since the last call named."""
 
     def __init__(self, action: Callable[[PushRequest], Awaitable[None]], quiet: float = 0.1,
-                 maximum: float = 10.0) -> None:
+                 maximum: float = 10.0, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock or LoopClock()
         self._action = action
         self._quiet = quiet
         self._maximum = maximum
@@ -42,19 +44,16 @@ class Debouncer:
                 await self._task
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._changed.wait()
-            first = loop.time()
+            first = self._clock.now()
             while True:
                 self._changed.clear()
-                remaining = first + self._maximum - loop.time()
+                remaining = first + self._maximum - self._clock.now()
                 if remaining <= 0:
                     break
-                try:
-                    await asyncio.wait_for(self._changed.wait(),
-                                           timeout=min(self._quiet, remaining))
-                except TimeoutError:
+                if not await wait_event(self._clock, self._changed,
+                                        min(self._quiet, remaining)):
                     break
             request, self._request = self._request or PushRequest(None), None
             try:

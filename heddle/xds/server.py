@@ -17,7 +17,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,9 +26,10 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from heddle.ca.identity import Identity
 from heddle.ca.peer import Unauthenticated, peer_address, peer_identity
-from heddle.model.proxy import Proxy
+from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.from_config import workload_from_group
+from heddle.registry.membership import InstanceKey, Membership
 from heddle.translate.sidecar import (
     CLUSTER,
     ENDPOINT,
@@ -39,7 +40,6 @@ from heddle.translate.sidecar import (
 from heddle.xds.authorize import NotAuthorized, authorize, authorize_instance
 from heddle.xds.cache import PackCache
 from heddle.xds.generator import CachedSidecarGenerator
-from heddle.xds.membership import InstanceKey, Membership
 from heddle.xds.proxies import UnknownProxy, proxy_from_node
 from heddle.xds.push import PushContext, PushRequest, inconsistencies
 from heddle.xds.status import ProxyStatus
@@ -48,6 +48,8 @@ from heddle.xds.versions import VersionedResource, type_version
 log = logging.getLogger(__name__)
 
 Generator = Callable[[MeshSnapshot, Proxy], ProxyResources]
+# Which generator builds a proxy's resources, by its type (sidecar; router next).
+Generators = Mapping[ProxyType, Generator]
 WILDCARD_TYPES = frozenset({LISTENER, CLUSTER})
 Desired = dict[str, dict[str, VersionedResource]]
 # A push yields to the event loop once it has worked this long without a pause, so ACKs,
@@ -237,10 +239,16 @@ class XdsServer:
     AggregatedDiscoveryService servicer by its two method names."""
 
     def __init__(self, snapshots: Callable[[], MeshSnapshot],
-                 generator: Generator | None = None,
+                 generators: Generators | Generator | None = None,
                  membership: Membership | None = None) -> None:
+        """`generators` by proxy type; one generator serves every type; None: the cached
+        sidecar generator for every type (routers get a sidecar's until theirs exists)."""
         self._snapshots = snapshots
-        self._generator: Generator = generator or CachedSidecarGenerator()
+        if generators is None:
+            generators = CachedSidecarGenerator()
+        if not isinstance(generators, Mapping):
+            generators = dict.fromkeys(ProxyType, generators)
+        self._generators: dict[ProxyType, Generator] = dict(generators)
         self.packs = PackCache()
         # The push queue: at most one pending request per stream, merged into.
         self._pending: dict[str, PushRequest] = {}
@@ -276,9 +284,17 @@ class XdsServer:
         mine.sort(key=lambda s: s.connected)  # stable: newest last within each group
         return mine[-1] if mine else None
 
+    def _generate(self, snapshot: MeshSnapshot, proxy: Proxy) -> ProxyResources:
+        generator = self._generators.get(proxy.type)
+        if generator is None:
+            raise UnknownProxy(f"no configuration is generated for {proxy.type} proxies "
+                               f"(node {proxy.id}); this control plane serves "
+                               f"{', '.join(sorted(self._generators))}")
+        return generator(snapshot, proxy)
+
     def config_of(self, proxy_or_connection_id: str) -> ProxyResources | None:
         stream = self._stream(proxy_or_connection_id)
-        return self._generator(self._snapshots(), stream.proxy) if stream else None
+        return self._generate(self._snapshots(), stream.proxy) if stream else None
 
     def proxies(self) -> list[Proxy]:
         return [s.proxy for s in self._streams.values()]
@@ -298,9 +314,10 @@ class XdsServer:
             await self._drain()
         finally:
             self._draining = False
-        sweep = getattr(self._generator, "sweep", None)
-        if sweep is not None:
-            sweep()
+        for generator in {id(g): g for g in self._generators.values()}.values():
+            sweep = getattr(generator, "sweep", None)
+            if sweep is not None:
+                sweep()
         self.packs.sweep()
 
     async def _drain(self) -> None:
@@ -322,7 +339,7 @@ class XdsServer:
                     stream.snapshot = snapshot  # nothing it depends on changed
                     continue
             self.pushed_proxies += 1
-            if stream.refresh(self._generator(snapshot, stream.proxy), snapshot):
+            if stream.refresh(self._generate(snapshot, stream.proxy), snapshot):
                 stream.push()
             elapsed = time.perf_counter() - started
             if elapsed > YIELD_AFTER:
@@ -356,7 +373,7 @@ class XdsServer:
         proxy = authorize(proxy_from_node(node, snapshot), node, identity, snapshot)
         connection_id = f"{proxy.id}-{next(self._connections)}"
         stream = _Stream(self, proxy, delta, connection_id, identity, peer)
-        stream.refresh(self._generator(snapshot, proxy), snapshot)
+        stream.refresh(self._generate(snapshot, proxy), snapshot)
         if proxy.workload_group:
             self._register(connection_id, proxy, identity, snapshot)
         others = self._streams_of(proxy.id)

@@ -32,9 +32,9 @@ from heddle.ca.tokens import TokenIssuer
 from heddle.config.store import ConfigStore
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
+from heddle.registry.membership import Membership
 from heddle.translate.sidecar import CLUSTER
 from heddle.xds.agent_ports import AgentPorts, start_agent_ports
-from heddle.xds.membership import Membership
 from heddle.xds.server import XdsServer, start_grpc
 from heddle.xds.status import SyncState
 

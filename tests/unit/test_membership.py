@@ -3,8 +3,11 @@ probe passed and while it keeps passing, and never removed by another stream's c
 
 from __future__ import annotations
 
+import asyncio
+
+from heddle.registry.membership import InstanceKey, Membership
 from heddle.registry.model import Workload
-from heddle.xds.membership import InstanceKey, Membership
+from heddle.testing.clock import FakeClock
 
 VM = Workload("default", "backend-pool-1", "127.0.20.1", (("app", "backend"),))
 KEY = InstanceKey("default", "backend-pool", VM.address)
@@ -75,3 +78,26 @@ async def test_an_instance_that_never_answers_never_gets_traffic() -> None:
     for now in range(5):
         await members.check_due(never, now=now)
     assert members.healthy() == [] and members.version == 0
+
+
+async def test_health_checks_probe_once_per_period_of_the_clock() -> None:
+    clock = FakeClock()
+    probed: list[float] = []
+
+    async def probe(_: Workload) -> bool:
+        probed.append(clock.now())
+        return True
+
+    members = Membership(clock=clock)
+    members.join("proxy-1", KEY, VM, period=5.0)
+    stop = asyncio.Event()
+    checks = asyncio.create_task(members.run_health_checks(probe, stop, tick=0.25))
+    await clock.advance(0)
+    assert probed == [0] and members.healthy() == [VM]
+    await clock.advance(4.9)
+    assert probed == [0]
+    await clock.advance(0.2)
+    assert len(probed) == 2
+    stop.set()
+    await clock.advance(1)
+    await checks

@@ -14,10 +14,10 @@ another's registration.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from heddle.clock import Clock, LoopClock, wait_event
 from heddle.registry.model import Workload
 
 Probe = Callable[[Workload], Awaitable[bool]]
@@ -47,7 +47,9 @@ class _Member:
 
 
 class Membership:
-    def __init__(self, on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, on_change: Callable[[], None] = lambda: None,
+                 clock: Clock | None = None) -> None:
+        self._clock: Clock = clock or LoopClock()
         self._members: dict[InstanceKey, _Member] = {}
         self._by_connection: dict[str, InstanceKey] = {}
         self._on_change = on_change
@@ -114,8 +116,6 @@ class Membership:
 
     async def run_health_checks(self, probe: Probe, stop: asyncio.Event,
                                 tick: float = 0.25) -> None:
-        loop = asyncio.get_running_loop()
         while not stop.is_set():
-            await self.check_due(probe, loop.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=tick)
+            await self.check_due(probe, self._clock.now())
+            await wait_event(self._clock, stop, tick)

@@ -1,0 +1,256 @@
+"""The one composition root: a frozen MeshOptions -> every part of the control plane, wired.
+
+`heddle control-plane` (by hand, or started by `heddle up`'s supervisor with the options as
+one JSON file) and the tests all build the control plane here, so an option is added in one
+place: a field of MeshOptions. Nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+from aiohttp import web
+
+from heddle.api.diagnostics import Diagnostic
+from heddle.ca.authority import CertificateAuthority
+from heddle.ca.service import CertificateService
+from heddle.ca.tokens import TokenIssuer
+from heddle.clock import Clock, LoopClock
+from heddle.config.directory import DirectorySource
+from heddle.config.events import StoreEvent
+from heddle.config.source import ConfigSource
+from heddle.config.store import ConfigStore
+from heddle.local.runtime import LocalMesh, LocalMeshConfig, heddle_command
+from heddle.model.mesh_config import MeshConfig
+from heddle.model.proxy import ProxyType
+from heddle.model.snapshot import MeshSnapshot
+from heddle.registry.membership import Membership
+from heddle.registry.model import Workload
+from heddle.translate import ports
+from heddle.xds.agent_ports import start_agent_ports
+from heddle.xds.debounce import Debouncer
+from heddle.xds.debug import debug_app
+from heddle.xds.generator import CachedSidecarGenerator
+from heddle.xds.server import Generator, XdsServer, start_grpc
+
+log = logging.getLogger(__name__)
+
+OPTIONS_FILE = "control-plane.json"  # in the mesh home: what the supervisor starts it with
+
+
+@dataclass(frozen=True)
+class MeshOptions:
+    """Every option of the control plane."""
+
+    config_dir: Path
+    xds_address: str = "127.0.0.1:15010"  # plaintext xDS, loopback only
+    debug_host: str = "127.0.0.1"
+    debug_port: int = 15014
+    debounce_quiet: float = 0.1  # push once changes pause this long (s)
+    debounce_max: float = 10.0  # push at the latest this long after the first change (s)
+    ca_dir: Path | None = None  # where the root (or plugged-in CA) and the token key live
+    secure_address: str = "127.0.0.1:15012"  # xDS + CA over mutual TLS
+    join_address: str = "127.0.0.1:15013"  # the CA (first CSR, join token) over TLS
+    cert_lifetime: float = 86400.0  # the longest workload certificate issued (s)
+
+    @property
+    def xds_port(self) -> int:
+        return port_of(self.xds_address)
+
+    @property
+    def secure_port(self) -> int:
+        return port_of(self.secure_address)
+
+    @property
+    def join_port(self) -> int:
+        return port_of(self.join_address)
+
+    def to_json(self) -> str:
+        return json.dumps({f.name: _plain(getattr(self, f.name))
+                           for f in dataclasses.fields(self)}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "options") -> MeshOptions:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a JSON object of control-plane options")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ValueError(f"{source}: unknown option(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(fields)}")
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            is_path = "Path" in str(fields[name].type)
+            values[name] = Path(value) if is_path and value is not None else value
+        return cls(**values)
+
+    @classmethod
+    def read(cls, path: Path) -> MeshOptions:
+        return cls.from_json(path.read_text(), str(path))
+
+    def write(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json() + "\n")
+        return path
+
+
+def _plain(value: object) -> object:
+    return str(value) if isinstance(value, Path) else value
+
+
+def port_of(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+async def probe_readiness(workload: Workload) -> bool:
+    """A registered instance is healthy while its agent reports ready on the health port."""
+    url = f"http://{workload.address}:{ports.HEALTH}/healthz/ready"
+    try:
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            return (await client.get(url)).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def sidecar_generators() -> dict[ProxyType, Generator]:
+    """One generator per proxy type. Only the sidecar's exists so far: routers get a
+    sidecar's configuration until the gateway generator replaces it here."""
+    sidecar = CachedSidecarGenerator()
+    return {ProxyType.SIDECAR: sidecar, ProxyType.ROUTER: sidecar}
+
+
+@dataclass(frozen=True)
+class CertificateParts:
+    authority: CertificateAuthority
+    tokens: TokenIssuer
+    service: CertificateService
+
+
+class ControlPlane:
+    """The config sources, the store, WorkloadGroup membership, the CA, the xDS server and
+    the debug API, built from `options`; `run` serves until `stop`."""
+
+    def __init__(self, options: MeshOptions, clock: Clock | None = None,
+                 sources: list[ConfigSource] | None = None,
+                 generators: dict[ProxyType, Generator] | None = None) -> None:
+        self.options = options
+        self.clock: Clock = clock or LoopClock()
+        self.store = ConfigStore()
+        self.sources: list[ConfigSource] = (
+            sources if sources is not None else [DirectorySource(options.config_dir,
+                                                                 self.store)])
+        self._snapshot = MeshSnapshot.build(0, [])
+        self._snapshot_key = (0, 0)
+        self.membership = Membership(on_change=self._membership_changed, clock=self.clock)
+        self.generators = generators if generators is not None else sidecar_generators()
+        self.xds = XdsServer(self.snapshot, self.generators, membership=self.membership)
+        self.debouncer = Debouncer(self.xds.push_all, options.debounce_quiet,
+                                   options.debounce_max, clock=self.clock)
+        self.certificates = self._certificates(options.ca_dir) if options.ca_dir else None
+        self._grpc: grpc.aio.Server | None = None
+        self._secure: grpc.aio.Server | None = None
+        self._runner: web.AppRunner | None = None
+
+    def _certificates(self, ca_dir: Path) -> CertificateParts:
+        authority = CertificateAuthority.load_or_create(ca_dir)
+        tokens = TokenIssuer.load_or_create(ca_dir)
+        service = CertificateService(
+            authority, tokens,
+            max_lifetime=datetime.timedelta(seconds=self.options.cert_lifetime))
+        return CertificateParts(authority, tokens, service)
+
+    def snapshot(self) -> MeshSnapshot:
+        """Configuration plus the healthy registered workloads, built once per change of
+        either; its version counts those changes."""
+        key = (self.store.version, self.membership.version)
+        if key != self._snapshot_key:
+            self._snapshot_key = key
+            mesh_config = MeshConfig.from_objects(self.store.unmanaged())
+            if mesh_config.diagnostics != self._snapshot.mesh_config.diagnostics:
+                for diagnostic in mesh_config.diagnostics:
+                    log.error("%s", diagnostic)
+            self._snapshot = MeshSnapshot.build(
+                self._snapshot.version + 1, self.store.resources(), self.membership.healthy(),
+                mesh_config)
+        return self._snapshot
+
+    def diagnostics(self) -> list[Diagnostic]:
+        """Every problem in force: each file's, and the mesh config's."""
+        return self.store.diagnostics() + list(self.snapshot().mesh_config.diagnostics)
+
+    def _membership_changed(self) -> None:
+        self.debouncer.trigger()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        options = self.options
+        for source in self.sources:
+            for event in source.load():
+                _log_errors(event)
+        self._grpc, port = await start_grpc(self.xds, options.xds_address)
+        if self.certificates is not None:
+            listening = await start_agent_ports(
+                self.xds, self.certificates.authority, self.certificates.service,
+                options.secure_address, options.join_address)
+            self._secure = listening.server
+        app = debug_app(self.xds, self.snapshot, self.diagnostics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, options.debug_host, options.debug_port).start()
+        log.info("xDS on port %d (plaintext), debug on %s:%d", port, options.debug_host,
+                 options.debug_port)
+        if self._secure is not None:
+            log.info("xDS + CA on %s (mutual TLS), CA for join tokens on %s (TLS)",
+                     options.secure_address, options.join_address)
+        events = self.store.subscribe()
+        self.debouncer.start()
+        watchers = [asyncio.create_task(source.watch(stop)) for source in self.sources]
+        forwarder = asyncio.create_task(self._forward(events))
+        health = asyncio.create_task(self.membership.run_health_checks(probe_readiness, stop))
+        try:
+            await stop.wait()
+        finally:
+            forwarder.cancel()
+            await health
+            await self.debouncer.stop()
+            await asyncio.gather(*watchers)
+            await self._grpc.stop(grace=1)
+            if self._secure is not None:
+                await self._secure.stop(grace=1)
+            await self._runner.cleanup()
+
+    async def _forward(self, events: asyncio.Queue[StoreEvent]) -> None:
+        """Log each file's new errors and push (debounced) when resources changed."""
+        while True:
+            event = await events.get()
+            _log_errors(event)
+            if event.changes:
+                self.debouncer.trigger(change.key for change in event.changes)
+
+
+def _log_errors(event: StoreEvent) -> None:
+    for diagnostic in event.diagnostics:
+        if diagnostic.is_error:
+            log.error("%s", diagnostic)
+
+
+def local_mesh(options: MeshOptions, home: Path, delta: bool = False) -> LocalMesh:
+    """`heddle up`: the supervisor, which starts the control plane built from `options`
+    (with the CA in the mesh home) as its own process, reading them from one file."""
+    options = dataclasses.replace(options, ca_dir=home / "ca")
+    options_file = options.write(home / OPTIONS_FILE)
+    return LocalMesh(LocalMeshConfig(
+        options.config_dir, home, xds_port=options.xds_port, debug_port=options.debug_port,
+        delta=delta, ca_port=options.secure_port, cert_lifetime=options.cert_lifetime,
+        join_port=options.join_port, ca_dir=home / "ca",
+        control_plane_command=(*heddle_command(), "control-plane", "--options-file",
+                               str(options_file))))
