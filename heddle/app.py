@@ -194,7 +194,7 @@ class ControlPlane:
     async def run(self, stop: asyncio.Event) -> None:
         options = self.options
         for source in self.sources:
-            for event in source.load():
+            for event in await source.load():
                 _log_errors(event)
         self._grpc, port = await start_grpc(self.xds, options.xds_address)
         if self.certificates is not None:

@@ -14,7 +14,6 @@ from heddle.api.loader import (
     YAML_SUFFIXES,
     LoadResult,
     UnreadableConfig,
-    load_text,
     load_text_cooperatively,
     read_config_text,
     yaml_files,
@@ -66,19 +65,9 @@ class DirectorySource:
             SourcePosition(source, 1, 1),
             fix="check the file; its last good version stays in force")])
 
-    def sync_file(self, path: Path) -> StoreEvent:
-        """Bring the store in line with one file as it is on disk now."""
-        text = self._read(path)
-        if isinstance(text, StoreEvent):
-            return text
-        try:
-            loaded = load_text(text, str(path))
-        except Exception as err:
-            loaded = self._failed(str(path), err)
-        return self.store.put(str(path), loaded)
-
-    async def sync_file_cooperatively(self, path: Path) -> StoreEvent:
-        """sync_file, letting the event loop run while a big file loads."""
+    async def sync_file(self, path: Path) -> StoreEvent:
+        """Bring the store in line with one file as it is on disk now, letting the event
+        loop run while a big file loads."""
         text = self._read(path)
         if isinstance(text, StoreEvent):
             return text
@@ -96,16 +85,11 @@ class DirectorySource:
         return [self.store.remove(source) for source in self.store.sources()
                 if source.startswith(str(self.root)) and source not in names]
 
-    def load(self) -> list[StoreEvent]:
-        """Read every file now; forget files the store holds that are gone."""
+    async def load(self) -> list[StoreEvent]:
+        """Read every file now, letting the event loop run between and within files;
+        forget files the store holds that are gone."""
         present = self._present()
-        return [self.sync_file(p) for p in present] + self._forget_missing(present)
-
-    async def load_cooperatively(self) -> list[StoreEvent]:
-        """load, letting the event loop run between and within files."""
-        present = self._present()
-        return [await self.sync_file_cooperatively(p) for p in present] + \
-            self._forget_missing(present)
+        return [await self.sync_file(p) for p in present] + self._forget_missing(present)
 
     async def watch(self, stop: asyncio.Event | None = None, backoff: float = 0.2) -> None:
         """Apply file changes until `stop` is set. `ready` is set once the watch is live.
@@ -140,12 +124,12 @@ class DirectorySource:
             if not self.ready.is_set():
                 self.ready.set()
                 # Anything written before the watch went live is picked up by a full rescan.
-                await self.load_cooperatively()
+                await self.load()
             touched = {Path(p) for _, p in changes}
             directories = [p for p in touched if not p.suffix and not p.is_file()]
             if directories:  # a directory moved or vanished: rescan everything
-                await self.load_cooperatively()
+                await self.load()
                 continue
             for path in sorted(touched):
                 if self._is_config(path):
-                    await self.sync_file_cooperatively(path)
+                    await self.sync_file(path)

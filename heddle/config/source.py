@@ -18,7 +18,7 @@ class ConfigSource(Protocol):
         """Set once the source is watching: changes from then on reach the store."""
         ...
 
-    def load(self) -> list[StoreEvent]:
+    async def load(self) -> list[StoreEvent]:
         """Read everything there is now into the store; each change's event."""
         ...
 

@@ -208,7 +208,7 @@ class LocalMesh:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.config.home.mkdir(parents=True, exist_ok=True)
-        self.source.load()
+        await self.source.load()
         self.state.save(self.config.home)
         control_plane = asyncio.create_task(
             keep_running(self._start_control_plane, stop, "control plane", max_backoff=5.0))

@@ -40,7 +40,7 @@ async def watched(tmp_path: Path) -> AsyncIterator[Watched]:
     (tmp_path / "a.yaml").write_text(service_entry("alpha"))
     store = ConfigStore()
     source = DirectorySource(tmp_path, store)
-    source.load()
+    await source.load()
     events = store.subscribe()
     stop = asyncio.Event()
     task = asyncio.create_task(source.watch(stop))
@@ -181,7 +181,7 @@ async def test_a_big_file_loads_without_stalling_the_event_loop(watched: Watched
             ticks += 1
 
     task = asyncio.create_task(ticker())
-    await source.sync_file_cooperatively(write_services(source.root / "big.yaml", 2000))
+    await source.sync_file(write_services(source.root / "big.yaml", 2000))
     task.cancel()
     assert len([n for n in names(source) if n.startswith("svc-")]) == 2000
     assert ticks >= 10, ticks
