@@ -131,7 +131,11 @@ class _Flattener:
                     raise YamlLimitExceeded(
                         "a merge key (<<) names the mapping that contains it",
                         "merge only mappings defined before and outside this one", path)
-                merged += self._pairs(source, path, inside | {id(source)})
+                # Merging repeats the source's pairs: they count against the alias budget,
+                # or `<<: [*a, *a, ...]` chains would multiply the work without bound.
+                pairs = self._pairs(source, path, inside | {id(source)})
+                self._count_alias(path, len(pairs))
+                merged += pairs
         written = {k.value for k, _ in own if isinstance(k, ScalarNode)}
         taken: set[str] = set()
         for key, value in merged:
@@ -140,8 +144,8 @@ class _Flattener:
                 own.append((key, value))
         return own
 
-    def _count_alias(self, path: PathKey) -> None:
-        self.alias_nodes += 1
+    def _count_alias(self, path: PathKey, nodes: int = 1) -> None:
+        self.alias_nodes += nodes
         if self.alias_nodes > MAX_ALIAS_NODES:
             raise YamlLimitExceeded(
                 f"aliases expand to more than {MAX_ALIAS_NODES} nodes",

@@ -16,6 +16,15 @@ class Identity:
     service_account: str
     trust_domain: str = DEFAULT_TRUST_DOMAIN
 
+    def __post_init__(self) -> None:
+        # A "/" would let one identity spell another's path (ns/a/sa/x/ns/b/sa/y) and pass
+        # a policy written for the other; no Kubernetes name can hold one.
+        for what, value in (("namespace", self.namespace),
+                            ("service account", self.service_account),
+                            ("trust domain", self.trust_domain)):
+            if not value or "/" in value:
+                raise ValueError(f"{what} {value!r} must be a non-empty name without '/'")
+
     @property
     def spiffe_id(self) -> str:
         return f"spiffe://{self.trust_domain}/ns/{self.namespace}/sa/{self.service_account}"

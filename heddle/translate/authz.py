@@ -39,13 +39,12 @@ from heddle.api.models._generated.security_authorizationpolicy import (
     AuthorizationPolicySpecRuleToItemOperation,
 )
 from heddle.api.resource import Resource
-from heddle.api.semantics.security import parse_go_bool
+from heddle.api.semantics.security import DRY_RUN_ANNOTATION, parse_go_bool
 from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
 from heddle.translate.mtls import ROOT_NAMESPACE
 from heddle.translate.specs import spec_of
 
-DRY_RUN_ANNOTATION = "istio.io/dry-run"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 JWT_PAYLOAD = "payload"  # where the JWT filter puts a verified token's claims
 
@@ -161,12 +160,11 @@ def _any_of_permissions(items: list[rbac_pb2.Permission]) -> rbac_pb2.Permission
 
 def _service_account(namespace: str, value: str) -> rbac_pb2.Principal:
     """`NS/SA`, or `SA` in the policy's own `namespace`, as Istio reads a service account
-    (never another namespace's account of the same name); the SPIFFE id may carry more
-    segments around ns/NS and sa/SA, as Istio's matcher allows."""
+    (never another namespace's account of the same name). The id must be exactly
+    spiffe://TD/ns/NS/sa/SA: a looser pattern let spiffe://td/ns/a/sa/x/ns/NS/sa/SA pass."""
     account_namespace, _, account = value.partition("/") if "/" in value \
         else (namespace, "", value)
-    pattern = (rf"spiffe://.+/ns/{re.escape(account_namespace)}/(.+/|)"
-               rf"sa/{re.escape(account)}(/.+)?")
+    pattern = rf"spiffe://[^/]+/ns/{re.escape(account_namespace)}/sa/{re.escape(account)}"
     return rbac_pb2.Principal(authenticated=rbac_pb2.Principal.Authenticated(
         principal_name=string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(
             regex=pattern))))

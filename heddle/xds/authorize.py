@@ -38,8 +38,8 @@ def authorize(proxy: Proxy, node: base_pb2.Node, identity: Identity | None,
         return proxy
     meta = node_metadata(node)
     for where, namespace in (("node id", proxy.namespace),
-                             ("NAMESPACE metadata", str(meta.get("NAMESPACE") or ""))):
-        if namespace and namespace != identity.namespace:
+                             ("NAMESPACE metadata", str(meta.get("NAMESPACE", proxy.namespace)))):
+        if namespace != identity.namespace:  # an empty one too
             raise NotAuthorized(f"the {where} names namespace {namespace}, not the "
                                 f"certificate's ({identity})")
     claimed = str(meta.get("SERVICE_ACCOUNT") or "")

@@ -59,5 +59,7 @@ class Debouncer:
             try:
                 await self._action(request)
             except Exception:
-                # One failed push must not end all later ones: the next change tries again.
+                # One failed push must not end all later ones, nor lose what it was for: the
+                # next request carries these changes too.
                 log.exception("push failed")
+                self._request = request.merge(self._request)

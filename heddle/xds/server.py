@@ -336,7 +336,9 @@ class XdsServer:
                 if key not in contexts:
                     contexts[key] = PushContext(old, snapshot, request.changes)
                 if not contexts[key].needs_push(stream.proxy):
-                    stream.snapshot = snapshot  # nothing it depends on changed
+                    # Nothing it depends on changed. Its config stays computed from `old`:
+                    # marking it at `snapshot` would hide a change that landed during this
+                    # push and that its own, later request then diffs against itself.
                     continue
             self.pushed_proxies += 1
             if stream.refresh(self._generate(snapshot, stream.proxy), snapshot):

@@ -286,3 +286,14 @@ def test_a_duplicate_key_is_an_error_at_the_second_one() -> None:
     _, [error] = read_documents("a: 1\nb:\n  c: 1\n  c: 2\n", "dup.yaml")
     assert error.message == 'YAML error: duplicate key "c"'
     assert str(error.position) == "dup.yaml:4:3"
+
+
+def test_chained_merge_keys_count_against_the_alias_budget() -> None:
+    """`<<: [*a, *a, ...]`, chained, multiplies the merging work tenfold per level."""
+    lines = ["apiVersion: v1", "kind: ConfigMap", "metadata: {name: merges}", "data:",
+             "  m0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9, j: 10}"]
+    lines += [f"  m{i}: &m{i} {{<<: [" + ", ".join([f"*m{i - 1}"] * 10) + "]}"
+              for i in range(1, 10)]
+    [error] = load_text("\n".join(lines) + "\n", "merges.yaml").errors
+    assert "aliases expand to more than 10000 nodes" in error.message
+    assert error.position is not None and error.position.file == "merges.yaml"

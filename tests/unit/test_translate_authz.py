@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from heddle.api.loader import load_paths
 from heddle.model.mesh_config import MeshConfig
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
+from heddle.translate import authz
 from heddle.translate.authz import http_rbac_filters, network_rbac_filters
 from heddle.translate.sidecar import sidecar_resources
 
@@ -179,3 +181,11 @@ def test_a_service_account_without_namespace_is_in_the_policys_namespace() -> No
     assert not matches(api, "spiffe://cluster.local/ns/default/sa/api")
     assert matches(frontend, "spiffe://cluster.local/ns/default/sa/frontend")
     assert not matches(frontend, "spiffe://cluster.local/ns/other/sa/frontend")
+
+
+def test_a_service_account_matches_only_the_exact_spiffe_path() -> None:
+    principal = authz._service_account("default", "admin")
+    pattern = principal.authenticated.principal_name.safe_regex.regex
+    assert re.fullmatch(pattern, "spiffe://cluster.local/ns/default/sa/admin")
+    assert not re.fullmatch(pattern,
+                                   "spiffe://cluster.local/ns/attacker/sa/x/ns/default/sa/admin")

@@ -53,3 +53,17 @@ def test_without_an_identity_config_is_served_but_a_group_is_never_joined() -> N
     assert check(node(SERVICE_ACCOUNT="frontend"), None).service_account == "frontend"
     with pytest.raises(NotAuthorized, match="needs a verified identity"):
         check(node(WORKLOAD_GROUP="pool"), None)
+
+
+def test_a_node_id_with_an_empty_namespace_is_refused() -> None:
+    claimed = base_pb2.Node(id="sidecar~127.0.30.2~frontend.~shop.svc.cluster.local")
+    with pytest.raises(NotAuthorized, match="namespace"):
+        authorize(proxy_from_node(claimed, SNAPSHOT), claimed, Identity("shop", "frontend"),
+                  SNAPSHOT)
+
+
+@pytest.mark.parametrize("namespace, account", [("shop/x", "a"), ("shop", "x/ns/bank/sa/a"),
+                                                ("", "a"), ("shop", "")])
+def test_an_identity_cannot_spell_another_identitys_path(namespace: str, account: str) -> None:
+    with pytest.raises(ValueError, match="without '/'"):
+        Identity(namespace, account)
