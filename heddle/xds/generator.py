@@ -10,7 +10,6 @@ workloads of one namespace that no such rule tells apart share one outbound side
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -24,7 +23,6 @@ from heddle.model.proxy import Proxy
 from heddle.model.scope import NETWORKING, ProxyScope, proxy_scope
 from heddle.model.snapshot import MeshSnapshot
 from heddle.translate.clusters import (
-    OutboundTarget,
     client_locality,
     is_eds,
     load_assignment,
@@ -42,7 +40,6 @@ from heddle.xds.cache import (
     EndpointKey,
     Fingerprints,
     Labels,
-    PackCache,
     RouteKey,
     digest,
 )
@@ -89,7 +86,6 @@ class CachedSidecarGenerator:
         self.endpoints: BuildCache[endpoint_pb2.ClusterLoadAssignment] = BuildCache()
         self.routes: BuildCache[route_pb2.RouteConfiguration] = BuildCache()
         self.fingerprints = Fingerprints()
-        self.packs = PackCache()
         self._snapshot: MeshSnapshot | None = None
         self._rule_digests: dict[int, tuple[object, str]] = {}
 
@@ -104,7 +100,6 @@ class CachedSidecarGenerator:
         """After a push: forget what two pushes in a row did not use."""
         for cache in (self.clusters, self.endpoints, self.routes):
             cache.sweep()
-        self.packs.sweep()
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {name: {"entries": len(c), "hits": c.hits, "misses": c.misses}
@@ -153,7 +148,7 @@ class CachedSidecarGenerator:
         mesh = self._mesh(snapshot)
         clusters: list[cluster_pb2.Cluster] = []
         endpoints: list[endpoint_pb2.ClusterLoadAssignment] = []
-        for target in _targets(outbound, client):
+        for target in outbound_targets(outbound, client):
             service = target.service
             rule = destination_rule(outbound, service.hostname, service.namespace,
                                     client.namespace, dict(labels))
@@ -204,6 +199,3 @@ class CachedSidecarGenerator:
         return self.routes.get(key, lambda: proxy_route_config(
             outbound, OUTBOUND_ROUTE, client, scope.outbound_traffic_mode))
 
-
-def _targets(outbound: MeshSnapshot, client: Proxy) -> Iterator[OutboundTarget]:
-    return outbound_targets(outbound, client)

@@ -100,9 +100,7 @@ class PushContext:
         for key in set(before) | set(after):
             old, new = before.get(key), after.get(key)
             if (old != new or old is None or new is None
-                    or self.old.registry.workloads_of(old) != self.new.registry.workloads_of(new)
-                    or tuple(w.network for w in self.old.registry.workloads_of(old))
-                    != tuple(w.network for w in self.new.registry.workloads_of(new))):
+                    or self.old.registry.workloads_of(old) != self.new.registry.workloads_of(new)):
                 self.changed_hosts.add(key[1])
                 self.selectors += [s.selector for s in (old, new)
                                    if s is not None and s.selector is not None]

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 Generator = Callable[[MeshSnapshot, Proxy], ProxyResources]
 # Which generator builds a proxy's resources, by its type (sidecar; router next).
 Generators = Mapping[ProxyType, Generator]
+MAX_DISCONNECTED = 1000  # statuses of proxies gone, kept for proxy-status
 WILDCARD_TYPES = frozenset({LISTENER, CLUSTER})
 Desired = dict[str, dict[str, VersionedResource]]
 # A push yields to the event loop once it has worked this long without a pause, so ACKs,
@@ -400,7 +401,15 @@ class XdsServer:
         self.membership.leave(stream.connection_id)
         if self._streams_of(stream.proxy.id):  # the node is still served: forget this one
             self.statuses.pop(stream.connection_id, None)
+        self._forget_oldest_disconnected()
         log.info("%s disconnected", stream.connection_id)
+
+    def _forget_oldest_disconnected(self) -> None:
+        """Keep at most MAX_DISCONNECTED statuses of gone proxies: a client inventing node
+        ids must not grow them without bound."""
+        gone = [c for c, s in self.statuses.items() if not s.connected]
+        for connection_id in gone[:max(0, len(gone) - MAX_DISCONNECTED)]:
+            del self.statuses[connection_id]  # dicts keep insertion order: oldest first
 
     async def _refuse(self, context: grpc.aio.ServicerContext[Any, Any],
                       code: grpc.StatusCode, message: str) -> None:

@@ -26,10 +26,6 @@ def versioned_one(name: str, message: Message) -> VersionedResource:
     return VersionedResource(name, _digest(packed.value), packed)
 
 
-def versioned(resources: dict[str, Message]) -> dict[str, VersionedResource]:
-    return {name: versioned_one(name, message) for name, message in sorted(resources.items())}
-
-
 def type_version(resources: dict[str, VersionedResource]) -> str:
     joined = "\n".join(f"{name}={r.version}" for name, r in sorted(resources.items()))
     return _digest(joined.encode())

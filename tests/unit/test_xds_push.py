@@ -135,3 +135,17 @@ spec: {selector: {matchLabels: {app: web}}, mtls: {mode: DISABLE}}
             assert a.responses == responses
     finally:
         await server.stop(None)
+
+
+def test_statuses_of_gone_proxies_are_bounded() -> None:
+    from heddle.xds import server as xds_server
+    from heddle.xds.status import ProxyStatus
+
+    xds = xds_server.XdsServer(lambda: MeshSnapshot.build(0, []))
+    for i in range(xds_server.MAX_DISCONNECTED + 50):
+        status = ProxyStatus(f"sidecar~10.0.0.1~w-{i}.a~a.svc.cluster.local", "sotw", f"c-{i}")
+        status.connected = False
+        xds.statuses[f"c-{i}"] = status
+    xds._forget_oldest_disconnected()
+    assert len(xds.statuses) == xds_server.MAX_DISCONNECTED
+    assert "c-0" not in xds.statuses and f"c-{xds_server.MAX_DISCONNECTED + 49}" in xds.statuses
