@@ -224,6 +224,7 @@ class ControlPlane:
             await self.debouncer.stop()
             await asyncio.gather(*watchers)
             await self._grpc.stop(grace=1)
+            self.xds.close()
             if self._secure is not None:
                 await self._secure.stop(grace=1)
             await self._runner.cleanup()

@@ -31,7 +31,7 @@ def debug_app(xds: XdsServer, snapshots: Callable[[], MeshSnapshot],
     async def config_dump(request: web.Request) -> web.Response:
         """`?proxy=` a node id (its newest stream's config) or a connection id."""
         proxy_id = request.query.get("proxy", "")
-        config = xds.config_of(proxy_id)
+        config = await xds.config_of(proxy_id)
         if config is None:
             known = ", ".join(sorted({s.proxy_id for s in xds.statuses.values()
                                       if s.connected})) or "none connected"

@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
@@ -53,9 +54,7 @@ Generators = Mapping[ProxyType, Generator]
 MAX_DISCONNECTED = 1000  # statuses of proxies gone, kept for proxy-status
 WILDCARD_TYPES = frozenset({LISTENER, CLUSTER})
 Desired = dict[str, dict[str, VersionedResource]]
-# A push yields to the event loop once it has worked this long without a pause, so ACKs,
-# health checks and new streams are served while a thousand proxies are recomputed.
-YIELD_AFTER = 0.005
+T = TypeVar("T")
 
 
 @dataclass
@@ -68,6 +67,22 @@ class _TypeState:
     held: dict[str, str] = field(default_factory=dict)
     pending: dict[str, dict[str, str]] = field(default_factory=dict)
     last_sent: dict[str, str] = field(default_factory=dict)  # name -> version last sent
+
+
+@dataclass(frozen=True)
+class Built:
+    """One proxy's resources, packed with their content versions and checked."""
+
+    desired: Desired
+    problems: list[str]
+    sizes: dict[str, tuple[int, int]]
+
+
+def _built(resources: ProxyResources, packs: PackCache) -> Built:
+    desired = {t: packs.versioned(items) for t, items in resources.by_type.items()}
+    return Built(desired, inconsistencies(desired, resources.of(LISTENER).values()),
+                 {t: (len(items), sum(len(r.body.value) for r in items.values()))
+                  for t, items in desired.items()})
 
 
 class _Stream:
@@ -86,20 +101,16 @@ class _Stream:
         self.status = ProxyStatus(proxy.id, "delta" if delta else "sotw", connection_id,
                                   identity.spiffe_id if identity else "", peer)
 
-    def refresh(self, resources: ProxyResources, snapshot: MeshSnapshot | None = None,
-                ) -> bool:
+    def adopt(self, built: Built, snapshot: MeshSnapshot | None = None) -> bool:
         """Take the proxy's new resources, unless they are inconsistent (then keep what it
         has, and log why): False when refused."""
-        desired = {t: self.server.packs.versioned(items) for t, items in resources.by_type.items()}
-        problems = inconsistencies(desired, resources.of(LISTENER).values())
-        if problems:
+        if built.problems:
             log.error("%s: not publishing an inconsistent configuration: %s",
-                      self.connection_id, "; ".join(problems))
+                      self.connection_id, "; ".join(built.problems))
             return False
-        self.desired, self.snapshot = desired, snapshot
+        self.desired, self.snapshot = built.desired, snapshot
         # How much configuration this proxy gets: what Sidecar scoping saves is visible here.
-        self.status.sizes = {t: (len(items), sum(len(r.body.value) for r in items.values()))
-                             for t, items in self.desired.items()}
+        self.status.sizes = built.sizes
         return True
 
     def _wanted(self, type_url: str, state: _TypeState) -> dict[str, VersionedResource]:
@@ -251,11 +262,17 @@ class XdsServer:
             generators = dict.fromkeys(ProxyType, generators)
         self._generators: dict[ProxyType, Generator] = dict(generators)
         self.packs = PackCache()
+        # Translation and packing run on one worker thread, never on the event loop, so
+        # ACKs, health checks, the debug API and new streams are served during a push of a
+        # thousand proxies (the interpreter hands the loop the GIL every few milliseconds).
+        # One thread: the generators' caches are only ever touched by it.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xds-translate")
+        weakref.finalize(self, self._worker.shutdown, wait=False)
+        self._tasks: set[asyncio.Task[None]] = set()
         # The push queue: at most one pending request per stream, merged into.
         self._pending: dict[str, PushRequest] = {}
         self._draining = False
         self.pushed_proxies = 0  # streams recomputed by pushes (skipped ones not counted)
-        self.worst_stall = 0.0  # the longest a push kept the event loop, in seconds
         self.membership = membership or Membership()
         self._streams: dict[str, _Stream] = {}  # by connection id
         # By connection id: every open stream's, and the last closed one's of a node id
@@ -293,9 +310,23 @@ class XdsServer:
                                f"{', '.join(sorted(self._generators))}")
         return generator(snapshot, proxy)
 
-    def config_of(self, proxy_or_connection_id: str) -> ProxyResources | None:
+    async def _in_worker(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, work)
+
+    async def _build(self, snapshot: MeshSnapshot, proxy: Proxy) -> Built:
+        return await self._in_worker(
+            lambda: _built(self._generate(snapshot, proxy), self.packs))
+
+    async def config_of(self, proxy_or_connection_id: str) -> ProxyResources | None:
         stream = self._stream(proxy_or_connection_id)
-        return self._generate(self._snapshots(), stream.proxy) if stream else None
+        if stream is None:
+            return None
+        snapshot, proxy = self._snapshots(), stream.proxy
+        return await self._in_worker(lambda: self._generate(snapshot, proxy))
+
+    def close(self) -> None:
+        """Stop the translation worker (after the gRPC server has stopped)."""
+        self._worker.shutdown(wait=False, cancel_futures=True)
 
     def proxies(self) -> list[Proxy]:
         return [s.proxy for s in self._streams.values()]
@@ -308,6 +339,9 @@ class XdsServer:
         self.pushes += 1
         for connection_id in self._streams:
             self._pending[connection_id] = request.merge(self._pending.get(connection_id))
+        await self._work_queue()
+
+    async def _work_queue(self) -> None:
         if self._draining:
             return  # the push under way takes these too
         self._draining = True
@@ -315,15 +349,25 @@ class XdsServer:
             await self._drain()
         finally:
             self._draining = False
+        await self._in_worker(self._sweep)
+
+    def _sweep(self) -> None:
         for generator in {id(g): g for g in self._generators.values()}.values():
             sweep = getattr(generator, "sweep", None)
             if sweep is not None:
                 sweep()
         self.packs.sweep()
 
+    def _push_later(self, connection_id: str) -> None:
+        """Queue a full push for one stream, working the queue unless a push is under way."""
+        self._pending[connection_id] = PushRequest(None)
+        if not self._draining:
+            task = asyncio.create_task(self._work_queue())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
     async def _drain(self) -> None:
         contexts: dict[tuple[int, int], PushContext] = {}
-        started = time.perf_counter()
         while self._pending:
             connection_id = next(iter(self._pending))
             request = self._pending.pop(connection_id)
@@ -342,14 +386,9 @@ class XdsServer:
                     # push and that its own, later request then diffs against itself.
                     continue
             self.pushed_proxies += 1
-            if stream.refresh(self._generate(snapshot, stream.proxy), snapshot):
+            built = await self._build(snapshot, stream.proxy)
+            if connection_id in self._streams and stream.adopt(built, snapshot):
                 stream.push()
-            elapsed = time.perf_counter() - started
-            if elapsed > YIELD_AFTER:
-                self.worst_stall = max(self.worst_stall, elapsed)
-                await asyncio.sleep(0)
-                started = time.perf_counter()
-        self.worst_stall = max(self.worst_stall, time.perf_counter() - started)
 
     def _register(self, connection_id: str, proxy: Proxy, identity: Identity | None,
                   snapshot: MeshSnapshot) -> None:
@@ -371,12 +410,17 @@ class XdsServer:
         log.info("%s %s WorkloadGroup instance %s (healthy once its probe passes)",
                  connection_id, "registered" if new else "joined the existing", key)
 
-    def _open(self, node: Any, delta: bool, identity: Identity | None, peer: str) -> _Stream:
+    async def _open(self, node: Any, delta: bool, identity: Identity | None, peer: str,
+                    ) -> _Stream:
         snapshot = self._snapshots()
         proxy = authorize(proxy_from_node(node, snapshot), node, identity, snapshot)
         connection_id = f"{proxy.id}-{next(self._connections)}"
         stream = _Stream(self, proxy, delta, connection_id, identity, peer)
-        stream.refresh(self._generate(snapshot, proxy), snapshot)
+        stream.adopt(await self._build(snapshot, proxy), snapshot)
+        if self._snapshots() is not snapshot:
+            # A push went by while this proxy's first configuration was built, and this
+            # stream was not yet among those it queued: push it the latest.
+            self._push_later(connection_id)
         if proxy.workload_group:
             self._register(connection_id, proxy, identity, snapshot)
         others = self._streams_of(proxy.id)
@@ -429,7 +473,7 @@ class XdsServer:
         if first is None:
             return
         try:
-            stream = self._open(first.node, delta, identity, peer)
+            stream = await self._open(first.node, delta, identity, peer)
         except UnknownProxy as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
             return
