@@ -258,8 +258,8 @@ class RunningEnvoy:
 
     async def wait_until(self, check: Callable[[], Awaitable[bool]], timeout: float,
                          what: str) -> None:
-        """Until `check()` holds; AssertionError naming `what` (and Envoy's last words if it
-        exited meanwhile) after `timeout` seconds."""
+        """Until `check()` holds: AssertionError naming `what` after `timeout` seconds,
+        EnvoyFailed (with Envoy's last words) at once if Envoy exits meanwhile."""
 
         async def alive_and_check() -> bool:
             if not self.running:
@@ -326,7 +326,7 @@ class EnvoyHarness:
                 "--log-level", self.log_level, "--admin-address-path", str(self._address_file),
                 "--drain-time-s", "1", "--drain-strategy", "immediate",
                 *(["--concurrency", str(self.concurrency)] if self.concurrency else [])]
-        with self.log_path.open("ab") as log:
+        with self.log_path.open("wb") as log:  # this run's log only
             self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
 
