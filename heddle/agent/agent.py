@@ -27,6 +27,7 @@ from heddle.agent.environment import application_env
 from heddle.agent.envoy_process import EnvoyProcess
 from heddle.agent.sds import SdsServer, serve_sds
 from heddle.ca.identity import Identity
+from heddle.clock import Clock, LoopClock
 from heddle.model import ports
 from heddle.model.proxy import Proxy
 
@@ -67,8 +68,12 @@ def sds_socket_for(workdir: Path) -> Path:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig) -> None:
+    """`clock`: what its deciding waits are measured on (the wait for the CA, for Envoy to
+    be ready, for certificate renewals)."""
+
+    def __init__(self, config: AgentConfig, clock: Clock | None = None) -> None:
         self.config = config
+        self.clock: Clock = clock or LoopClock()
         proxy = config.proxy
         self.sds_socket = sds_socket_for(config.workdir) if config.ca_address else None
         if self.sds_socket is not None:
@@ -77,7 +82,7 @@ class Agent:
                             sds_socket=str(self.sds_socket), xds_mtls=True)
         else:
             xds = bootstrap(proxy, config.xds_host, config.xds_port, delta=config.delta)
-        self.envoy = EnvoyProcess(xds, config.workdir, log_level="warning")
+        self.envoy = EnvoyProcess(xds, config.workdir, log_level="warning", clock=self.clock)
         self.app: asyncio.subprocess.Process | None = None
         self.envoy_ready = asyncio.Event()
         self.rotator: CertificateRotator | None = None
@@ -94,7 +99,7 @@ class Agent:
         lifetime = (datetime.timedelta(seconds=config.cert_lifetime)
                     if config.cert_lifetime else None)
         identity = Identity(config.proxy.namespace, config.proxy.service_account)
-        self.rotator = CertificateRotator(client, identity, lifetime)
+        self.rotator = CertificateRotator(client, identity, lifetime, clock=self.clock)
         sds = SdsServer()
         loop = asyncio.get_running_loop()
         updates: set[asyncio.Task[None]] = set()
@@ -105,15 +110,10 @@ class Agent:
             task.add_done_callback(updates.discard)
 
         self.rotator.on_rotate(push)
-        deadline = loop.time() + 120
-        while True:
-            try:
-                await self.rotator.refresh()
-                break
-            except CertificateRequestFailed as err:
-                if err.refused or loop.time() > deadline:
-                    raise RuntimeError(f"no workload certificate: {err.details}") from err
-                await asyncio.sleep(0.2)
+        try:
+            await self.rotator.first()
+        except CertificateRequestFailed as err:
+            raise RuntimeError(f"no workload certificate: {err.details}") from err
         server = await serve_sds(sds, self.sds_socket)
         self._rotation = loop.create_task(self.rotator.run(stop))
         log.info("serving the certificate for %s over SDS", identity)

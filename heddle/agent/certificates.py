@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from heddle.ca.identity import Identity
+from heddle.clock import Clock, LoopClock, wait_event
 
 log = logging.getLogger(__name__)
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
@@ -68,18 +69,26 @@ class CertificateSource(Protocol):
         ...
 
 
+# Waiting for the CA at start-up: asked again every FIRST_RETRY seconds while it cannot be
+# reached, for at most FIRST_TIMEOUT (a mesh starting up brings its control plane up too).
+FIRST_TIMEOUT = 120.0
+FIRST_RETRY = 0.2
+RENEWAL_RETRY = 0.5  # after a failed renewal; the certificate in use is still valid
+
+
 class CertificateRotator:
-    """Keeps a current certificate and replaces it before it expires, telling listeners."""
+    """Keeps a current certificate and replaces it before it expires, telling listeners.
+    Its waits are on `clock` (renewal times by its wall time, delays by its sleep)."""
 
     def __init__(self, client: CertificateSource, identity: Identity,
                  lifetime: datetime.timedelta | None = None,
-                 clock: Callable[[], datetime.datetime] = utcnow,
+                 clock: Clock | None = None,
                  rng: random.Random | None = None) -> None:
         self.client = client
         self.rng = rng or random.Random()
         self.identity = identity
         self.lifetime = lifetime
-        self.clock = clock
+        self.clock: Clock = clock or LoopClock()
         self.current: WorkloadCertificate | None = None
         self.rotations = 0
         self._listeners: list[Callable[[WorkloadCertificate], None]] = []
@@ -95,20 +104,41 @@ class CertificateRotator:
             listener(cert)
         return cert
 
+    async def first(self, timeout: float = FIRST_TIMEOUT,
+                    retry: float = FIRST_RETRY) -> WorkloadCertificate:
+        """The first certificate, asked for again every `retry` seconds while the CA cannot
+        give one, for at most `timeout` seconds; raises the last CertificateRequestFailed
+        when the CA refused (asking again cannot help) or time ran out."""
+        deadline = self.clock.now() + timeout
+        told = False
+        while True:
+            try:
+                return await self.refresh()
+            except CertificateRequestFailed as err:
+                if err.refused or self.clock.now() >= deadline:
+                    raise
+                if not told:
+                    log.info("no certificate yet (%s); asking every %gs for up to %gs",
+                             err, retry, timeout)
+                    told = True
+            await self.clock.sleep(retry)
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Renew at about half-life; retry quickly while the CA is unreachable."""
+        """Renew at about half-life (the jittered time drawn once per certificate); retry
+        every RENEWAL_RETRY seconds while the CA is unreachable."""
+        renewing: WorkloadCertificate | None = None
+        renew_at = EPOCH
         while not stop.is_set():
             assert self.current is not None
-            wait = (self.current.renew_at(self.rng) - self.clock()).total_seconds()
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=max(wait, 0.05))
+            if renewing is not self.current:
+                renewing, renew_at = self.current, self.current.renew_at(self.rng)
+            wait = (renew_at - self.clock.wall()).total_seconds()
+            if await wait_event(self.clock, stop, max(wait, 0.05)):
                 return
-            except TimeoutError:
-                pass
             try:
                 await self.refresh()
                 log.info("rotated the workload certificate (until %s)",
                          self.current.not_after.isoformat())
             except CertificateRequestFailed as err:
                 log.warning("certificate renewal failed (%s); retrying", err)
-                await asyncio.sleep(0.5)
+                await self.clock.sleep(RENEWAL_RETRY)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from heddle.agent.http import HttpError, HttpResponse, fetch
+from heddle.clock import Clock, LoopClock
 from heddle.supervise import keep_running
 
 
@@ -20,10 +21,12 @@ def envoy_binary() -> str:
 
 
 class EnvoyProcess:
-    """One Envoy with a bootstrap file; its admin API answers at `admin_url`."""
+    """One Envoy with a bootstrap file; its admin API answers at `admin_url`. Readiness
+    deadlines are on `clock`."""
 
     def __init__(self, bootstrap: dict[str, Any], workdir: Path, log_path: Path | None = None,
-                 log_level: str = "warning") -> None:
+                 log_level: str = "warning", clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or LoopClock()
         self.bootstrap = bootstrap
         self.workdir = workdir
         self.log_path = log_path or workdir / "envoy.log"
@@ -58,15 +61,14 @@ class EnvoyProcess:
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
         """Until the admin API says LIVE (every initial xDS fetch done) or time runs out."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
+        deadline = self.clock.now() + timeout
+        while self.clock.now() < deadline:
             if not self.running:
                 raise RuntimeError(f"envoy exited ({self._tail()})")
             with contextlib.suppress(HttpError):
                 if (await self.admin("/ready")).text.strip() == "LIVE":
                     return
-            await asyncio.sleep(0.05)
+            await self.clock.sleep(0.05)
         raise TimeoutError(f"envoy not ready after {timeout}s ({self._tail()})")
 
     def _tail(self) -> str:

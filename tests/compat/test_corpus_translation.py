@@ -14,10 +14,9 @@ from heddle.api.loader import load_paths
 from heddle.model.mesh_config import MeshConfig
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
+from heddle.testing.bootstraps import sidecar_bootstrap
+from heddle.testing.envoy import validate_bootstrap
 from heddle.translate.sidecar import sidecar_resources
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from envoy_validate import envoy_validate, sidecar_bootstrap
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_shared_corpus import is_manifest
@@ -56,7 +55,7 @@ def _translations(root: Path) -> list[tuple[str, Any]]:
 def _refused(translations: list[tuple[str, Any]]) -> list[str]:
     def check(item: tuple[str, Any]) -> str:
         what, bootstrap = item
-        out = envoy_validate(bootstrap)
+        out = validate_bootstrap(bootstrap)
         return "" if out.returncode == 0 else f"{what}: {(out.stdout + out.stderr)[-400:]}"
 
     with ThreadPoolExecutor(4) as pool:

@@ -1,21 +1,20 @@
-"""Helpers for end-to-end tests: unique loopback addresses, the hello mesh, a running xDS."""
+"""Helpers for end-to-end tests: the example meshes (in process, or run by `heddle up`), a
+workload identity served over SDS, steady traffic through a running mesh. Loopback
+addresses, waiting and the Envoy harness are the testing kit's (`heddle.testing`)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import itertools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,17 +30,9 @@ from heddle.ca.authority import CertificateAuthority, make_csr, new_key
 from heddle.ca.identity import Identity
 from heddle.config.store import ConfigStore
 from heddle.local.state import MeshState, pid_alive
+from heddle.testing.loopback import free_port, unique_subnet
 
 ROOT = Path(__file__).resolve().parents[2]
-_counter = itertools.count(1)
-
-
-def unique_subnet() -> str:
-    """A /24 in 127.0.0.0/9 no other test of this run (nor, very likely, of a concurrent run)
-    uses: `127.A.B.`; its applications listen in 127.(A+128).B.0/24."""
-    n = next(_counter) + os.getpid() // 120
-    return f"127.{1 + os.getpid() % 120}.{n % 250 + 1}."
-
 
 # The loopback /24 each example's mesh.yaml puts its workloads in.
 EXAMPLE_SUBNETS = {"hello": "127.0.10.", "bookinfo": "127.0.20."}
@@ -59,18 +50,6 @@ def hello_store(subnet: str) -> ConfigStore:
     assert result.errors == []
     store.put("hello.yaml", result)
     return store
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float,
-                     what: str) -> None:
-    """Poll `check` until it holds; fail naming `what` after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 async def serve_identity(tmp: Path, namespace: str, service_account: str,
@@ -92,12 +71,6 @@ async def serve_identity(tmp: Path, namespace: str, service_account: str,
 
 
 HEDDLE = str(Path(sys.executable).with_name("heddle"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -140,16 +113,6 @@ class LocalMesh:
             return err.code, {}
 
 
-def wait_for(check: object, timeout: float, what: str) -> float:
-    """Poll `check()` until true; returns the seconds it took."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check():  # type: ignore[operator]
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s: {what}")
-
-
 @contextlib.contextmanager
 def running_mesh(base: Path, *up_args: str, example: str = "hello") -> Iterator[LocalMesh]:
     """`heddle up` on a copy of examples/EXAMPLE with its own addresses and ports; on exit,
@@ -178,26 +141,6 @@ def running_mesh(base: Path, *up_args: str, example: str = "hello") -> Iterator[
         pids += [int(p.read_text()) for p in envoys]
     assert out.returncode == 0, out.stderr
     assert [p for p in pids if pid_alive(p)] == [], "processes left behind by heddle down"
-
-
-
-
-def active_listeners(address: str) -> str:
-    """The listeners an Envoy is serving with now (not warming or draining ones), as JSON."""
-    url = f"http://{address}:15000/config_dump?resource=dynamic_listeners"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        dump = json.loads(response.read())
-    return json.dumps([c.get("active_state", {}) for c in dump.get("configs", [])])
-
-
-def nothing_draining(address: str) -> bool:
-    """No connection is still served by a replaced listener or filter chain: after a policy
-    change, every request from now on meets the new configuration."""
-    url = f"http://{address}:15000/stats?filter=^listener_manager.total_(filter_chains|listeners)_draining$"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        lines = response.read().decode().split("\n")
-    return all(line.rsplit(": ", 1)[-1] == "0" for line in lines if line.strip())
-
 
 @contextlib.contextmanager
 def steady_traffic(mesh: LocalMesh, url: str = "http://frontend:8080/",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -17,13 +18,10 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from .mesh_fixtures import (
-    LocalMesh,
-    active_listeners,
-    nothing_draining,
-    running_mesh,
-    wait_for,
-)
+from heddle.testing.envoy import EnvoyAdmin
+from heddle.testing.waiting import wait_for
+
+from .mesh_fixtures import LocalMesh, running_mesh
 
 FRONTEND_SA = "cluster.local/ns/default/sa/frontend"
 CLIENT_SA = "cluster.local/ns/default/sa/client"
@@ -265,8 +263,9 @@ def apply(mesh: LocalMesh, case: Case, name: str, policies: list[dict[str, Any]]
     them: the marker is in its active listeners and no replaced filter chain is draining."""
     marker = write_policies(mesh, name, policies)
     targets = [f"{mesh.subnet}6"] if case.tcp else [f"{mesh.subnet}3", f"{mesh.subnet}4"]
-    wait_for(lambda: all(f"policy[{marker}]" in active_listeners(t) and nothing_draining(t)
-                         for t in targets), 30, f"{name}: policies in force")
+    sidecars = [EnvoyAdmin(t) for t in targets]
+    wait_for(lambda: all(f"policy[{marker}]" in json.dumps(s.listeners()) and s.nothing_draining()
+                         for s in sidecars), 30, f"{name}: policies in force")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

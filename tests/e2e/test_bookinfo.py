@@ -27,7 +27,10 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from .mesh_fixtures import ROOT, LocalMesh, running_mesh, wait_for
+from heddle.testing.envoy import EnvoyAdmin
+from heddle.testing.waiting import wait_for
+
+from .mesh_fixtures import ROOT, LocalMesh, running_mesh
 
 NETWORKING = ROOT.parent / "shared" / "corpus" / "istio" / "samples" / "bookinfo" / "networking"
 PRODUCTPAGE = "http://productpage:9080/productpage"
@@ -53,13 +56,7 @@ class Bookinfo:
         self._local = threading.local()
 
     def admin(self, workload: str, resource: str) -> dict[str, Any]:
-        connection = http.client.HTTPConnection(
-            f"{self.mesh.subnet}{ADDRESS[workload]}", 15000, timeout=5)
-        try:
-            connection.request("GET", f"/config_dump?resource={resource}")
-            return dict(json.loads(connection.getresponse().read()))
-        finally:
-            connection.close()
+        return EnvoyAdmin(f"{self.mesh.subnet}{ADDRESS[workload]}").config_dump(resource)
 
     def apply(self, *names: str) -> None:
         """Copy each file into the mesh's directory unchanged, named so that it sorts after

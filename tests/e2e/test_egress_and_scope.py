@@ -14,7 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from .mesh_fixtures import LocalMesh, running_mesh, wait_for
+from heddle.testing.waiting import wait_for
+
+from .mesh_fixtures import LocalMesh, running_mesh
 
 REGISTRY_ONLY = """\
 apiVersion: v1

@@ -11,7 +11,9 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from .mesh_fixtures import LocalMesh, running_mesh, wait_for
+from heddle.testing.waiting import wait_for
+
+from .mesh_fixtures import LocalMesh, running_mesh
 
 # A server with one unary method on raw bytes: no generated code needed.
 GREETER_APP = """\

@@ -18,13 +18,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from ruamel.yaml import YAML
 
-from .mesh_fixtures import (
-    LocalMesh,
-    active_listeners,
-    nothing_draining,
-    running_mesh,
-    wait_for,
-)
+from heddle.testing.envoy import EnvoyAdmin
+from heddle.testing.waiting import wait_for
+
+from .mesh_fixtures import LocalMesh, running_mesh
 
 ISSUER = "https://issuer.heddle.test"
 REMOTE_ISSUER = "http://remote-issuer.heddle.test"
@@ -130,13 +127,13 @@ def settle(mesh: LocalMesh, server: JwksServer, policies: list[dict[str, Any]],
     probe request gives `expected`."""
     names = write(mesh, server, policies)
 
-    def in_force(address: str) -> bool:
-        listeners = active_listeners(address)
+    def in_force(sidecar: EnvoyAdmin) -> bool:
+        listeners = json.dumps(sidecar.listeners())
         present = set(re.findall(r"policy\[(jwt-[0-9]+-[0-9]+)\]", listeners))
         return "origins-default-backend-jwt-0" in listeners and present == set(names)
 
-    backends = [f"{mesh.subnet}{n}" for n in (3, 4)]
-    wait_for(lambda: all(in_force(b) and nothing_draining(b) for b in backends), 20,
+    backends = [EnvoyAdmin(f"{mesh.subnet}{n}") for n in (3, 4)]
+    wait_for(lambda: all(in_force(b) and b.nothing_draining() for b in backends), 20,
              "config in force on every connection")
     assert call(mesh, probe)[0] == expected
 

@@ -16,8 +16,9 @@ import pytest
 from untrusted_yaml import alias_bomb
 
 from heddle.local.state import pid_alive
+from heddle.testing.waiting import wait_for
 
-from .mesh_fixtures import LocalMesh, running_mesh, steady_traffic, wait_for
+from .mesh_fixtures import LocalMesh, running_mesh, steady_traffic
 
 
 @pytest.fixture(scope="module")

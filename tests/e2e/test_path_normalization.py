@@ -18,13 +18,15 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from .mesh_fixtures import LocalMesh, active_listeners, nothing_draining, running_mesh, wait_for
+from heddle.testing.envoy import EnvoyAdmin
+from heddle.testing.waiting import wait_for
+
+from .mesh_fixtures import LocalMesh, running_mesh
 from .test_authorization import allow, deny, op, when, write_policies
 
 NONE, BASE, MERGE, DECODE = "NONE", "BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"
@@ -150,14 +152,11 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
         yield running
 
 
-def path_settings(address: str) -> set[tuple[bool, bool, str]]:
+def path_settings(sidecar: EnvoyAdmin) -> set[tuple[bool, bool, str]]:
     """The path settings of every HTTP connection manager the Envoy serves with now."""
-    url = f"http://{address}:15000/config_dump?resource=dynamic_listeners"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        dump = json.loads(response.read())
     found = set()
-    for config in dump.get("configs", []):
-        for chain in config.get("active_state", {}).get("listener", {}).get("filter_chains", []):
+    for listener in sidecar.listeners().values():
+        for chain in listener.get("filter_chains", []):
             for filter_ in chain.get("filters", []):
                 typed = filter_.get("typed_config", {})
                 if typed.get("@type", "").endswith("HttpConnectionManager"):
@@ -187,13 +186,14 @@ def apply(mesh: LocalMesh, name: str, mode: str, policies: list[dict[str, Any]],
         mesh_yaml = f"pathNormalization:\n  normalization: {mode}"
     write_mesh_config(mesh, mesh_yaml)
     marker = write_policies(mesh, name, policies)
-    proxies = [f"{mesh.subnet}{n}" for n in (CLIENT, *BACKENDS)]
+    proxies = [EnvoyAdmin(f"{mesh.subnet}{n}") for n in (CLIENT, *BACKENDS)]
     seen: dict[str, object] = {}
 
     def in_force() -> bool:
         for proxy in proxies:
-            seen[proxy] = (path_settings(proxy), nothing_draining(proxy),
-                           proxy == proxies[0] or f"policy[{marker}]" in active_listeners(proxy))
+            seen[proxy.host] = (path_settings(proxy), proxy.nothing_draining(),
+                                proxy is proxies[0]
+                                or f"policy[{marker}]" in json.dumps(proxy.listeners()))
         return all(s == ({SETTINGS[mode]}, True, True) for s in seen.values())
 
     try:

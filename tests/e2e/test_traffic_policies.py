@@ -26,7 +26,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .mesh_fixtures import LocalMesh, free_port, running_mesh, wait_for
+from heddle.testing.envoy import EnvoyAdmin
+from heddle.testing.loopback import free_port
+from heddle.testing.waiting import wait_for
+
+from .mesh_fixtures import LocalMesh, running_mesh
 
 
 @pytest.fixture(scope="module")
@@ -139,10 +143,8 @@ def test_outlier_detection_ejects_the_failing_instance(mesh: LocalMesh) -> None:
     print(f"60 requests, backend-1 always failing: {failures} failed; last 40 served by "
           f"{dict(last)}")
     assert failures <= 4 and last == {"backend-2": 40}
-    stats_url = (f"http://{mesh.subnet}1:15000/stats?filter="
-                 "guarded.*outlier_detection.ejections_enforced_total")
-    with urllib.request.urlopen(stats_url, timeout=5) as response:
-        stats = response.read().decode()
+    stats = EnvoyAdmin(f"{mesh.subnet}1").get(
+        "/stats?filter=guarded.*outlier_detection.ejections_enforced_total")
     print(stats.strip())
     assert stats.strip().endswith(": 1")
 
@@ -321,10 +323,8 @@ def test_locality_failover_prefers_the_clients_region_until_it_fails(mesh: Local
     served = [request(mesh, f"{url}?fail_instance=regional-eu") for _ in range(30)]
     failures = sum(status != 200 for status, _ in served)
     last = Counter(str(body.get("instance")) for _, body in served[-20:])
-    stats_url = (f"http://{mesh.subnet}1:15000/stats?filter="
-                 "regional.*(outlier_detection.ejections_enforced_total|healthy|priority)")
-    with urllib.request.urlopen(stats_url, timeout=5) as response:
-        stats = response.read().decode()
+    stats = EnvoyAdmin(f"{mesh.subnet}1").get(
+        "/stats?filter=regional.*(outlier_detection.ejections_enforced_total|healthy|priority)")
     print(f"client in eu: 30 requests served by {dict(healthy)}; regional-eu failing: "
           f"{failures} of 30 failed, last 20 served by {dict(last)}\n{stats}")
     assert healthy == {"regional-eu": 30}

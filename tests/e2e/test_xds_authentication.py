@@ -6,7 +6,6 @@ served beside it and never displaces it, as istiod keys streams by connection.""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from google.protobuf.json_format import ParseDict
 from heddle.agent.bootstrap import bootstrap
 from heddle.agent.ca_client import CertificateClient
 from heddle.agent.certificates import WorkloadCertificate
-from heddle.agent.envoy_process import EnvoyProcess
 from heddle.api.loader import load_text
 from heddle.ca.authority import CertificateAuthority, make_csr, new_key
 from heddle.ca.identity import CONTROL_PLANE_NAMES, Identity
@@ -33,12 +31,15 @@ from heddle.config.store import ConfigStore
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.membership import Membership
+from heddle.testing.envoy import EnvoyHarness, RunningEnvoy
+from heddle.testing.loopback import unique_subnet
+from heddle.testing.waiting import eventually
 from heddle.translate.sidecar import CLUSTER
 from heddle.xds.agent_ports import AgentPorts, start_agent_ports
 from heddle.xds.server import XdsServer, start_grpc
 from heddle.xds.status import SyncState
 
-from .mesh_fixtures import eventually, hello_store, hello_text, serve_identity, unique_subnet
+from .mesh_fixtures import hello_store, hello_text, serve_identity
 
 POOL = """\
 apiVersion: networking.istio.io/v1
@@ -264,9 +265,9 @@ async def test_renewal_is_by_the_current_certificate_and_only_for_its_identity(
             "spiffe://cluster.local/ns/default/sa/frontend") in caplog.text
 
 
-async def route_weights(envoy: EnvoyProcess) -> list[int]:
+async def route_weights(envoy: RunningEnvoy) -> list[int]:
     """The weights of the backend route's clusters in the Envoy's active routes."""
-    text = (await envoy.admin("/config_dump?resource=dynamic_route_configs")).text
+    dump = await envoy.config_dump("dynamic_route_configs")
     weights: list[int] = []
 
     def walk(value: object) -> None:
@@ -280,7 +281,7 @@ async def route_weights(envoy: EnvoyProcess) -> list[int]:
             for item in value:
                 walk(item)
 
-    walk(json.loads(text))
+    walk(dump)
     return sorted(weights)
 
 
@@ -291,40 +292,33 @@ async def test_an_unauthenticated_stream_naming_a_live_proxy_does_not_disturb_it
     has gone a weight change still reaches the Envoy."""
     proxy = plane.proxy("frontend", 2, "frontend")
     sds_server, sds_socket = await serve_identity(plane.tmp, "default", "frontend")
-    envoy = EnvoyProcess(bootstrap(proxy, "127.0.0.1", plane.ports.secure_port,
-                                   sds_socket=str(sds_socket), xds_mtls=True),
-                         plane.tmp / "envoy")
-    await envoy.start()
     try:
-        await envoy.wait_ready()
-        real = plane.xds.status_of(proxy.id)
-        assert real is not None and real.identity.endswith("/ns/default/sa/frontend")
-        assert await route_weights(envoy) == [50, 50]
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{plane.plaintext_port}", NO_PROXY)
-        async with channel:
-            probe = Ads(channel)
-            assert (await probe.ask(node_of(proxy))).resources  # 15010 is unauthenticated
-            assert f"another stream for {proxy.id}" in refusals(caplog)
-            assert plane.xds.status_of(proxy.id) is not real  # the newest is the probe's
-        # The probe has gone: the Envoy's stream is the node's only one, and still served.
-        await eventually(lambda: _true(plane.xds.status_of(proxy.id) is real), 5,
-                         "only the Envoy's stream left")
-        text = (hello_text(plane.subnet)
-                .replace("subset: v1}, weight: 50", "subset: v1}, weight: 80")
-                .replace("subset: v2}, weight: 50", "subset: v2}, weight: 20"))
-        plane.store.put("hello.yaml", load_text(text, "hello.yaml"))
-        await plane.xds.push_all()
+        async with EnvoyHarness(bootstrap(proxy, "127.0.0.1", plane.ports.secure_port,
+                                          sds_socket=str(sds_socket), xds_mtls=True),
+                                plane.tmp / "envoy") as envoy:
+            real = plane.xds.status_of(proxy.id)
+            assert real is not None and real.identity.endswith("/ns/default/sa/frontend")
+            assert await route_weights(envoy) == [50, 50]
+            channel = grpc.aio.insecure_channel(f"127.0.0.1:{plane.plaintext_port}", NO_PROXY)
+            async with channel:
+                probe = Ads(channel)
+                assert (await probe.ask(node_of(proxy))).resources  # 15010 is unauthenticated
+                assert f"another stream for {proxy.id}" in refusals(caplog)
+                assert plane.xds.status_of(proxy.id) is not real  # the newest is the probe's
+            # The probe has gone: the Envoy's stream is the node's only one, and still served.
+            await eventually(lambda: plane.xds.status_of(proxy.id) is real, 5,
+                             "only the Envoy's stream left")
+            text = (hello_text(plane.subnet)
+                    .replace("subset: v1}, weight: 50", "subset: v1}, weight: 80")
+                    .replace("subset: v2}, weight: 50", "subset: v2}, weight: 20"))
+            plane.store.put("hello.yaml", load_text(text, "hello.yaml"))
+            await plane.xds.push_all()
 
-        async def new_weights() -> bool:
-            return await route_weights(envoy) == [20, 80]
+            async def new_weights() -> bool:
+                return await route_weights(envoy) == [20, 80]
 
-        await eventually(new_weights, 10, "the weight change in the Envoy")
-        assert real.connected and all(t.state is SyncState.SYNCED
-                                      for t in real.types.values())
+            await eventually(new_weights, 10, "the weight change in the Envoy")
+            assert real.connected and all(t.state is SyncState.SYNCED
+                                          for t in real.types.values())
     finally:
-        await envoy.stop()
         await sds_server.stop(grace=None)
-
-
-async def _true(value: bool) -> bool:
-    return value

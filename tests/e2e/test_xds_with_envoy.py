@@ -11,16 +11,18 @@ import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 
 from heddle.agent.bootstrap import bootstrap
-from heddle.agent.envoy_process import EnvoyProcess
 from heddle.api.loader import LoadResult, load_text
 from heddle.config.store import ConfigStore
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
+from heddle.testing.envoy import EnvoyHarness, RunningEnvoy
+from heddle.testing.loopback import unique_subnet
+from heddle.testing.waiting import eventually
 from heddle.translate.sidecar import CLUSTER, ProxyResources, sidecar_resources
 from heddle.xds.server import XdsServer, start_grpc
 from heddle.xds.status import ProxyStatus, SyncState
 
-from .mesh_fixtures import eventually, hello_store, serve_identity, unique_subnet
+from .mesh_fixtures import hello_store, serve_identity
 
 BACKEND_3 = """\
 apiVersion: networking.istio.io/v1
@@ -37,7 +39,7 @@ spec:
 class Mesh:
     store: ConfigStore
     xds: XdsServer
-    envoy: EnvoyProcess
+    envoy: RunningEnvoy
     proxy: Proxy
     subnet: str
     broken: list[bool]
@@ -63,14 +65,12 @@ async def start_mesh(tmp_path: Path, delta: bool) -> AsyncIterator[Mesh]:
     proxy = Proxy(ProxyType.SIDECAR, "frontend", "default", f"{subnet}2", f"{subnet}102",
                   (("app", "frontend"), ("version", "v1")), "frontend")
     sds_server, sds_socket = await serve_identity(tmp_path, "default", "frontend")
-    envoy = EnvoyProcess(bootstrap(proxy, "127.0.0.1", port, delta=delta,
-                                   sds_socket=str(sds_socket)), tmp_path / "envoy")
-    await envoy.start()
     try:
-        await envoy.wait_ready()
-        yield Mesh(store, xds, envoy, proxy, subnet, broken)
+        async with EnvoyHarness(bootstrap(proxy, "127.0.0.1", port, delta=delta,
+                                          sds_socket=str(sds_socket)),
+                                tmp_path / "envoy") as envoy:
+            yield Mesh(store, xds, envoy, proxy, subnet, broken)
     finally:
-        await envoy.stop()
         await grpc_server.stop(grace=None)
         await sds_server.stop(grace=None)
 
@@ -79,18 +79,6 @@ async def start_mesh(tmp_path: Path, delta: bool) -> AsyncIterator[Mesh]:
 async def mesh(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Mesh]:
     async for running in start_mesh(tmp_path, delta=request.param):
         yield running
-
-
-async def config_dump(mesh: Mesh) -> dict[str, object]:
-    response = await mesh.envoy.admin("/config_dump?include_eds")
-    return json.loads(response.text)  # type: ignore[no-any-return]
-
-
-async def cluster_hosts(mesh: Mesh, cluster: str) -> set[str]:
-    text = (await mesh.envoy.admin("/clusters")).text
-    prefix = f"{cluster}::"
-    return {line[len(prefix):].split("::")[0] for line in text.splitlines()
-            if line.startswith(prefix) and "::cx_active::" in line}
 
 
 def status(mesh: Mesh) -> ProxyStatus:
@@ -106,17 +94,17 @@ def all_synced(mesh: Mesh) -> bool:
 
 
 async def test_envoy_receives_listeners_routes_clusters_and_endpoints(mesh: Mesh) -> None:
-    await eventually(lambda: _true(all_synced(mesh)), 10, "every type SYNCED")
-    dump = json.dumps(await config_dump(mesh))
+    await eventually(lambda: all_synced(mesh), 10, "every type SYNCED")
+    dump = json.dumps(await mesh.envoy.config_dump(include_eds=True))
     assert "virtualOutbound" in dump
     assert "outbound|9090|v2|backend.default.svc.cluster.local" in dump
     assert f"{mesh.subnet}2_8080" in dump
-    hosts = await cluster_hosts(mesh, "outbound|9090||backend.default.svc.cluster.local")
+    hosts = await mesh.envoy.cluster_hosts("outbound|9090||backend.default.svc.cluster.local")
     assert hosts == {f"{mesh.subnet}3:9090", f"{mesh.subnet}4:9090"}
 
 
 async def test_a_new_workload_entry_reaches_envoy_without_restart(mesh: Mesh) -> None:
-    await eventually(lambda: _true(all_synced(mesh)), 10, "initial sync")
+    await eventually(lambda: all_synced(mesh), 10, "initial sync")
     text = BACKEND_3.replace("SUBNET", mesh.subnet)
     mesh.store.put("backend-3.yaml", load_text(text, "backend-3.yaml"))
     await mesh.xds.push_all()
@@ -124,21 +112,22 @@ async def test_a_new_workload_entry_reaches_envoy_without_restart(mesh: Mesh) ->
     expected = {f"{mesh.subnet}{n}:9090" for n in (3, 4, 5)}
 
     async def has_three() -> bool:
-        return await cluster_hosts(mesh, cluster) == expected
+        return await mesh.envoy.cluster_hosts(cluster) == expected
 
     await eventually(has_three, 2.0, "the new backend endpoint in Envoy")
-    assert mesh.envoy.starts == 1
+    assert mesh.envoy.running  # the Envoy started first, never restarted
 
 
 async def test_deleting_a_service_removes_its_routes_and_clusters(mesh: Mesh) -> None:
-    await eventually(lambda: _true(all_synced(mesh)), 10, "initial sync")
+    await eventually(lambda: all_synced(mesh), 10, "initial sync")
     remaining = [r for r in mesh.store.resources()
                  if not (r.kind == "ServiceEntry" and r.name == "backend")]
     mesh.store.put("hello.yaml", LoadResult(resources=remaining))
     await mesh.xds.push_all()
 
     async def backend_gone() -> bool:
-        return "backend.default.svc.cluster.local" not in json.dumps(await config_dump(mesh))
+        dump = json.dumps(await mesh.envoy.config_dump(include_eds=True))
+        return "backend.default.svc.cluster.local" not in dump
 
     await eventually(backend_gone, 5, "backend routes and clusters removed")
 
@@ -147,7 +136,7 @@ async def test_a_changed_cluster_gets_its_endpoints_at_once_and_becomes_active(
         mesh: Mesh) -> None:
     """A DestinationRule that changes existing EDS clusters makes Envoy warm new ones; they
     need their endpoints again (unchanged) or they wait for Envoy's 15 s init timeout."""
-    await eventually(lambda: _true(all_synced(mesh)), 10, "initial sync")
+    await eventually(lambda: all_synced(mesh), 10, "initial sync")
     policy = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
               "metadata: {name: backend-lb}\nspec:\n  host: backend.default.svc.cluster.local\n"
               "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n")
@@ -155,8 +144,8 @@ async def test_a_changed_cluster_gets_its_endpoints_at_once_and_becomes_active(
     await mesh.xds.push_all()
 
     async def random_and_warm() -> bool:
-        dump = await config_dump(mesh)
-        clusters = next(c for c in dump["configs"]  # type: ignore[attr-defined]
+        dump = await mesh.envoy.config_dump(include_eds=True)
+        clusters = next(c for c in dump["configs"]
                         if c["@type"].endswith("ClustersConfigDump"))
         active = [c["cluster"] for c in clusters.get("dynamic_active_clusters", [])
                   if c["cluster"]["name"] == "outbound|9090||backend.default.svc.cluster.local"]
@@ -164,12 +153,12 @@ async def test_a_changed_cluster_gets_its_endpoints_at_once_and_becomes_active(
                 and bool(active) and active[0].get("lb_policy") == "RANDOM")
 
     await eventually(random_and_warm, 5, "the changed cluster active (not warming)")
-    hosts = await cluster_hosts(mesh, "outbound|9090||backend.default.svc.cluster.local")
+    hosts = await mesh.envoy.cluster_hosts("outbound|9090||backend.default.svc.cluster.local")
     assert hosts == {f"{mesh.subnet}3:9090", f"{mesh.subnet}4:9090"}
 
 
 async def test_a_rejected_resource_is_nacked_and_envoy_keeps_serving(mesh: Mesh) -> None:
-    await eventually(lambda: _true(all_synced(mesh)), 10, "initial sync")
+    await eventually(lambda: all_synced(mesh), 10, "initial sync")
     mesh.broken[0] = True
     await mesh.xds.push_all()
     proxy_status = status(mesh)
@@ -179,13 +168,9 @@ async def test_a_rejected_resource_is_nacked_and_envoy_keeps_serving(mesh: Mesh)
 
     await eventually(nacked, 5, "the cluster update NACKed")
     assert "not-an-ip" in proxy_status.of(CLUSTER).nack_message
-    dump = json.dumps(await config_dump(mesh))
+    dump = json.dumps(await mesh.envoy.config_dump(include_eds=True))
     assert "outbound|1||bad" not in dump
     assert "outbound|9090||backend.default.svc.cluster.local" in dump
     mesh.broken[0] = False
     await mesh.xds.push_all()
-    await eventually(lambda: _true(all_synced(mesh)), 5, "SYNCED again once fixed")
-
-
-async def _true(value: bool) -> bool:
-    return value
+    await eventually(lambda: all_synced(mesh), 5, "SYNCED again once fixed")

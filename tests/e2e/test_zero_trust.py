@@ -8,7 +8,6 @@ import asyncio
 import http.client
 import json
 import socket
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +17,10 @@ import pytest
 from heddle.agent.ca_client import CertificateClient
 from heddle.ca.identity import Identity
 from heddle.ca.tokens import TokenIssuer
+from heddle.testing.envoy import EnvoyAdmin
+from heddle.testing.waiting import wait_for
 
-from .mesh_fixtures import LocalMesh, running_mesh, steady_traffic, wait_for
+from .mesh_fixtures import LocalMesh, running_mesh, steady_traffic
 
 CERT_LIFETIME = 4.0  # seconds: rotation every ~2 s
 
@@ -180,9 +181,7 @@ def test_certificates_rotate_under_traffic_with_no_failure(mesh: LocalMesh) -> N
         return agent_log.read_text().count("rotated the workload certificate")
 
     def envoy_serials() -> set[str]:
-        url = f"http://{mesh.subnet}2:15000/certs"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            certs = json.loads(response.read())["certificates"]
+        certs = EnvoyAdmin(f"{mesh.subnet}2").certs()
         return {c["cert_chain"][0]["serial_number"] for c in certs if c.get("cert_chain")}
 
     before, serials_before = rotations(), envoy_serials()

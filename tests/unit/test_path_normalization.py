@@ -13,6 +13,7 @@ import pytest
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
+from test_translate_clusters import ROOT
 
 from heddle.api.diagnostics import SourcePosition
 from heddle.api.loader import load_paths
@@ -20,12 +21,10 @@ from heddle.api.resource import UnmanagedObject
 from heddle.model.mesh_config import MeshConfig
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
+from heddle.testing.bootstraps import sidecar_bootstrap
+from heddle.testing.envoy import validate_bootstrap
 from heddle.translate.path_normalization import apply_path_normalization
 from heddle.translate.sidecar import LISTENER, sidecar_resources
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from envoy_validate import envoy_validate, sidecar_bootstrap
-from test_translate_clusters import ROOT
 
 BACKEND = Proxy(ProxyType.SIDECAR, "backend-1", "default", "127.0.10.3", "127.255.10.3",
                 (("app", "backend"), ("version", "v1")), "backend")
@@ -118,7 +117,7 @@ def test_every_connection_manager_of_a_sidecar_normalizes_and_envoy_accepts_it(
     assert [m.stat_prefix for m in managers] == ["outbound_http_proxy", "inbound_9090",
                                                  "inbound_9090"]
     assert {settings(m) for m in managers} == {ISTIO_MAPPING[mode]}
-    out = envoy_validate(sidecar_bootstrap(sidecar_resources(snap, BACKEND)))
+    out = validate_bootstrap(sidecar_bootstrap(sidecar_resources(snap, BACKEND)))
     assert out.returncode == 0, out.stdout + out.stderr
 
 

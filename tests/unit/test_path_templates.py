@@ -3,7 +3,6 @@ generates, and real Envoy accepts every template Istio's validation accepts."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,10 @@ from envoy.extensions.path.match.uri_template.v3 import uri_template_match_pb2
 from heddle.api.loader import load_paths, load_text
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
+from heddle.testing.bootstraps import sidecar_bootstrap
+from heddle.testing.envoy import validate_bootstrap
 from heddle.translate.authz import http_rbac_filters
 from heddle.translate.sidecar import sidecar_resources
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from envoy_validate import envoy_validate, sidecar_bootstrap
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKEND = Proxy(ProxyType.SIDECAR, "backend-1", "default", "127.0.10.3", "127.255.10.3",
@@ -62,5 +60,5 @@ def test_templates_become_istios_uri_template_matchers() -> None:
 
 @pytest.mark.parametrize("path", [*TEMPLATES, "/x/{**}/"])
 def test_real_envoy_accepts_each_template_istio_accepts(path: str) -> None:
-    out = envoy_validate(sidecar_bootstrap(sidecar_resources(snapshot_with([path]), BACKEND)))
+    out = validate_bootstrap(sidecar_bootstrap(sidecar_resources(snapshot_with([path]), BACKEND)))
     assert out.returncode == 0, out.stdout + out.stderr

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
 from google.protobuf.json_format import MessageToDict
+from test_translate_clusters import ROOT, check_golden
 
 from heddle.api.loader import load_paths
 from heddle.model.mesh_config import MeshConfig
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
+from heddle.testing.bootstraps import sidecar_bootstrap
+from heddle.testing.envoy import validate_bootstrap
 from heddle.translate import authz
 from heddle.translate.authz import http_rbac_filters, network_rbac_filters
 from heddle.translate.sidecar import sidecar_resources
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from envoy_validate import envoy_validate, sidecar_bootstrap
-from test_translate_clusters import ROOT, check_golden
 
 BACKEND = Proxy(ProxyType.SIDECAR, "backend-1", "default", "127.0.10.3", "127.255.10.3",
                 (("app", "backend"), ("version", "v1")), "backend")
@@ -63,7 +60,7 @@ def test_rbac_matches_golden_and_real_envoy_accepts_it() -> None:
                  {name: MessageToDict(config) for name, config in
                   http_rbac_filters(snap, BACKEND)})
     for proxy in (BACKEND, ECHO):
-        out = envoy_validate(sidecar_bootstrap(sidecar_resources(snap, proxy)))
+        out = validate_bootstrap(sidecar_bootstrap(sidecar_resources(snap, proxy)))
         assert out.returncode == 0, out.stdout + out.stderr
 
 

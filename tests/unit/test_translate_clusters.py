@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 from google.protobuf.json_format import MessageToDict
 
 from heddle.api.loader import load_paths
 from heddle.model.snapshot import MeshSnapshot
+from heddle.testing.bootstraps import static_bootstrap
+from heddle.testing.envoy import validate_bootstrap
 from heddle.translate.clusters import outbound_clusters, outbound_endpoints
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from envoy_validate import envoy_validate, static_bootstrap
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "hello"
@@ -67,8 +65,8 @@ def test_clusters_and_endpoints_match_golden_files() -> None:
 
 def test_real_envoy_accepts_the_translated_clusters() -> None:
     snapshot = hello_snapshot()
-    out = envoy_validate(static_bootstrap(outbound_clusters(snapshot),
-                                          outbound_endpoints(snapshot)))
+    out = validate_bootstrap(static_bootstrap(outbound_clusters(snapshot),
+                                              outbound_endpoints(snapshot)))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "OK" in out.stdout
 
@@ -82,5 +80,5 @@ def test_the_envoy_check_rejects_a_broken_cluster() -> None:
     address = broken.load_assignment.endpoints.add().lb_endpoints.add().endpoint.address
     address.socket_address.address = "not-an-ip"
     address.socket_address.port_value = 80
-    out = envoy_validate(static_bootstrap([broken], []))
+    out = validate_bootstrap(static_bootstrap([broken], []))
     assert out.returncode != 0

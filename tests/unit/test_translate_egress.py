@@ -3,18 +3,15 @@ connects to the host the application asked for."""
 
 from __future__ import annotations
 
-import sys
 import textwrap
-from pathlib import Path
 
 from envoy.config.cluster.v3 import cluster_pb2
 
 from heddle.api.loader import load_text
 from heddle.model.snapshot import MeshSnapshot
+from heddle.testing.bootstraps import static_bootstrap
+from heddle.testing.envoy import validate_bootstrap
 from heddle.translate.clusters import outbound_clusters
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from envoy_validate import envoy_validate, static_bootstrap
 
 ENTRIES = """
 apiVersion: networking.istio.io/v1
@@ -76,7 +73,7 @@ def test_none_resolution_connects_to_the_requested_host() -> None:
 
 
 def test_real_envoy_accepts_the_egress_clusters() -> None:
-    out = envoy_validate(static_bootstrap(list(clusters().values()), [], []))
+    out = validate_bootstrap(static_bootstrap(list(clusters().values()), [], []))
     assert out.returncode == 0, out.stdout + out.stderr
 
 

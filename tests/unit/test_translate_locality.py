@@ -3,17 +3,14 @@ distribute weights, from a DestinationRule's localityLbSetting and WorkloadEntry
 
 from __future__ import annotations
 
-import sys
 import textwrap
-from pathlib import Path
 
 from heddle.api.loader import load_text
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
+from heddle.testing.bootstraps import sidecar_bootstrap
+from heddle.testing.envoy import validate_bootstrap
 from heddle.translate.sidecar import CLUSTER, ENDPOINT, sidecar_resources
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from envoy_validate import envoy_validate, sidecar_bootstrap
 
 MESH = """
 apiVersion: networking.istio.io/v1
@@ -125,7 +122,7 @@ def test_real_envoy_accepts_locality_priorities_and_weights() -> None:
     text = MESH + "---\n" + textwrap.dedent(rule)
     result = load_text(text, "mesh.yaml")
     found = sidecar_resources(MeshSnapshot.build(1, result.resources), CLIENT)
-    out = envoy_validate(sidecar_bootstrap(found))
+    out = validate_bootstrap(sidecar_bootstrap(found))
     assert out.returncode == 0, out.stdout + out.stderr
 
 

@@ -3,9 +3,7 @@ delegation, sourceLabels/sourceNamespace, CORS, and tcp/tls routes through CONNE
 
 from __future__ import annotations
 
-import sys
 import textwrap
-from pathlib import Path
 
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
@@ -13,12 +11,11 @@ from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from heddle.api.loader import load_text
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
+from heddle.testing.bootstraps import sidecar_bootstrap
+from heddle.testing.envoy import validate_bootstrap
 from heddle.translate.delegation import merge_match
 from heddle.translate.route_actions import CORS_FILTER
 from heddle.translate.sidecar import ROUTE, sidecar_resources
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from envoy_validate import envoy_validate, sidecar_bootstrap
 
 SERVICES = """
 apiVersion: v1
@@ -238,7 +235,7 @@ def test_real_envoy_accepts_delegated_cors_and_tcp_routes() -> None:
     result = load_text(SERVICES + "\n---\n" + textwrap.dedent(config), "mesh.yaml")
     assert result.errors == []
     resources = sidecar_resources(MeshSnapshot.build(1, result.resources), proxy({}))
-    out = envoy_validate(sidecar_bootstrap(resources))
+    out = validate_bootstrap(sidecar_bootstrap(resources))
     assert out.returncode == 0, out.stdout + out.stderr
 
 

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from envoy.config.route.v3 import route_components_pb2 as rc
 from google.protobuf.json_format import MessageToDict
+from test_translate_clusters import check_golden, hello_snapshot
 
 from heddle.api.loader import load_paths
 from heddle.model.snapshot import MeshSnapshot
+from heddle.testing.bootstraps import http_listener, static_bootstrap
+from heddle.testing.envoy import validate_bootstrap
 from heddle.translate.clusters import outbound_clusters, outbound_endpoints
 from heddle.translate.routes import outbound_http_ports, outbound_route_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from envoy_validate import envoy_validate, http_listener, static_bootstrap
-from test_translate_clusters import check_golden, hello_snapshot
 
 REVIEWS = "reviews.default.svc.cluster.local"
 
@@ -95,8 +93,8 @@ def test_hello_routes_match_golden_files_and_real_envoy_accepts_them() -> None:
     configs = [outbound_route_config(snapshot, port) for port in ports]
     check_golden("routes.json", [MessageToDict(c) for c in configs])
     listeners = [http_listener(15000 + i, c) for i, c in enumerate(configs, start=100)]
-    out = envoy_validate(static_bootstrap(outbound_clusters(snapshot),
-                                          outbound_endpoints(snapshot), listeners))
+    out = validate_bootstrap(static_bootstrap(outbound_clusters(snapshot),
+                                              outbound_endpoints(snapshot), listeners))
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -106,8 +104,8 @@ def test_real_envoy_accepts_routes_for_every_bookinfo_virtual_service(corpus: Pa
         snapshot = bookinfo(corpus, path.name)
         listeners = [http_listener(15100 + i, outbound_route_config(snapshot, port))
                      for i, port in enumerate(outbound_http_ports(snapshot))]
-        out = envoy_validate(static_bootstrap(outbound_clusters(snapshot),
-                                              outbound_endpoints(snapshot), listeners))
+        out = validate_bootstrap(static_bootstrap(outbound_clusters(snapshot),
+                                                  outbound_endpoints(snapshot), listeners))
         assert out.returncode == 0, f"{path.name}: {out.stdout}{out.stderr}"
 
 
@@ -181,8 +179,8 @@ def test_redirect_direct_response_rewrite_headers_and_mirror(
     assert action.weighted_clusters.clusters[0].response_headers_to_add[0].header.key == (
         "x-subset")
     listeners = [http_listener(15100, outbound_route_config(snapshot, 9080))]
-    out = envoy_validate(static_bootstrap(outbound_clusters(snapshot),
-                                          outbound_endpoints(snapshot), listeners))
+    out = validate_bootstrap(static_bootstrap(outbound_clusters(snapshot),
+                                              outbound_endpoints(snapshot), listeners))
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -248,6 +246,6 @@ spec:
     snapshot = MeshSnapshot.build(1, [*bookinfo(corpus).resources(),
                                       *load_paths([vs]).resources])
     listeners = [http_listener(15100, outbound_route_config(snapshot, 9080))]
-    out = envoy_validate(static_bootstrap(outbound_clusters(snapshot),
-                                          outbound_endpoints(snapshot), listeners))
+    out = validate_bootstrap(static_bootstrap(outbound_clusters(snapshot),
+                                              outbound_endpoints(snapshot), listeners))
     assert out.returncode == 0, out.stdout + out.stderr

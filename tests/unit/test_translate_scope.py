@@ -3,9 +3,7 @@ policy) and where traffic to unknown hosts goes (PassthroughCluster or 502)."""
 
 from __future__ import annotations
 
-import sys
 import textwrap
-from pathlib import Path
 
 from envoy.config.route.v3 import route_pb2
 
@@ -14,10 +12,9 @@ from heddle.model.mesh_config import MeshConfig
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.scope import proxy_scope
 from heddle.model.snapshot import MeshSnapshot
+from heddle.testing.bootstraps import sidecar_bootstrap
+from heddle.testing.envoy import validate_bootstrap
 from heddle.translate.sidecar import CLUSTER, LISTENER, ROUTE, sidecar_resources
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from envoy_validate import envoy_validate, sidecar_bootstrap
 
 # Two namespaces with two services each, one exported only to its own namespace.
 MESH = """
@@ -238,7 +235,7 @@ def test_real_envoy_accepts_scoped_passthrough_and_blocking_configs() -> None:
       outboundTrafficPolicy: {mode: REGISTRY_ONLY}
     """
     for snap in (snapshot(), snapshot(sidecar)):
-        out = envoy_validate(sidecar_bootstrap(sidecar_resources(snap, CART)))
+        out = validate_bootstrap(sidecar_bootstrap(sidecar_resources(snap, CART)))
         assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -282,7 +279,7 @@ def test_same_named_services_in_two_namespaces_never_share_a_domain() -> None:
     assert "cart:8080" in domains["cart.shop.svc.cluster.local:8080"]  # the proxy's namespace
     assert "cart:8080" not in domains["cart.bank.svc.cluster.local:8080"]
     assert "cart.bank:8080" in domains["cart.bank.svc.cluster.local:8080"]
-    out = envoy_validate(sidecar_bootstrap(resources))
+    out = validate_bootstrap(sidecar_bootstrap(resources))
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -347,7 +344,7 @@ def test_sidecar_ingress_to_a_unix_socket_forwards_there() -> None:
     cluster = resources.of(CLUSTER)["inbound|8080||"]
     address = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address  # type: ignore[attr-defined]
     assert address.pipe.path == "/var/run/cart.sock"
-    out = envoy_validate(sidecar_bootstrap(resources))
+    out = validate_bootstrap(sidecar_bootstrap(resources))
     assert out.returncode == 0, out.stdout + out.stderr
 
 

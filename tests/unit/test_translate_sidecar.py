@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from google.protobuf.json_format import MessageToDict
+from test_translate_clusters import check_golden, hello_snapshot
 
 from heddle.model.proxy import Proxy, ProxyType, parse_node_id
+from heddle.testing.bootstraps import sidecar_bootstrap
+from heddle.testing.envoy import validate_bootstrap
 from heddle.translate.listeners import OUTBOUND_LISTENER
 from heddle.translate.sidecar import CLUSTER, LISTENER, ROUTE, sidecar_resources
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from envoy_validate import envoy_validate, sidecar_bootstrap
-from test_translate_clusters import check_golden, hello_snapshot
 
 FRONTEND = Proxy(ProxyType.SIDECAR, "frontend", "default", "127.0.10.2", "127.1.10.2",
                  (("app", "frontend"), ("version", "v1")), "frontend")
@@ -49,7 +45,7 @@ def test_sidecar_resources_match_golden_and_real_envoy_accepts_them() -> None:
         type_url.rsplit(".", 1)[-1]: {name: MessageToDict(m) for name, m in sorted(items.items())}
         for type_url, items in resources.by_type.items()
     })
-    out = envoy_validate(sidecar_bootstrap(resources))
+    out = validate_bootstrap(sidecar_bootstrap(resources))
     assert out.returncode == 0, out.stdout + out.stderr
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import sys
 from pathlib import Path
 from textwrap import dedent
 from typing import Any
@@ -23,12 +22,11 @@ from google.protobuf.json_format import MessageToDict
 from heddle.api.loader import load_text
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
+from heddle.testing.bootstraps import http_listener, static_bootstrap
+from heddle.testing.envoy import validate_bootstrap
 from heddle.translate.clusters import outbound_clusters, outbound_endpoints
 from heddle.translate.routes import proxy_route_config
 from heddle.translate.traffic_policy import HTTP_PROTOCOL_OPTIONS
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from envoy_validate import envoy_validate, http_listener, static_bootstrap
 
 HOST = "backend.default.svc.cluster.local"
 BASE = """
@@ -534,5 +532,5 @@ def test_real_envoy_accepts_every_policy_together(tmp_path: Path) -> None:
     produced = outbound_clusters(snapshot)
     assert len(produced) == 6
     listener = http_listener(18080, proxy_route_config(snapshot, "15001"))
-    out = envoy_validate(static_bootstrap(produced, outbound_endpoints(snapshot), [listener]))
+    out = validate_bootstrap(static_bootstrap(produced, outbound_endpoints(snapshot), [listener]))
     assert out.returncode == 0, out.stdout + out.stderr
