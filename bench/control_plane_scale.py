@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import inspect
 import json
 import multiprocessing
+import os
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -68,37 +71,113 @@ def service_docs(i: int, timeout: str = "5s", max_connections: int = 100) -> lis
     ]
 
 
+def _address(j: int) -> str:
+    return f"10.{j // 62500 % 250}.{j // 250 % 250}.{j % 250 + 1}"
+
+
 def workload_doc(j: int, services: int) -> str:
     i = j % services
     return (f"apiVersion: {NET}/v1\nkind: WorkloadEntry\n"
             f"metadata: {{name: w-{j}, namespace: ns-{i // PER_NAMESPACE}}}\n"
-            f"spec: {{address: 10.{j // 65536 % 256}.{j // 256 % 256}.{j % 256 + 1}, "
+            f"spec: {{address: {_address(j)}, "
             f"labels: {{app: svc-{i}, instance: w-{j}}}}}\n")
 
 
 class Mesh:
-    def __init__(self, documents: dict[str, str]) -> None:
-        self.documents = documents
-        self.version = 0
-        self.snapshot = MeshSnapshot.build(0, [])
-        self.load_seconds = 0.0
+    """The configuration as the control plane holds it: the documents' resources by key.
+    A change re-parses only the documents it edits (as the directory source re-reads only
+    the file that changed) and builds the next snapshot."""
 
-    def rebuild(self) -> None:
+    def __init__(self, documents: dict[str, str]) -> None:
         start = time.perf_counter()
-        result = load_text("---\n".join(self.documents.values()), "mesh.yaml")
+        result = load_text("---\n".join(documents.values()), "mesh.yaml")
         assert result.errors == [], result.errors[:3]
         self.load_seconds = time.perf_counter() - start
+        self.resources = {r.key: r for r in result.resources}
+        self.version = 1
+        self.snapshot = MeshSnapshot.build(self.version, self.resources.values())
+
+    def edit(self, documents: dict[str, str]) -> None:
+        result = load_text("---\n".join(documents.values()), "edit.yaml")
+        assert result.errors == [], result.errors[:3]
+        self.resources.update({r.key: r for r in result.resources})
         self.version += 1
-        self.snapshot = MeshSnapshot.build(self.version, result.resources)
+        self.snapshot = MeshSnapshot.build(self.version, self.resources.values())
 
 
 def _node(j: int, services: int) -> base_pb2.Node:
     i = j % services
     ns = f"ns-{i // PER_NAMESPACE}"
-    address = f"10.{j // 65536 % 256}.{j // 256 % 256}.{j % 256 + 1}"
+    address = _address(j)
     node = base_pb2.Node(id=f"sidecar~{address}~w-{j}.{ns}~{ns}.svc.cluster.local")
     node.metadata.update({"LABELS": {"app": f"svc-{i}", "instance": f"w-{j}"}})
     return node
+
+
+def real_envoy_docs(subnet: str, count: int) -> dict[str, str]:
+    """Two workloads whose sidecars are real Envoys, on loopback pod IPs: one of svc-0 in
+    ns-0 and one of svc-20 in ns-1 (so both see a namespace's own VirtualServices)."""
+    return {f"real{k}": (
+        f"apiVersion: {NET}/v1\nkind: WorkloadEntry\n"
+        f"metadata: {{name: envoy-{k}, namespace: ns-{k}}}\n"
+        f"spec: {{address: {subnet}{k + 1}, labels: {{app: svc-{k * PER_NAMESPACE}}}}}\n")
+        for k in range(count)}
+
+
+class RealEnvoys:
+    """Real Envoys that take the same configuration as the simulated proxies: what they
+    ACK or NACK says whether it is valid, at this scale."""
+
+    def __init__(self, subnet: str, port: int, workdir: Path, count: int) -> None:
+        from heddle.model.proxy import Proxy, ProxyType
+
+        self.subnet, self.port, self.workdir = subnet, port, workdir
+        self.proxies = [Proxy(ProxyType.SIDECAR, f"envoy-{k}", f"ns-{k}", f"{subnet}{k + 1}",
+                              f"{subnet}{k + 101}", (("app", f"svc-{k * PER_NAMESPACE}"),),
+                              "default") for k in range(count)]
+        self._stack = contextlib.AsyncExitStack()
+
+    async def start(self) -> None:
+        from heddle.agent.bootstrap import bootstrap
+        from heddle.testing.envoy import EnvoyHarness
+        from heddle.testing.identity import serve_identity
+
+        for proxy in self.proxies:
+            sds, socket = await serve_identity(self.workdir, proxy.namespace, "default")
+            self._stack.push_async_callback(sds.stop, None)
+            harness = EnvoyHarness(
+                bootstrap(proxy, "127.0.0.1", self.port, delta=True, sds_socket=str(socket)),
+                self.workdir / proxy.name, ready_timeout=600, concurrency=1)
+            await self._stack.enter_async_context(harness)
+
+    async def settled(self, xds: XdsServer) -> dict[str, Any]:
+        """Once each has answered the last of it: what each type's state is."""
+        from heddle.testing.waiting import eventually
+        from heddle.xds.status import SyncState
+
+        def answered(proxy_id: str) -> bool:
+            status = xds.status_of(proxy_id)
+            return status is not None and len(status.types) == 4 and all(
+                s.state in (SyncState.SYNCED, SyncState.NACK) for s in status.types.values())
+
+        for proxy in self.proxies:
+            await eventually(lambda p=proxy: answered(p.id), 300, f"{proxy.id} answered")
+        found: dict[str, Any] = {}
+        for proxy in self.proxies:
+            status = xds.status_of(proxy.id)
+            found[proxy.id] = ({t.rsplit(".", 1)[-1]: str(s.state) + (
+                f": {s.nack_message}" if s.nack_message else "")
+                for t, s in sorted(status.types.items())} if status else "not connected")
+        return found
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now (ru_maxrss gives only the peak)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -148,35 +227,42 @@ async def _serve_clients(conn: Connection, port: int, services: int, proxies: in
     clients = [AdsClient(channels[j % len(channels)], _node(j, services), True, True)
                for j in range(proxies)]
     cpu0 = time.process_time()
+
+    async def answer(command: str, argument: Any) -> Any:
+        if command == "sync":
+            for client in clients:
+                client.start()
+                client.subscribe(CLUSTER)
+                client.subscribe(LISTENER)
+                client.subscribe(ROUTE, [OUTBOUND_ROUTE])
+            for client in clients:
+                await client.wait_for(lambda c=client: CLUSTER in c.held, timeout=3600)
+                client.subscribe(ENDPOINT, sorted(client.held[CLUSTER]))
+            for client in clients:
+                await client.wait_for(lambda c=client: ENDPOINT in c.held
+                                      and ROUTE in c.held and LISTENER in c.held,
+                                      timeout=3600)
+            return (max(c.last_response_at for c in clients) + offset,
+                    sum(c.bytes_received for c in clients))
+        if command == "counts":
+            return [c.responses for c in clients], sum(c.bytes_received for c in clients)
+        if command == "await":  # {client index: responses it must have had}
+            for j, want in argument.items():
+                await clients[j].wait_for(lambda c=clients[j], w=want: c.responses >= w,
+                                          timeout=3600)
+            return ({j: clients[j].last_response_at + offset for j in argument},
+                    sum(c.bytes_received for c in clients))
+        return round(time.process_time() - cpu0, 2)
+
     try:
         while True:
             command, argument = await loop.run_in_executor(None, conn.recv)
-            if command == "sync":
-                for client in clients:
-                    client.start()
-                    client.subscribe(CLUSTER)
-                    client.subscribe(LISTENER)
-                    client.subscribe(ROUTE, [OUTBOUND_ROUTE])
-                for client in clients:
-                    await client.wait_for(lambda c=client: CLUSTER in c.held, timeout=3600)
-                    client.subscribe(ENDPOINT, sorted(client.held[CLUSTER]))
-                for client in clients:
-                    await client.wait_for(lambda c=client: ENDPOINT in c.held
-                                          and ROUTE in c.held and LISTENER in c.held,
-                                          timeout=3600)
-                conn.send((max(c.last_response_at for c in clients) + offset,
-                           sum(c.bytes_received for c in clients)))
-            elif command == "counts":
-                conn.send(([c.responses for c in clients],
-                           sum(c.bytes_received for c in clients)))
-            elif command == "await":  # {client index: responses it must have had}
-                for j, want in argument.items():
-                    await clients[j].wait_for(lambda c=clients[j], w=want: c.responses >= w,
-                                              timeout=3600)
-                conn.send(({j: clients[j].last_response_at + offset for j in argument},
-                           sum(c.bytes_received for c in clients)))
-            else:
-                conn.send(round(time.process_time() - cpu0, 2))
+            try:
+                conn.send(("ok", await answer(command, argument)))
+            except Exception as err:  # the benchmark must say why, not wait forever
+                conn.send(("failed", f"{command}: {err}"))
+                return
+            if command == "stop":
                 return
     finally:
         for client in clients:
@@ -201,24 +287,30 @@ class Clients:
 
     async def ask(self, command: str, argument: Any = None) -> Any:
         self._conn.send((command, argument))
-        return await asyncio.get_running_loop().run_in_executor(None, self._conn.recv)
+        verdict, value = await asyncio.get_running_loop().run_in_executor(None, self._conn.recv)
+        if verdict != "ok":
+            raise RuntimeError(f"the simulated proxies failed: {value}")
+        return value
 
     async def stop(self) -> float:
         """The clients' CPU seconds."""
         try:
             return float(await self.ask("stop"))
+        except (EOFError, BrokenPipeError, RuntimeError):  # it failed and said why already
+            return 0.0
         finally:
             self._process.join(10)
             if self._process.is_alive():
                 self._process.kill()
 
 
-async def run(services: int, proxies: int) -> dict[str, Any]:
+async def run(services: int, proxies: int, real_envoys: int = 2) -> dict[str, Any]:
     documents = {f"s{i}-{k}": d for i in range(services)
                  for k, d in enumerate(service_docs(i))}
     documents.update({f"w{j}": workload_doc(j, services) for j in range(proxies)})
+    subnet = f"127.{200 + os.getpid() % 50}.{os.getpid() // 50 % 250}."  # not unique_subnet's
+    documents.update(real_envoy_docs(subnet, real_envoys))
     mesh = Mesh(documents)
-    mesh.rebuild()
     load_seconds = mesh.load_seconds
     xds = XdsServer(lambda: mesh.snapshot)
     server, port = await start_grpc(xds, "127.0.0.1:0")
@@ -230,12 +322,17 @@ async def run(services: int, proxies: int) -> dict[str, Any]:
                            "document_load_seconds": round(load_seconds, 3),
                            "targeted_pushes": targeted}
     clients = Clients(port, services, proxies)
+    workdir = tempfile.TemporaryDirectory(prefix="heddle-scale-")
+    envoys = RealEnvoys(subnet, port, Path(workdir.name), real_envoys)
     try:
         probe.start()
         start = time.monotonic()
         synced_at, out["initial_bytes"] = await clients.ask("sync")
         out["initial_sync_seconds"] = round(synced_at - start, 3)
         out["initial_sync_worst_loop_stall_seconds"] = probe.stop()
+        out["control_plane_rss_after_sync_mb"] = _rss_mb()
+        if real_envoys:  # after the measured sync: they are the proof, not the load
+            await envoys.start()
 
         async def change(name: str, edit: dict[str, str], keys: list[ResourceKey]) -> None:
             before, sent_bytes = await clients.ask("counts")
@@ -243,8 +340,7 @@ async def run(services: int, proxies: int) -> dict[str, Any]:
                       for s in xds._streams.values()}
             probe.start()
             start = time.monotonic()
-            mesh.documents.update(edit)
-            mesh.rebuild()
+            mesh.edit(edit)
             pushed_before = getattr(xds, "pushed_proxies", 0)
             if targeted:
                 from heddle.xds.push import PushRequest
@@ -255,8 +351,8 @@ async def run(services: int, proxies: int) -> dict[str, Any]:
             for stream in xds._streams.values():
                 old = nonces.get(stream.connection_id) or {}
                 sent = sum(1 for t, st in stream.types.items() if st.nonce != old.get(t))
-                if sent:
-                    j = index[stream.proxy.id]
+                j = index.get(stream.proxy.id)
+                if sent and j is not None:
                     expected[j] = before[j] + sent
             arrived, received = await clients.ask("await", expected)
             out[name] = {
@@ -282,10 +378,14 @@ async def run(services: int, proxies: int) -> dict[str, Any]:
                      [ResourceKey("", "Service", f"ns-{new // PER_NAMESPACE}", f"svc-{new}")])
         await change("endpoint_added", {"wnew": workload_doc(proxies, services)},
                      [ResourceKey(NET, "WorkloadEntry", f"ns-{0}", f"w-{proxies}")])
+        if real_envoys:
+            out["real_envoys"] = await envoys.settled(xds)
         out["control_plane_cpu_seconds"] = round(time.process_time() - cpu0, 2)
         out["control_plane_peak_rss_mb"] = round(
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     finally:
+        await envoys.stop()
+        workdir.cleanup()
         out["clients_cpu_seconds"] = await clients.stop()
         await server.stop(None)
         close = getattr(xds, "close", None)
@@ -298,8 +398,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--proxies", type=int, default=1000)
+    parser.add_argument("--real-envoys", type=int, default=2, choices=range(3),
+                        help="real Envoys beside the simulated proxies (0 for a tree "
+                             "without heddle.testing)")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.services, args.proxies)), indent=2))
+    print(json.dumps(asyncio.run(run(args.services, args.proxies, args.real_envoys)),
+                     indent=2))
     sys.stdout.flush()
 
 

@@ -29,6 +29,7 @@ from heddle.config.directory import DirectorySource
 from heddle.config.events import StoreEvent
 from heddle.config.source import ConfigSource
 from heddle.config.store import ConfigStore
+from heddle.heap import settle
 from heddle.local.runtime import LocalMesh, LocalMeshConfig, heddle_command
 from heddle.model.mesh_config import MeshConfig
 from heddle.model.proxy import ProxyType
@@ -182,6 +183,7 @@ class ControlPlane:
             self._snapshot = MeshSnapshot.build(
                 self._snapshot.version + 1, self.store.resources(), self.membership.healthy(),
                 mesh_config)
+            settle()  # the snapshot lives until the next change
         return self._snapshot
 
     def diagnostics(self) -> list[Diagnostic]:

@@ -27,6 +27,7 @@ from heddle.api.resource import (
 from heddle.api.schema_check import check_schema
 from heddle.api.semantics import check_semantics
 from heddle.api.yaml_documents import PathKey, YamlDocument, iter_documents
+from heddle.heap import settle
 
 YAML_SUFFIXES = (".yaml", ".yml")
 # Config is untrusted input: a file is read only up to this size (Kubernetes refuses requests
@@ -216,6 +217,7 @@ async def load_text_cooperatively(text: str, file: str,
     deadline = loop.time() + slice_seconds
     for _ in _load_steps(text, file, result):
         if loop.time() >= deadline:
+            settle()  # what this slice built stays: keep the collector's pauses short
             await asyncio.sleep(0)
             deadline = loop.time() + slice_seconds
     return result

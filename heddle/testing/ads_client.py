@@ -26,6 +26,10 @@ from google.rpc import status_pb2
 Response = Any  # a DiscoveryResponse or a DeltaDiscoveryResponse
 
 
+class StreamEnded(RuntimeError):
+    pass
+
+
 class AdsClient:
     def __init__(self, channel: grpc.aio.Channel, node: base_pb2.Node, delta: bool = True,
                  auto_ack: bool = False) -> None:
@@ -75,6 +79,12 @@ class AdsClient:
             yield request
 
     async def _read(self) -> None:
+        try:
+            await self._apply_each()
+        finally:
+            self.changed.set()  # wake waiters: the stream is over
+
+    async def _apply_each(self) -> None:
         async for response in self._call:
             self.responses += 1
             self.last_response_at = time.perf_counter()
@@ -103,11 +113,22 @@ class AdsClient:
         return await asyncio.wait_for(self.inbox.get(), timeout)
 
     async def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
-        """Until `condition()` holds, checked after each response applied."""
+        """Until `condition()` holds, checked after each response applied; StreamEnded if
+        the stream ends first (the server closed it, or gRPC cancelled it)."""
         async with asyncio.timeout(timeout):
             while not condition():
+                if self._reader is not None and self._reader.done():
+                    raise StreamEnded(f"{self.node.id}: the stream ended: "
+                                      f"{self._end_reason()}")
                 self.changed.clear()
                 await self.changed.wait()
+
+    def _end_reason(self) -> str:
+        assert self._reader is not None
+        if self._reader.cancelled():
+            return "closed by this client"
+        error = self._reader.exception()
+        return repr(error) if error is not None else "the server finished it"
 
     def pending(self) -> list[Response]:
         """Responses received and not yet taken (an empty list: the server sent nothing)."""

@@ -86,6 +86,9 @@ class PushContext:
         self.changed_workloads: set[tuple[str, str]] = set()  # (namespace, name)
         self.changed_addresses: set[str] = set()
         self.selectors: list[tuple[tuple[str, str], ...]] = []
+        self._joined: dict[tuple[int, int], tuple[frozenset[str], frozenset[str],
+                                                  frozenset[ResourceKey]]] = {}
+        self._scopes: list[tuple[ProxyScope, ProxyScope]] = []
         if kinds & _REGISTRY:
             self._diff_registries()
 
@@ -127,13 +130,25 @@ class PushContext:
             return hosts, frozenset(namespaces), keys
         return scope.snapshot.memo("push_scope_facts", compute)
 
+    def _facts_before_and_after(self, proxy: Proxy) -> tuple[frozenset[str], frozenset[str],
+                                                               frozenset[ResourceKey]]:
+        """The proxy's scope facts in both snapshots, joined once per pair of scopes (the
+        proxies of a namespace share them: a thousand unions of a thousand hosts add up)."""
+        scopes = (proxy_scope(self.old, proxy), proxy_scope(self.new, proxy))
+        key = (id(scopes[0].snapshot), id(scopes[1].snapshot))
+        joined = self._joined.get(key)
+        if joined is None:
+            before, after = (self._scope_facts(scope) for scope in scopes)
+            joined = (before[0] | after[0], before[1] | after[1], before[2] | after[2])
+            # Keep the scopes alive with their facts, so that their ids stay theirs.
+            self._joined[key] = joined
+            self._scopes.append(scopes)
+        return joined
+
     def needs_push(self, proxy: Proxy) -> bool:
         if self.everyone:
             return True
-        facts = [self._scope_facts(proxy_scope(s, proxy)) for s in (self.old, self.new)]
-        hosts = facts[0][0] | facts[1][0]
-        namespaces = facts[0][1] | facts[1][1]
-        scoped = facts[0][2] | facts[1][2]
+        hosts, namespaces, scoped = self._facts_before_and_after(proxy)
         for key in self.changes:
             group_kind = (key.group, key.kind)
             versions = (_get(self.old, key), _get(self.new, key))

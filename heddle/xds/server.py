@@ -20,13 +20,16 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
+from heddle.api.resource import ResourceKey
 from heddle.ca.identity import Identity
 from heddle.ca.peer import Unauthenticated, peer_address, peer_identity
+from heddle.heap import settle
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.from_config import workload_from_group
@@ -76,13 +79,18 @@ class Built:
     desired: Desired
     problems: list[str]
     sizes: dict[str, tuple[int, int]]
+    # Each type's version over all of its resources (what a wildcard subscriber is sent),
+    # computed here on the worker rather than per send on the event loop.
+    versions: dict[str, str]
 
 
 def _built(resources: ProxyResources, packs: PackCache) -> Built:
     desired = {t: packs.versioned(items) for t, items in resources.by_type.items()}
+    settle()  # a thousand proxies' configuration must not make every collection long
     return Built(desired, inconsistencies(desired, resources.of(LISTENER).values()),
                  {t: (len(items), sum(len(r.body.value) for r in items.values()))
-                  for t, items in desired.items()})
+                  for t, items in desired.items()},
+                 {t: type_version(items) for t, items in desired.items()})
 
 
 class _Stream:
@@ -94,9 +102,10 @@ class _Stream:
         self.proxy = proxy
         self.delta = delta
         self.connection_id = connection_id
-        self.outbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.outbox: asyncio.Queue[Response | None] = asyncio.Queue()
         self.types: dict[str, _TypeState] = {}
         self.desired: Desired = {}
+        self.versions: dict[str, str] = {}
         self.snapshot: MeshSnapshot | None = None  # what `desired` was computed from
         self.status = ProxyStatus(proxy.id, "delta" if delta else "sotw", connection_id,
                                   identity.spiffe_id if identity else "", peer)
@@ -108,7 +117,7 @@ class _Stream:
             log.error("%s: not publishing an inconsistent configuration: %s",
                       self.connection_id, "; ".join(built.problems))
             return False
-        self.desired, self.snapshot = built.desired, snapshot
+        self.desired, self.versions, self.snapshot = built.desired, built.versions, snapshot
         # How much configuration this proxy gets: what Sidecar scoping saves is visible here.
         self.status.sizes = built.sizes
         return True
@@ -128,18 +137,21 @@ class _Stream:
         resources and those named in `resend`."""
         state = self.types.setdefault(type_url, _TypeState())
         wanted = self._wanted(type_url, state)
-        version = type_version(wanted)
+        version = (self.versions[type_url] if wanted is self.desired.get(type_url)
+                   else type_version(wanted))
         if self.delta:
-            self._send_delta(type_url, state, wanted, version, force, resend)
+            sent = self._send_delta(type_url, state, wanted, version, force, resend)
+            if sent is None:
+                return
         elif version != state.sent_version or force:
             state.nonce, state.sent_version = self._nonce(), version
-            self.outbox.put_nowait(discovery_pb2.DiscoveryResponse(
-                version_info=version, type_url=type_url, nonce=state.nonce,
-                resources=[r.body for r in wanted.values()]))
+            self.outbox.put_nowait(partial(_sotw_response, version, type_url, state.nonce,
+                                           wanted))
             self._sent(type_url, state)
+            sent = {n: r.version for n, r in wanted.items()}
         else:
             return
-        previous, state.last_sent = state.last_sent, {n: r.version for n, r in wanted.items()}
+        previous, state.last_sent = state.last_sent, sent
         if type_url == CLUSTER and state.nonce:
             self._endpoints_for_changed_clusters(previous, state.last_sent)
 
@@ -154,7 +166,9 @@ class _Stream:
             self.send(ENDPOINT, force=not self.delta, resend=changed)
 
     def _send_delta(self, type_url: str, state: _TypeState, wanted: dict[str, VersionedResource],
-                    version: str, force: bool, resend: frozenset[str] = frozenset()) -> None:
+                    version: str, force: bool, resend: frozenset[str] = frozenset(),
+                    ) -> dict[str, str] | None:
+        """The versions sent (None: nothing was)."""
         changed = [r for n, r in wanted.items() if state.held.get(n) != r.version or n in resend]
         removed = [n for n in state.held if n not in wanted]
         if not changed and not removed and not force:
@@ -163,15 +177,13 @@ class _Stream:
                 status = self.status.of(type_url)
                 status.sent_version = status.acked_version = version
                 status.nack_message = ""
-            return
+            return None
         state.nonce, state.sent_version = self._nonce(), version
-        state.pending[state.nonce] = {n: r.version for n, r in wanted.items()}
-        self.outbox.put_nowait(discovery_pb2.DeltaDiscoveryResponse(
-            system_version_info=version, type_url=type_url, nonce=state.nonce,
-            resources=[discovery_pb2.Resource(name=r.name, version=r.version, resource=r.body)
-                       for r in changed],
-            removed_resources=removed))
+        versions = state.pending[state.nonce] = {n: r.version for n, r in wanted.items()}
+        self.outbox.put_nowait(partial(_delta_response, version, type_url, state.nonce,
+                                       changed, removed))
         self._sent(type_url, state)
+        return versions
 
     def _sent(self, type_url: str, state: _TypeState) -> None:
         status = self.status.of(type_url)
@@ -234,12 +246,33 @@ class _Stream:
         elif state.subscribed is not None:
             state.subscribed |= set(request.resource_names_subscribe)
             state.subscribed -= set(request.resource_names_unsubscribe)
-        for name in request.resource_names_unsubscribe:
-            state.held.pop(name, None)
+        if request.resource_names_unsubscribe:  # a new map: `held` may be `last_sent` too
+            gone = set(request.resource_names_unsubscribe)
+            state.held = {n: v for n, v in state.held.items() if n not in gone}
         state.requested = True
         # An ACK or NACK alone asks for nothing new; resending after a NACK would loop.
         if first or request.resource_names_subscribe or request.resource_names_unsubscribe:
             self.send(type_url, force=first)
+
+
+# Responses are queued as the makings of one and built only when the stream takes it: a
+# thousand proxies' initial configuration is never held twice over in queued messages.
+Response = Callable[[], Any]
+
+
+def _sotw_response(version: str, type_url: str, nonce: str,
+                   wanted: dict[str, VersionedResource]) -> discovery_pb2.DiscoveryResponse:
+    return discovery_pb2.DiscoveryResponse(version_info=version, type_url=type_url, nonce=nonce,
+                                           resources=[r.body for r in wanted.values()])
+
+
+def _delta_response(version: str, type_url: str, nonce: str, changed: list[VersionedResource],
+                    removed: list[str]) -> discovery_pb2.DeltaDiscoveryResponse:
+    return discovery_pb2.DeltaDiscoveryResponse(
+        system_version_info=version, type_url=type_url, nonce=nonce,
+        resources=[discovery_pb2.Resource(name=r.name, version=r.version, resource=r.body)
+                   for r in changed],
+        removed_resources=removed)
 
 
 def _push_rank(type_url: str) -> int:
@@ -367,28 +400,41 @@ class XdsServer:
             task.add_done_callback(self._tasks.discard)
 
     async def _drain(self) -> None:
-        contexts: dict[tuple[int, int], PushContext] = {}
+        # By the snapshots a proxy moves between and the changes it is told of (streams
+        # whose requests merged differently get contexts of their own).
+        contexts: dict[tuple[int, int, frozenset[ResourceKey]], PushContext] = {}
         while self._pending:
             connection_id = next(iter(self._pending))
             request = self._pending.pop(connection_id)
             stream = self._streams.get(connection_id)
             if stream is None:
                 continue
-            snapshot = self._snapshots()
-            if request.changes is not None and stream.snapshot is not None:
-                old = stream.snapshot
-                key = (id(old), id(snapshot))
-                if key not in contexts:
-                    contexts[key] = PushContext(old, snapshot, request.changes)
-                if not contexts[key].needs_push(stream.proxy):
-                    # Nothing it depends on changed. Its config stays computed from `old`:
-                    # marking it at `snapshot` would hide a change that landed during this
-                    # push and that its own, later request then diffs against itself.
-                    continue
+            snapshot, proxy = self._snapshots(), stream.proxy
+            old = stream.snapshot if request.changes is not None else None
+            built = await self._in_worker(partial(self._build_if_needed, contexts, old,
+                                                  request.changes, snapshot, proxy))
+            if built is None:
+                # Nothing it depends on changed. Its config stays computed from `old`:
+                # marking it at `snapshot` would hide a change that landed during this
+                # push and that its own, later request then diffs against itself.
+                continue
             self.pushed_proxies += 1
-            built = await self._build(snapshot, stream.proxy)
             if connection_id in self._streams and stream.adopt(built, snapshot):
                 stream.push()
+
+    def _build_if_needed(self, contexts: dict[tuple[int, int, frozenset[ResourceKey]],
+                                              PushContext],
+                         old: MeshSnapshot | None, changes: frozenset[ResourceKey] | None,
+                         snapshot: MeshSnapshot, proxy: Proxy) -> Built | None:
+        """On the worker: deciding reads the proxy's scopes and diffs registries, which can
+        cost as much as a build, so it is off the event loop too. None: not needed."""
+        if old is not None and changes is not None:
+            key = (id(old), id(snapshot), changes)
+            if key not in contexts:
+                contexts[key] = PushContext(old, snapshot, changes)
+            if not contexts[key].needs_push(proxy):
+                return None
+        return _built(self._generate(snapshot, proxy), self.packs)
 
     def _register(self, connection_id: str, proxy: Proxy, identity: Identity | None,
                   snapshot: MeshSnapshot) -> None:
@@ -493,7 +539,7 @@ class XdsServer:
         reader = asyncio.create_task(read())
         try:
             while (response := await stream.outbox.get()) is not None:
-                yield response
+                yield response()
         finally:
             reader.cancel()
             self._close(stream)

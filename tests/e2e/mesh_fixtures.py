@@ -18,16 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
-from heddle.agent.agent import sds_socket_for
-from heddle.agent.certificates import WorkloadCertificate
-from heddle.agent.sds import SdsServer, serve_sds
 from heddle.api.loader import load_text
-from heddle.ca.authority import CertificateAuthority, make_csr, new_key
-from heddle.ca.identity import Identity
 from heddle.config.store import ConfigStore
 from heddle.local.state import MeshState, pid_alive
 from heddle.testing.loopback import free_port, unique_subnet
@@ -50,24 +41,6 @@ def hello_store(subnet: str) -> ConfigStore:
     assert result.errors == []
     store.put("hello.yaml", result)
     return store
-
-
-async def serve_identity(tmp: Path, namespace: str, service_account: str,
-                         ) -> tuple[grpc.aio.Server, Path]:
-    """An SDS socket serving a workload certificate from a throwaway CA, as an agent would."""
-    ca = CertificateAuthority.load_or_create(tmp / "ca")
-    identity = Identity(namespace, service_account)
-    key = new_key()
-    signed = ca.sign(make_csr(key, identity), identity)
-    leaf = x509.load_pem_x509_certificate(signed.cert_chain_pem)
-    sds = SdsServer()
-    await sds.update(WorkloadCertificate(
-        signed.cert_chain_pem,
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                          serialization.NoEncryption()),
-        signed.root_pem, leaf.not_valid_before_utc, leaf.not_valid_after_utc))
-    socket_path = sds_socket_for(tmp / f"{namespace}-{service_account}")
-    return await serve_sds(sds, socket_path), socket_path
 
 
 HEDDLE = str(Path(sys.executable).with_name("heddle"))

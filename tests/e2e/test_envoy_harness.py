@@ -24,10 +24,11 @@ from heddle.testing.envoy import (
     EnvoyHarness,
     validate_bootstrap,
 )
+from heddle.testing.identity import serve_identity
 from heddle.testing.loopback import unique_subnet
 from heddle.xds.server import XdsServer, start_grpc
 
-from .mesh_fixtures import hello_store, serve_identity
+from .mesh_fixtures import hello_store
 
 BACKEND = "outbound|9090||backend.default.svc.cluster.local"
 

@@ -32,6 +32,7 @@ from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.membership import Membership
 from heddle.testing.envoy import EnvoyHarness, RunningEnvoy
+from heddle.testing.identity import serve_identity
 from heddle.testing.loopback import unique_subnet
 from heddle.testing.waiting import eventually
 from heddle.translate.sidecar import CLUSTER
@@ -39,7 +40,7 @@ from heddle.xds.agent_ports import AgentPorts, start_agent_ports
 from heddle.xds.server import XdsServer, start_grpc
 from heddle.xds.status import SyncState
 
-from .mesh_fixtures import hello_store, hello_text, serve_identity
+from .mesh_fixtures import hello_store, hello_text
 
 POOL = """\
 apiVersion: networking.istio.io/v1

@@ -16,13 +16,14 @@ from heddle.config.store import ConfigStore
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
 from heddle.testing.envoy import EnvoyHarness, RunningEnvoy
+from heddle.testing.identity import serve_identity
 from heddle.testing.loopback import unique_subnet
 from heddle.testing.waiting import eventually
 from heddle.translate.sidecar import CLUSTER, ProxyResources, sidecar_resources
 from heddle.xds.server import XdsServer, start_grpc
 from heddle.xds.status import ProxyStatus, SyncState
 
-from .mesh_fixtures import hello_store, serve_identity
+from .mesh_fixtures import hello_store
 
 BACKEND_3 = """\
 apiVersion: networking.istio.io/v1
