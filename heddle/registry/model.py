@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 DOMAIN_SUFFIX = "svc.cluster.local"
+
+
+def _hash_once(cls: type[T]) -> type[T]:
+    """A frozen dataclass whose hash is computed once per object: services and workloads
+    are fields of every cache key the generator builds (a million lookups at 1000 x 1000),
+    and the generated hash re-walks every field each time. Not pickled: string hashes
+    differ between processes."""
+    computed: Callable[[Any], int] = cls.__hash__
+
+    def __hash__(self: Any) -> int:
+        try:
+            return self.__dict__["_hash"]  # type: ignore[no-any-return]
+        except KeyError:
+            value = computed(self)
+            object.__setattr__(self, "_hash", value)
+            return value
+
+    def __getstate__(self: Any) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+    cls.__hash__ = __hash__  # type: ignore[method-assign]
+    cls.__getstate__ = __getstate__  # type: ignore[method-assign]
+    return cls
 
 
 class Location(StrEnum):
@@ -20,6 +47,7 @@ class Resolution(StrEnum):
     NONE = "NONE"
 
 
+@_hash_once
 @dataclass(frozen=True, order=True)
 class ServicePort:
     number: int
@@ -28,6 +56,7 @@ class ServicePort:
     target_port: int | None = None
 
 
+@_hash_once
 @dataclass(frozen=True)
 class Service:
     """One hostname with its ports; a ServiceEntry with several hosts is several services."""
@@ -47,6 +76,7 @@ class Service:
         return next((p for p in self.ports if p.number == number), None)
 
 
+@_hash_once
 @dataclass(frozen=True, order=True)
 class Workload:
     """Something that runs: a WorkloadEntry, an endpoint of a ServiceEntry, an agent."""
