@@ -132,7 +132,11 @@ class Registry:
 
     def with_services(self, services: Iterable[Service]) -> Registry:
         """Only `services`, with every workload still known (a proxy's narrowed view)."""
-        return replace(self, services=tuple(services))
+        narrowed = replace(self, services=tuple(services))
+        # The workloads are the same, so which of them a selector picks is too: fifty
+        # namespaces' views share one answer per selector rather than each scanning again.
+        object.__setattr__(narrowed, "_selected", self._selected)
+        return narrowed
 
     @cached_property
     def _by_hostname(self) -> dict[str, Service]:
