@@ -40,7 +40,7 @@ from heddle.translate.sidecar import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from heddle.xds.server import XdsServer, start_grpc
 
 try:
-    from heddle.testing.ads_client import AdsClient
+    from heddle.testing.ads_client import AdsClient, StreamEnded
 except ImportError:  # measuring a tree without the kit: load it from beside this file
     _path = Path(__file__).resolve().parents[1] / "heddle" / "testing" / "ads_client.py"
     _spec = importlib.util.spec_from_file_location("ads_client", _path)
@@ -48,6 +48,7 @@ except ImportError:  # measuring a tree without the kit: load it from beside thi
     _module = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(_module)
     AdsClient = _module.AdsClient
+    StreamEnded = getattr(_module, "StreamEnded", RuntimeError)
 
 PER_NAMESPACE = 20
 NET = "networking.istio.io"
@@ -226,32 +227,62 @@ async def _serve_clients(conn: Connection, port: int, services: int, proxies: in
                 for _ in range(max(1, proxies // CLIENT_STREAMS_PER_CHANNEL))]
     clients = [AdsClient(channels[j % len(channels)], _node(j, services), True, True)
                for j in range(proxies)]
+    restarts = [0]
     cpu0 = time.process_time()
+
+    def start(j: int) -> None:
+        client = clients[j]
+        client.start()
+        client.subscribe(CLUSTER)
+        client.subscribe(LISTENER)
+        client.subscribe(ROUTE, [OUTBOUND_ROUTE])
+
+    async def synced(j: int) -> None:
+        """Until client j holds a whole configuration. A stream gRPC ends under this load
+        (it happens: CANCELLED, rarely) is opened again, as Envoy reconnects, and counted."""
+        for _ in range(3):
+            client = clients[j]
+            try:
+                await client.wait_for(lambda: CLUSTER in client.held, timeout=3600)
+                if ENDPOINT not in client.held:
+                    client.subscribe(ENDPOINT, sorted(client.held[CLUSTER]))
+                await client.wait_for(lambda: ENDPOINT in client.held and ROUTE in client.held
+                                      and LISTENER in client.held, timeout=3600)
+                return
+            except StreamEnded:
+                restarts[0] += 1
+                await client.close()
+                clients[j] = AdsClient(channels[j % len(channels)], _node(j, services), True,
+                                       True)
+                start(j)
+        raise RuntimeError(f"{clients[j].node.id}: its stream ended three times")
 
     async def answer(command: str, argument: Any) -> Any:
         if command == "sync":
-            for client in clients:
-                client.start()
-                client.subscribe(CLUSTER)
-                client.subscribe(LISTENER)
-                client.subscribe(ROUTE, [OUTBOUND_ROUTE])
-            for client in clients:
-                await client.wait_for(lambda c=client: CLUSTER in c.held, timeout=3600)
-                client.subscribe(ENDPOINT, sorted(client.held[CLUSTER]))
-            for client in clients:
-                await client.wait_for(lambda c=client: ENDPOINT in c.held
-                                      and ROUTE in c.held and LISTENER in c.held,
-                                      timeout=3600)
+            for j in range(proxies):
+                start(j)
+            for j in range(proxies):
+                await clients[j].wait_for(lambda c=clients[j]: CLUSTER in c.held or
+                                          c.ended, timeout=3600)
+                if CLUSTER in clients[j].held:
+                    clients[j].subscribe(ENDPOINT, sorted(clients[j].held[CLUSTER]))
+            for j in range(proxies):
+                await synced(j)
             return (max(c.last_response_at for c in clients) + offset,
                     sum(c.bytes_received for c in clients))
         if command == "counts":
             return [c.responses for c in clients], sum(c.bytes_received for c in clients)
         if command == "await":  # {client index: responses it must have had}
             for j, want in argument.items():
-                await clients[j].wait_for(lambda c=clients[j], w=want: c.responses >= w,
-                                          timeout=3600)
+                try:
+                    await clients[j].wait_for(lambda c=clients[j], w=want: c.responses >= w,
+                                              timeout=3600)
+                except StreamEnded:  # opened again: it has the change once it is synced
+                    await synced(j)
             return ({j: clients[j].last_response_at + offset for j in argument},
                     sum(c.bytes_received for c in clients))
+        if command == "restarts":
+            return restarts[0]
         return round(time.process_time() - cpu0, 2)
 
     try:
@@ -328,6 +359,7 @@ async def run(services: int, proxies: int, real_envoys: int = 2) -> dict[str, An
         probe.start()
         start = time.monotonic()
         synced_at, out["initial_bytes"] = await clients.ask("sync")
+        out["simulated_streams_reopened"] = await clients.ask("restarts")
         out["initial_sync_seconds"] = round(synced_at - start, 3)
         out["initial_sync_worst_loop_stall_seconds"] = probe.stop()
         out["control_plane_rss_after_sync_mb"] = _rss_mb()

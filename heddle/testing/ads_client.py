@@ -123,6 +123,11 @@ class AdsClient:
                 self.changed.clear()
                 await self.changed.wait()
 
+    @property
+    def ended(self) -> bool:
+        """The stream is over (closed, or ended by the server or gRPC)."""
+        return self._reader is not None and self._reader.done()
+
     def _end_reason(self) -> str:
         assert self._reader is not None
         if self._reader.cancelled():

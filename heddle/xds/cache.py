@@ -64,6 +64,23 @@ class Fingerprints:
 
 
 @dataclass(frozen=True)
+class OutboundKey:
+    """Every input of a scope's whole outbound side (its clusters and load assignments, each
+    built through ClusterKey and EndpointKey): when none changed, not even those keys are
+    computed again. A VirtualService edit changes none of these."""
+
+    services: tuple[Service, ...]  # the services in the proxy's scope, in order
+    workloads: tuple[Workload, ...]  # every workload: endpoints, SANs, the client's locality
+    destination_rules: tuple[tuple[ResourceKey, str], ...]  # in scope, with content digests
+    peer_authentications: tuple[tuple[ResourceKey, str], ...]  # all: auto-mTLS, per endpoint
+    secrets: str  # digest of every Secret (credentialName origination)
+    mesh_config: str
+    client_namespace: str  # exportTo of rules, the rule a client namespace sees
+    client_labels: Labels  # workloadSelector of rules, failoverPriority
+    client_locality: str
+
+
+@dataclass(frozen=True)
 class ClusterKey:
     """Every input of one outbound cluster (translate.clusters.outbound_cluster_resource)."""
 

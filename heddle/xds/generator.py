@@ -40,11 +40,13 @@ from heddle.xds.cache import (
     EndpointKey,
     Fingerprints,
     Labels,
+    OutboundKey,
     RouteKey,
     digest,
 )
 
 Outbound = tuple[list[cluster_pb2.Cluster], list[endpoint_pb2.ClusterLoadAssignment]]
+SECURITY = "security.istio.io"
 
 
 def _label_keys(value: Any, found: set[str]) -> None:
@@ -85,6 +87,7 @@ class CachedSidecarGenerator:
         self.clusters: BuildCache[cluster_pb2.Cluster] = BuildCache()
         self.endpoints: BuildCache[endpoint_pb2.ClusterLoadAssignment] = BuildCache()
         self.routes: BuildCache[route_pb2.RouteConfiguration] = BuildCache()
+        self.outbound: BuildCache[Outbound] = BuildCache()
         self.fingerprints = Fingerprints()
         self._snapshot: MeshSnapshot | None = None
         self._rule_digests: dict[int, tuple[object, str]] = {}
@@ -98,13 +101,13 @@ class CachedSidecarGenerator:
 
     def sweep(self) -> None:
         """After a push: forget what two pushes in a row did not use."""
-        for cache in (self.clusters, self.endpoints, self.routes):
+        for cache in (self.clusters, self.endpoints, self.routes, self.outbound):
             cache.sweep()
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {name: {"entries": len(c), "hits": c.hits, "misses": c.misses}
                 for name, c in (("clusters", self.clusters), ("endpoints", self.endpoints),
-                                ("routes", self.routes))}
+                                ("routes", self.routes), ("outbound", self.outbound))}
 
     def __call__(self, snapshot: MeshSnapshot, proxy: Proxy) -> ProxyResources:
         self._begin(snapshot)
@@ -116,7 +119,9 @@ class CachedSidecarGenerator:
         client = replace(proxy, labels=labels)
         clusters, endpoints = outbound.memo(
             ("cached_outbound", labels, locality),
-            lambda: self._outbound(snapshot, outbound, client, labels, locality))
+            lambda: self.outbound.get(
+                self._outbound_key(snapshot, outbound, client.namespace, labels, locality),
+                lambda: self._outbound(snapshot, outbound, client, labels, locality)))
         routes = outbound.memo(("cached_routes", labels),
                                lambda: self._routes(snapshot, scope, client, labels))
         passthrough = snapshot.memo("passthrough_cluster", passthrough_cluster)
@@ -142,6 +147,17 @@ class CachedSidecarGenerator:
     def _secrets(self, snapshot: MeshSnapshot) -> str:
         return snapshot.memo("secrets_digest", lambda: digest(
             [self.fingerprints.keyed(list(snapshot.of_kind("", "Secret")))]))
+
+    def _outbound_key(self, snapshot: MeshSnapshot, outbound: MeshSnapshot, namespace: str,
+                      labels: Labels, locality: str) -> OutboundKey:
+        return OutboundKey(
+            services=outbound.registry.services, workloads=outbound.registry.workloads,
+            destination_rules=self.fingerprints.keyed(
+                list(outbound.of_kind(NETWORKING, "DestinationRule"))),
+            peer_authentications=self.fingerprints.keyed(
+                list(snapshot.of_kind(SECURITY, "PeerAuthentication"))),
+            secrets=self._secrets(snapshot), mesh_config=self._mesh(snapshot),
+            client_namespace=namespace, client_labels=labels, client_locality=locality)
 
     def _outbound(self, snapshot: MeshSnapshot, outbound: MeshSnapshot, client: Proxy,
                   labels: Labels, locality: str) -> Outbound:

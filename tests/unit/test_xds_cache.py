@@ -237,3 +237,19 @@ def test_client_locality_invalidates() -> None:
     fresh = _bytes(sidecar_resources(snapshot, there))
     assert fresh[CLUSTER] != _bytes(sidecar_resources(snapshot, CLIENT))[CLUSTER]
     assert _bytes(generator(snapshot, there)) == fresh
+
+
+def test_a_virtual_service_change_reuses_the_whole_outbound_side() -> None:
+    """Routes are rebuilt; the clusters and endpoints are not even looked up again one by
+    one: nothing of OutboundKey changed."""
+    generator = CachedSidecarGenerator()
+    generator(_mesh(BASE, 1), CLIENT)
+    before = generator.stats()
+    after = _mesh({**BASE, "route": BASE["route"].replace("http: [{", "http: [{timeout: 3s, ")},
+                  2)
+    assert _bytes(generator(after, CLIENT)) == _bytes(sidecar_resources(after, CLIENT))
+    stats = generator.stats()
+    assert stats["routes"]["misses"] == before["routes"]["misses"] + 1
+    assert stats["outbound"]["hits"] == before["outbound"]["hits"] + 1
+    for cache in ("clusters", "endpoints"):
+        assert stats[cache] == before[cache]
