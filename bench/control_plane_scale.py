@@ -243,11 +243,11 @@ async def _serve_clients(conn: Connection, port: int, services: int, proxies: in
         for _ in range(3):
             client = clients[j]
             try:
-                await client.wait_for(lambda: CLUSTER in client.held, timeout=3600)
+                await client.wait_for(lambda c=client: CLUSTER in c.held, timeout=3600)
                 if ENDPOINT not in client.held:
                     client.subscribe(ENDPOINT, sorted(client.held[CLUSTER]))
-                await client.wait_for(lambda: ENDPOINT in client.held and ROUTE in client.held
-                                      and LISTENER in client.held, timeout=3600)
+                await client.wait_for(lambda c=client: ENDPOINT in c.held and ROUTE in c.held
+                                      and LISTENER in c.held, timeout=3600)
                 return
             except StreamEnded:
                 restarts[0] += 1
