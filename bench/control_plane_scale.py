@@ -191,21 +191,43 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 class LagProbe:
-    """The worst lateness of a 5 ms timer: how long the event loop was kept busy."""
+    """The worst lateness of a 5 ms timer: how long the event loop was kept busy. With
+    `trace`, a watchdog thread prints where the loop's thread was whenever it is 250 ms late
+    (to find what stalls it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, trace: bool = False) -> None:
         self.worst = 0.0
+        self.trace = trace
         self._task: asyncio.Task[None] | None = None
+        self._beat = time.perf_counter()
 
     async def _run(self) -> None:
         while True:
-            start = time.perf_counter()
+            start = self._beat = time.perf_counter()
             await asyncio.sleep(0.005)
             self.worst = max(self.worst, time.perf_counter() - start - 0.005)
+
+    def _watch(self, loop_thread: int) -> None:
+        import traceback
+
+        reported = 0.0
+        while self._task is not None and not self._task.done():
+            time.sleep(0.05)
+            late = time.perf_counter() - self._beat
+            if late > 0.25 and self._beat != reported:
+                reported = self._beat
+                frame = sys._current_frames().get(loop_thread)
+                stack = "".join(traceback.format_stack(frame, limit=12)) if frame else "?"
+                print(f"--- event loop {late:.2f}s late, at:\n{stack}", file=sys.stderr)
 
     def start(self) -> None:
         self.worst = 0.0
         self._task = asyncio.create_task(self._run())
+        if self.trace:
+            import threading
+
+            threading.Thread(target=self._watch, args=(threading.get_ident(),),
+                             daemon=True).start()
 
     def stop(self) -> float:
         if self._task is not None:
@@ -335,7 +357,8 @@ class Clients:
                 self._process.kill()
 
 
-async def run(services: int, proxies: int, real_envoys: int = 2) -> dict[str, Any]:
+async def run(services: int, proxies: int, real_envoys: int = 2,
+              trace_stalls: bool = False) -> dict[str, Any]:
     documents = {f"s{i}-{k}": d for i in range(services)
                  for k, d in enumerate(service_docs(i))}
     documents.update({f"w{j}": workload_doc(j, services) for j in range(proxies)})
@@ -347,7 +370,7 @@ async def run(services: int, proxies: int, real_envoys: int = 2) -> dict[str, An
     server, port = await start_grpc(xds, "127.0.0.1:0")
     targeted = len(inspect.signature(xds.push_all).parameters) > 0
     index = {_node(j, services).id: j for j in range(proxies)}
-    probe = LagProbe()
+    probe = LagProbe(trace_stalls)
     cpu0 = time.process_time()
     out: dict[str, Any] = {"services": services, "proxies": proxies,
                            "document_load_seconds": round(load_seconds, 3),
@@ -433,8 +456,11 @@ def main() -> None:
     parser.add_argument("--real-envoys", type=int, default=2, choices=range(3),
                         help="real Envoys beside the simulated proxies (0 for a tree "
                              "without heddle.testing)")
+    parser.add_argument("--trace-stalls", action="store_true",
+                        help="print where the event loop was whenever it ran 250 ms late")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.services, args.proxies, args.real_envoys)),
+    print(json.dumps(asyncio.run(run(args.services, args.proxies, args.real_envoys,
+                                     args.trace_stalls)),
                      indent=2))
     sys.stdout.flush()
 
