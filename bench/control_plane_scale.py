@@ -175,6 +175,11 @@ class RealEnvoys:
         await self._stack.aclose()
 
 
+def _stream_id(stream: Any) -> str:
+    """A stream's connection id (a tree before streams had one: its proxy's id)."""
+    return str(getattr(stream, "connection_id", stream.proxy.id))
+
+
 def _rss_mb() -> float:
     """This process's resident memory now (ru_maxrss gives only the peak)."""
     pages = int(Path("/proc/self/statm").read_text().split()[1])
@@ -391,7 +396,7 @@ async def run(services: int, proxies: int, real_envoys: int = 2,
 
         async def change(name: str, edit: dict[str, str], keys: list[ResourceKey]) -> None:
             before, sent_bytes = await clients.ask("counts")
-            nonces = {s.connection_id: {t: st.nonce for t, st in s.types.items()}
+            nonces = {_stream_id(s): {t: st.nonce for t, st in s.types.items()}
                       for s in xds._streams.values()}
             probe.start()
             start = time.monotonic()
@@ -404,7 +409,7 @@ async def run(services: int, proxies: int, real_envoys: int = 2,
                 await xds.push_all()
             expected: dict[int, int] = {}
             for stream in xds._streams.values():
-                old = nonces.get(stream.connection_id) or {}
+                old = nonces.get(_stream_id(stream)) or {}
                 sent = sum(1 for t, st in stream.types.items() if st.nonce != old.get(t))
                 j = index.get(stream.proxy.id)
                 if sent and j is not None:
