@@ -257,7 +257,15 @@ async def _serve_clients(conn: Connection, port: int, services: int, proxies: in
     restarts = [0]
     cpu0 = time.process_time()
 
+    asked_endpoints: set[int] = set()  # clients that subscribed to their endpoints
+
+    def ask_endpoints(j: int) -> None:
+        if j not in asked_endpoints:  # once: a second ask before the ACK is sent it all again
+            asked_endpoints.add(j)
+            clients[j].subscribe(ENDPOINT, sorted(clients[j].held[CLUSTER]))
+
     def start(j: int) -> None:
+        asked_endpoints.discard(j)
         client = clients[j]
         client.start()
         client.subscribe(CLUSTER)
@@ -271,8 +279,7 @@ async def _serve_clients(conn: Connection, port: int, services: int, proxies: in
             client = clients[j]
             try:
                 await client.wait_for(lambda c=client: CLUSTER in c.held, timeout=3600)
-                if ENDPOINT not in client.held:
-                    client.subscribe(ENDPOINT, sorted(client.held[CLUSTER]))
+                ask_endpoints(j)
                 await client.wait_for(lambda c=client: ENDPOINT in c.held and ROUTE in c.held
                                       and LISTENER in c.held, timeout=3600)
                 return
@@ -292,7 +299,7 @@ async def _serve_clients(conn: Connection, port: int, services: int, proxies: in
                 await clients[j].wait_for(lambda c=clients[j]: CLUSTER in c.held or
                                           c.ended, timeout=3600)
                 if CLUSTER in clients[j].held:
-                    clients[j].subscribe(ENDPOINT, sorted(clients[j].held[CLUSTER]))
+                    ask_endpoints(j)
             for j in range(proxies):
                 await synced(j)
             return (max(c.last_response_at for c in clients) + offset,
