@@ -222,7 +222,8 @@ class LagProbe:
             if late > 0.25 and self._beat != reported:
                 reported = self._beat
                 frame = sys._current_frames().get(loop_thread)
-                stack = "".join(traceback.format_stack(frame, limit=12)) if frame else "?"
+                stack = "".join(traceback.format_list(traceback.extract_stack(frame)[-8:])) \
+                    if frame else "?"
                 print(f"--- event loop {late:.2f}s late, at:\n{stack}", file=sys.stderr)
 
     def start(self) -> None:

@@ -270,8 +270,7 @@ def _delta_response(version: str, type_url: str, nonce: str, changed: list[Versi
                     removed: list[str]) -> discovery_pb2.DeltaDiscoveryResponse:
     return discovery_pb2.DeltaDiscoveryResponse(
         system_version_info=version, type_url=type_url, nonce=nonce,
-        resources=[discovery_pb2.Resource(name=r.name, version=r.version, resource=r.body)
-                   for r in changed],
+        resources=[r.delta for r in changed],
         removed_resources=removed)
 
 
