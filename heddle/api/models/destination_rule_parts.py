@@ -11,7 +11,6 @@ from typing import TypeAlias
 
 from heddle.api.models._generated import networking_destinationrule as dr
 
-Subset: TypeAlias = dr.DestinationRuleSpecSubset
 TrafficPolicy: TypeAlias = (
     dr.DestinationRuleSpecTrafficPolicy | dr.DestinationRuleSpecSubsetTrafficPolicy
 )
