@@ -16,10 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
+from functools import cached_property
 from typing import Any
 
+from heddle.api.models import DestinationRuleSpec
+from heddle.api.models.destination_rule_parts import TrafficPolicy
 from heddle.api.resource import Resource
+from heddle.api.specs import spec_of
 from heddle.model.scope import exported_to
 from heddle.model.selectors import matches
 from heddle.model.snapshot import MeshSnapshot
@@ -33,21 +36,37 @@ _KIND = ("networking.istio.io", "DestinationRule")
 class Subset:
     name: str
     labels: tuple[tuple[str, str], ...]
-    traffic_policy: Mapping[str, Any]
+    traffic_policy: TrafficPolicy | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class MergedDestinationRule:
     """The rule(s) in force for one host, merged; `names` are `namespace/name`, in order."""
 
     namespace: str
     host: str
-    traffic_policy: Mapping[str, Any]
+    traffic_policy: TrafficPolicy | None
     subsets: tuple[Subset, ...]
     names: tuple[str, ...]
 
     def subset(self, name: str) -> Subset | None:
         return next((s for s in self.subsets if s.name == name), None)
+
+    def __repr__(self) -> str:
+        return self._text
+
+    @cached_property
+    def _text(self) -> str:
+        """Every field, policies as written: the xDS caches key each cluster of the host by
+        this text, so it is built once per rule (a snapshot memoizes the rule)."""
+        subsets = [(s.name, s.labels, _as_written(s.traffic_policy)) for s in self.subsets]
+        return (f"MergedDestinationRule(namespace={self.namespace!r}, host={self.host!r}, "
+                f"traffic_policy={_as_written(self.traffic_policy)!r}, subsets={subsets!r}, "
+                f"names={self.names!r})")
+
+
+def _as_written(policy: TrafficPolicy | None) -> dict[str, Any] | None:
+    return None if policy is None else policy.model_dump(mode="json", exclude_none=True)
 
 
 def _host_matches(rule_host: str, hostname: str) -> bool:
@@ -60,12 +79,13 @@ def _exported_to(rule: Resource[Any], client_namespace: str | None) -> bool:
     """A namespace always sees its own rules; others by the rule's exportTo."""
     if client_namespace is None or client_namespace == rule.namespace:
         return True
-    export_to = [str(x) for x in (rule.body.get("spec") or {}).get("exportTo") or ()]
-    return exported_to(export_to, rule.namespace, client_namespace)
+    return exported_to(spec_of(rule, DestinationRuleSpec).exportTo or (), rule.namespace,
+                       client_namespace)
 
 
 def _selected(rule: Resource[Any], proxy_labels: Mapping[str, str] | None) -> bool:
-    selector = ((rule.body.get("spec") or {}).get("workloadSelector") or {}).get("matchLabels")
+    workload_selector = spec_of(rule, DestinationRuleSpec).workloadSelector
+    selector = workload_selector.matchLabels if workload_selector is not None else None
     if not selector:
         return True
     return proxy_labels is not None and matches(dict(selector), dict(proxy_labels))
@@ -77,19 +97,17 @@ def _specificity(rule_host: str) -> tuple[int, int]:
 
 
 def _merge(rules: list[Resource[Any]], host: str) -> MergedDestinationRule:
-    policy: Mapping[str, Any] = MappingProxyType({})
+    policy: TrafficPolicy | None = None
     subsets: list[Subset] = []
     for rule in rules:
-        spec: dict[str, Any] = dict(rule.body.get("spec") or {})
-        if not policy and spec.get("trafficPolicy"):
-            policy = MappingProxyType(dict(spec["trafficPolicy"]))
-        for subset in spec.get("subsets") or []:
-            name = str(subset.get("name", ""))
-            if any(s.name == name for s in subsets):
+        spec = spec_of(rule, DestinationRuleSpec)
+        if policy is None:  # validation refuses an empty trafficPolicy
+            policy = spec.trafficPolicy
+        for subset in spec.subsets or []:
+            if any(s.name == subset.name for s in subsets):
                 continue
-            subsets.append(Subset(name, tuple(sorted((str(k), str(v)) for k, v in (
-                subset.get("labels") or {}).items())),
-                MappingProxyType(dict(subset.get("trafficPolicy") or {}))))
+            subsets.append(Subset(subset.name, tuple(sorted((subset.labels or {}).items())),
+                                  subset.trafficPolicy))
     return MergedDestinationRule(rules[0].namespace, host, policy, tuple(subsets),
                                  tuple(f"{r.namespace}/{r.name}" for r in rules))
 
@@ -134,8 +152,7 @@ def _by_host(snapshot: MeshSnapshot, namespace: str,
         exact: dict[str, HostRules] = {}
         wildcards: HostRules = []
         for rule in snapshot.of_kind(*_KIND, namespace):
-            rule_host = resolve_host(str((rule.body.get("spec") or {}).get("host", "")),
-                                     rule.namespace)
+            rule_host = resolve_host(spec_of(rule, DestinationRuleSpec).host, rule.namespace)
             if rule_host.startswith("*"):
                 wildcards.append((rule_host, rule))
             else:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from heddle.api import istio_defaults
 from heddle.api.diagnostics import Diagnostic, ResourceRef, Severity
 from heddle.api.resource import UnmanagedObject
 from heddle.api.yaml_documents import read_documents
@@ -31,7 +32,7 @@ class MeshConfig:
     extension_providers: Mapping[str, Mapping[str, Any]] = field(
         default_factory=lambda: MappingProxyType({}))
     # Where unknown hosts go: ALLOW_ANY (passthrough, Istio's default) or REGISTRY_ONLY.
-    outbound_traffic_mode: str = "ALLOW_ANY"
+    outbound_traffic_mode: str = istio_defaults.OUTBOUND_TRAFFIC_MODE
     # One of PATH_NORMALIZATIONS: what every HTTP connection manager does to a request's path
     # before policies and routes see it (and the application receives it).
     path_normalization: str = PATH_BASE
@@ -69,7 +70,8 @@ class MeshConfig:
             diagnostics = () if problem is None else (Diagnostic(
                 Severity.ERROR, problem[0], position=obj.source, resource=ref, field=_PATH_FIELD,
                 fix=problem[1]),)
-            return cls(MappingProxyType(providers), str(mode or "ALLOW_ANY"), normalization,
+            return cls(MappingProxyType(providers),
+                       str(mode or istio_defaults.OUTBOUND_TRAFFIC_MODE), normalization,
                        diagnostics)
         return cls()
 

@@ -13,7 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from heddle.api.models import DestinationRuleSpec, SidecarSpec, VirtualServiceSpec
+from heddle.api.models.virtual_service_parts import Destination, HTTPRoute, StreamRoute
 from heddle.api.resource import Resource
+from heddle.api.specs import is_empty, spec_of
 from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import Service, resolve_host
@@ -36,13 +39,18 @@ def sidecar_for(snapshot: MeshSnapshot, proxy: Proxy) -> Resource[Any] | None:
     """Istio's choice: a Sidecar in the proxy's namespace whose workloadSelector matches it,
     else that namespace's Sidecar without a selector, else the root namespace's."""
     candidates = snapshot.selecting(NETWORKING, "Sidecar", proxy.namespace, proxy.label_map)
-    selected = [s for s in candidates if (s.body.get("spec") or {}).get("workloadSelector")]
+    selected = [s for s in candidates if _has_selector(s)]
     if selected:
         return selected[0]
     if candidates:
         return candidates[0]
     return next((s for s in snapshot.of_kind(NETWORKING, "Sidecar", ROOT_NAMESPACE)
-                 if not (s.body.get("spec") or {}).get("workloadSelector")), None)
+                 if not _has_selector(s)), None)
+
+
+def _has_selector(sidecar: Resource[Any]) -> bool:
+    selector = spec_of(sidecar, SidecarSpec).workloadSelector
+    return selector is not None and not is_empty(selector)
 
 
 @dataclass(frozen=True)
@@ -70,41 +78,50 @@ def egress_hosts(sidecar: Resource[Any] | None) -> list[EgressHost] | None:
     """Every egress host of the Sidecar; None when no Sidecar limits the proxy."""
     if sidecar is None:
         return None
-    listeners = (sidecar.body.get("spec") or {}).get("egress") or []
+    listeners = spec_of(sidecar, SidecarSpec).egress
     if not listeners:
         return None
-    return [EgressHost.parse(str(h), sidecar.namespace,
-                             (listener.get("port") or {}).get("number"))
-            for listener in listeners for h in listener.get("hosts") or []]
+    return [EgressHost.parse(h, sidecar.namespace,
+                             listener.port.number if listener.port is not None else None)
+            for listener in listeners for h in listener.hosts]
 
 
 def outbound_traffic_mode(snapshot: MeshSnapshot, sidecar: Resource[Any] | None) -> str:
     """ALLOW_ANY (Istio's default) or REGISTRY_ONLY: the Sidecar's, else the mesh's."""
     if sidecar is not None:
-        mode = ((sidecar.body.get("spec") or {}).get("outboundTrafficPolicy") or {}).get("mode")
-        if mode:
-            return str(mode)
+        policy = spec_of(sidecar, SidecarSpec).outboundTrafficPolicy
+        if policy is not None and policy.mode:
+            return str(policy.mode)
     return snapshot.mesh_config.outbound_traffic_mode
 
 
-def _hosts_of(resource: Resource[Any]) -> list[str]:
-    spec = resource.body.get("spec") or {}
+def _routing_spec(resource: Resource[Any]) -> VirtualServiceSpec | DestinationRuleSpec:
     if resource.kind == "DestinationRule":
-        return [resolve_host(str(spec.get("host", "")), resource.namespace)]
-    return [resolve_host(str(h), resource.namespace) for h in spec.get("hosts") or []]
+        return spec_of(resource, DestinationRuleSpec)
+    return spec_of(resource, VirtualServiceSpec)
 
 
-def delegate_of(snapshot: MeshSnapshot, root: Resource[Any], rule: dict[str, Any],
+def _hosts_of(resource: Resource[Any]) -> list[str]:
+    spec = _routing_spec(resource)
+    if isinstance(spec, DestinationRuleSpec):
+        return [resolve_host(spec.host, resource.namespace)]
+    return [resolve_host(h, resource.namespace) for h in spec.hosts or []]
+
+
+def delegates(rule: HTTPRoute) -> bool:
+    return rule.delegate is not None and not is_empty(rule.delegate)
+
+
+def delegate_of(snapshot: MeshSnapshot, root: Resource[Any], rule: HTTPRoute,
                 ) -> Resource[Any] | None:
     """The VirtualService an http rule of `root` delegates to: one without hosts, exported
     to the root's namespace; None when the rule does not delegate or there is none."""
-    target = rule.get("delegate") or {}
-    if not target:
+    target = rule.delegate
+    if target is None or is_empty(target):
         return None
-    delegate = snapshot.get(NETWORKING, "VirtualService",
-                            str(target.get("namespace") or root.namespace),
-                            str(target.get("name", "")))
-    if delegate is None or (delegate.body.get("spec") or {}).get("hosts"):
+    delegate = snapshot.get(NETWORKING, "VirtualService", target.namespace or root.namespace,
+                            target.name or "")
+    if delegate is None or spec_of(delegate, VirtualServiceSpec).hosts:
         return None
     return delegate if _visible(delegate, root.namespace) else None
 
@@ -113,25 +130,25 @@ def _destinations(snapshot: MeshSnapshot, virtual_service: Resource[Any],
                   root: bool = True) -> set[str]:
     """Hosts a VirtualService sends traffic to (routes and mirrors of every protocol, its
     delegates' included: one level, as Istio)."""
-    spec = virtual_service.body.get("spec") or {}
+    spec = spec_of(virtual_service, VirtualServiceSpec)
     found: set[str] = set()
-    if root:
-        for rule in spec.get("http") or []:
-            if (delegate := delegate_of(snapshot, virtual_service, rule)) is not None:
-                found |= _destinations(snapshot, delegate, root=False)
-    for section in ("http", "tls", "tcp"):
-        for rule in spec.get(section) or []:
-            targets = [r.get("destination") or {} for r in rule.get("route") or []]
-            targets += [rule.get("mirror") or {}]
-            targets += [m.get("destination") or {} for m in rule.get("mirrors") or []]
-            found.update(resolve_host(str(t["host"]), virtual_service.namespace)
-                         for t in targets if t.get("host"))
+    targets: list[Destination] = []
+    for rule in spec.http or []:
+        if root and (delegate := delegate_of(snapshot, virtual_service, rule)) is not None:
+            found |= _destinations(snapshot, delegate, root=False)
+        targets += [r.destination for r in rule.route or []]
+        if rule.mirror is not None:
+            targets.append(rule.mirror)
+        targets += [m.destination for m in rule.mirrors or []]
+    stream_rules: list[StreamRoute] = [*(spec.tls or []), *(spec.tcp or [])]
+    for stream_rule in stream_rules:
+        targets += [r.destination for r in stream_rule.route or []]
+    found.update(resolve_host(t.host, virtual_service.namespace) for t in targets if t.host)
     return found
 
 
 def _visible(resource: Resource[Any], namespace: str) -> bool:
-    export_to = (resource.body.get("spec") or {}).get("exportTo") or ()
-    return exported_to(export_to, resource.namespace, namespace)
+    return exported_to(_routing_spec(resource).exportTo or (), resource.namespace, namespace)
 
 
 def _one_per_host(services: list[Service], namespace: str) -> list[Service]:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from heddle.api.models import (
+    AuthorizationPolicySpec,
+    EnvoyFilterSpec,
+    GatewaySpec,
+    PeerAuthenticationSpec,
+    RequestAuthenticationSpec,
+    ServiceEntrySpec,
+    ServiceSpec,
+    SidecarSpec,
+    TelemetrySpec,
+)
 from heddle.api.resource import Resource
 
-
-def _labels_at(body: Any, *path: str) -> dict[str, str] | None:
-    node = body
-    for key in path:
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return dict(node) if isinstance(node, dict) else {}
+_BY_MATCH_LABELS = (AuthorizationPolicySpec, PeerAuthenticationSpec, RequestAuthenticationSpec,
+                    TelemetrySpec)
 
 
 def selector_of(resource: Resource[Any]) -> dict[str, str] | None:
@@ -21,18 +26,20 @@ def selector_of(resource: Resource[Any]) -> dict[str, str] | None:
 
     An empty dict selects every workload in the namespace (a policy without a selector).
     """
-    spec = resource.body.get("spec") or {}
-    kind = resource.kind
-    if resource.key.group == "security.istio.io" or kind == "Telemetry":
-        return _labels_at(spec, "selector", "matchLabels") or {}
-    if kind in ("Sidecar", "EnvoyFilter"):
-        return _labels_at(spec, "workloadSelector", "labels") or {}
-    if kind == "ServiceEntry":
-        return _labels_at(spec, "workloadSelector", "labels")
-    if kind == "Gateway" and resource.key.group == "networking.istio.io":
-        return _labels_at(spec, "selector") or {}
-    if kind == "Service" and resource.key.group == "":
-        return _labels_at(spec, "selector")
+    spec = resource.spec
+    if isinstance(spec, _BY_MATCH_LABELS):
+        return dict(spec.selector.matchLabels or {}) if spec.selector is not None else {}
+    if isinstance(spec, SidecarSpec | EnvoyFilterSpec):
+        selector = spec.workloadSelector
+        return dict(selector.labels or {}) if selector is not None else {}
+    if isinstance(spec, ServiceEntrySpec):  # without a selector it names its own endpoints
+        entry_selector = spec.workloadSelector
+        return None if entry_selector is None or entry_selector.labels is None \
+            else dict(entry_selector.labels)
+    if isinstance(spec, GatewaySpec):
+        return dict(spec.selector or {})
+    if isinstance(spec, ServiceSpec):
+        return None if spec.selector is None else dict(spec.selector)
     return None
 
 

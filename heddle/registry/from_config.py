@@ -10,7 +10,17 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
+from heddle.api import istio_defaults
+from heddle.api.models import (
+    ServiceEntrySpec,
+    ServiceSpec,
+    WorkloadEntrySpec,
+    WorkloadGroupSpec,
+)
+from heddle.api.models._generated.networking_serviceentry import ServiceEntrySpecEndpoint
+from heddle.api.models._generated.networking_workloadgroup import WorkloadGroupSpecTemplate
 from heddle.api.resource import Resource
+from heddle.api.specs import spec_of
 from heddle.registry.model import (
     Endpoint,
     Location,
@@ -42,71 +52,68 @@ def protocol_from_name(name: str) -> str:
     return _NAMED_PROTOCOLS.get(prefix, "TCP")  # Istio sniffs unnamed ports; Heddle: TCP
 
 
-def _labels(value: Any) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((str(k), str(v)) for k, v in (value or {}).items()))
+def _labels(value: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((value or {}).items()))
 
 
-def _body_spec(resource: Resource[Any]) -> dict[str, Any]:
-    spec = resource.body.get("spec")
-    return spec if isinstance(spec, dict) else {}
+# A workload's fields, written in a WorkloadEntry, a ServiceEntry endpoint or a WorkloadGroup
+# template.
+WorkloadFields = WorkloadEntrySpec | ServiceEntrySpecEndpoint | WorkloadGroupSpecTemplate
 
 
-def workload_from_entry(name: str, namespace: str, spec: Mapping[str, Any]) -> Workload:
+def workload_from_entry(name: str, namespace: str, spec: WorkloadFields) -> Workload:
     return Workload(
         namespace=namespace,
         name=name,
-        address=str(spec.get("address", "")),
-        labels=_labels(spec.get("labels")),
-        service_account=str(spec.get("serviceAccount") or "default"),
-        ports=tuple(sorted((str(k), int(v)) for k, v in (spec.get("ports") or {}).items())),
-        locality=str(spec.get("locality", "")),
-        weight=int(spec.get("weight") or 1),
-        network=str(spec.get("network", "")),
+        address=spec.address or "",
+        labels=_labels(spec.labels),
+        service_account=spec.serviceAccount or istio_defaults.SERVICE_ACCOUNT,
+        ports=tuple(sorted((spec.ports or {}).items())),
+        locality=spec.locality or "",
+        weight=spec.weight or istio_defaults.WORKLOAD_WEIGHT,
+        network=spec.network or "",
     )
 
 
 def _service_entry(resource: Resource[Any]) -> list[tuple[Service, list[Workload]]]:
-    spec = _body_spec(resource)
+    spec = spec_of(resource, ServiceEntrySpec)
     ports = tuple(
-        ServicePort(int(p["number"]), str(p.get("name", "")),
-                    str(p.get("protocol") or protocol_from_name(str(p.get("name", ""))))
-                    .upper(),
-                    int(p["targetPort"]) if p.get("targetPort") else None)
-        for p in spec.get("ports") or []
+        ServicePort(p.number, p.name, (p.protocol or protocol_from_name(p.name)).upper(),
+                    p.targetPort or None)
+        for p in spec.ports or []
     )
-    selector = spec.get("workloadSelector")
+    selector = spec.workloadSelector
     inline = [
         workload_from_entry(f"{resource.name}-{i}", resource.namespace, endpoint)
-        for i, endpoint in enumerate(spec.get("endpoints") or [])
+        for i, endpoint in enumerate(spec.endpoints or [])
     ]
     found = []
-    for host in spec.get("hosts") or []:
+    for host in spec.hosts:
         service = Service(
-            hostname=str(host),
+            hostname=host,
             namespace=resource.namespace,
             name=resource.name,
             ports=ports,
-            location=Location(spec.get("location") or "MESH_EXTERNAL"),
-            resolution=Resolution(spec.get("resolution") or "NONE"),
-            selector=_labels(selector.get("labels")) if isinstance(selector, dict) else None,
-            addresses=tuple(spec.get("addresses") or ()),
-            export_to=tuple(spec.get("exportTo") or ()),
+            location=Location(spec.location or istio_defaults.SERVICE_ENTRY_LOCATION),
+            resolution=Resolution(spec.resolution or istio_defaults.SERVICE_ENTRY_RESOLUTION),
+            selector=_labels(selector.labels) if selector is not None else None,
+            addresses=tuple(address.root for address in spec.addresses or ()),
+            export_to=tuple(spec.exportTo or ()),
         )
         found.append((service, inline))
     return found
 
 
 def _kube_service(resource: Resource[Any]) -> Service:
-    spec = _body_spec(resource)
+    spec = spec_of(resource, ServiceSpec)
     ports = []
-    for p in spec.get("ports") or []:
-        name = str(p.get("name", ""))
-        app = str(p.get("appProtocol", "")).lower()
-        protocol = _APP_PROTOCOLS.get(app) or protocol_from_name(name)
-        target = p.get("targetPort")
-        ports.append(ServicePort(int(p["port"]), name, protocol,
+    for p in spec.ports or []:
+        name = p.name or ""
+        protocol = _APP_PROTOCOLS.get((p.appProtocol or "").lower()) or protocol_from_name(name)
+        target = p.targetPort
+        ports.append(ServicePort(p.port, name, protocol,
                                  target if isinstance(target, int) else None))
-    selector = spec.get("selector")
+    selector = spec.selector
     return Service(
         hostname=service_fqdn(resource.name, resource.namespace),
         namespace=resource.namespace,
@@ -114,8 +121,8 @@ def _kube_service(resource: Resource[Any]) -> Service:
         ports=tuple(ports),
         location=Location.MESH_INTERNAL,
         resolution=Resolution.STATIC,
-        selector=_labels(selector) if isinstance(selector, dict) else None,
-        addresses=tuple(a for a in [spec.get("clusterIP")] if a and a != "None"),
+        selector=_labels(selector) if selector is not None else None,
+        addresses=tuple(a for a in [spec.clusterIP] if a and a != "None"),
     )
 
 
@@ -182,12 +189,11 @@ class Registry:
 def workload_from_group(group: Resource[Any], name: str, address: str) -> Workload:
     """An instance of a WorkloadGroup: its template, plus the group's metadata labels,
     at the address the instance's proxy connected from (Istio's auto-registration)."""
-    spec = _body_spec(group)
-    template = dict(spec.get("template") or {})
-    labels = {**(template.get("labels") or {}),
-              **((spec.get("metadata") or {}).get("labels") or {})}
-    return workload_from_entry(name, group.namespace,
-                               {**template, "labels": labels, "address": address})
+    spec = spec_of(group, WorkloadGroupSpec)
+    labels = {**(spec.template.labels or {}),
+              **((spec.metadata.labels if spec.metadata is not None else None) or {})}
+    return workload_from_entry(name, group.namespace, spec.template.model_copy(
+        update={"labels": labels, "address": address}))
 
 
 def build_registry(resources: Iterable[Resource[Any]],
@@ -204,7 +210,7 @@ def build_registry(resources: Iterable[Resource[Any]],
                 inline[(service.namespace, service.hostname)] = tuple(endpoints)
         elif group == "networking.istio.io" and kind == "WorkloadEntry":
             workloads.append(workload_from_entry(resource.name, resource.namespace,
-                                                 _body_spec(resource)))
+                                                 spec_of(resource, WorkloadEntrySpec)))
         elif group == "" and kind == "Service":
             services.append(_kube_service(resource))
     services.sort(key=lambda s: (s.hostname, s.namespace, s.name))

@@ -31,6 +31,7 @@ from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2,
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 
+from heddle.api import istio_defaults
 from heddle.api.models import AuthorizationPolicySpec, RequestAuthenticationSpec
 from heddle.api.models._generated.security_authorizationpolicy import (
     AuthorizationPolicySpecAction,
@@ -40,10 +41,10 @@ from heddle.api.models._generated.security_authorizationpolicy import (
 )
 from heddle.api.resource import Resource
 from heddle.api.semantics.security import DRY_RUN_ANNOTATION, parse_go_bool
+from heddle.api.specs import spec_of
 from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
 from heddle.translate.mtls import ROOT_NAMESPACE
-from heddle.translate.specs import spec_of
 
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 JWT_PAYLOAD = "payload"  # where the JWT filter puts a verified token's claims
@@ -474,7 +475,7 @@ def _ext_authz(provider: dict[str, Any]) -> ext_authz_pb2.ExtAuthz | None:
         return None
     cluster = _provider_cluster(str(settings["service"]), int(settings["port"]))
     timeout = duration_pb2.Duration()
-    timeout.FromJsonString(str(settings.get("timeout") or "0.6s"))
+    timeout.FromJsonString(str(settings.get("timeout") or istio_defaults.EXT_AUTHZ_TIMEOUT))
     if http:
         host = str(http["service"]).split("/")[-1]
         service = config.http_service

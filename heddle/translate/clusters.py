@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, config_source_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from google.protobuf import duration_pb2, wrappers_pb2
 
+from heddle.api import istio_defaults
+from heddle.api.models.destination_rule_parts import ClientTLS, LocalityLbSetting
 from heddle.model.destination_rules import MergedDestinationRule, destination_rule
 from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
@@ -32,6 +33,7 @@ from heddle.translate.mtls import (
 )
 from heddle.translate.names import inbound_cluster, outbound_cluster
 from heddle.translate.traffic_policy import (
+    ClusterPolicy,
     ProtocolOptions,
     apply_traffic_policy,
     attach_protocol_options,
@@ -39,7 +41,7 @@ from heddle.translate.traffic_policy import (
 )
 from heddle.translate.upstream_tls import origination_socket
 
-CONNECT_TIMEOUT = duration_pb2.Duration(seconds=10)
+CONNECT_TIMEOUT = duration_pb2.Duration(seconds=istio_defaults.CONNECT_TIMEOUT_SECONDS)
 HTTP2_PROTOCOLS = frozenset({"HTTP2", "GRPC", "GRPC-WEB"})
 
 
@@ -98,13 +100,14 @@ def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget, proxy: Proxy
                                             dict(target.subset_labels))
     policy = effective_policy(_rule(snapshot, target.service, proxy), target.port.number,
                               target.subset)
-    setting = (policy.get("loadBalancer") or {}).get("localityLbSetting") or {}
+    setting = _locality_setting(policy)
     locality = client_locality(snapshot, proxy)
-    outlier = policy.get("outlierDetection") is not None
+    outlier = policy.outlier_detection is not None
     # failoverPriority: endpoints matching more of the client's labels, in order, first.
-    ranked = outlier and bool(setting.get("failoverPriority")) and proxy is not None
+    priority_labels = (setting.failoverPriority if setting is not None else None) or []
+    ranked = outlier and bool(priority_labels) and proxy is not None
     client_labels = proxy.label_map if proxy is not None else {}
-    tls_mode = str((policy.get("tls") or {}).get("mode") or "")
+    tls_mode = _tls_mode(policy.tls)
     by_locality: dict[tuple[str, int], list[endpoint_components_pb2.LbEndpoint]] = {}
     for endpoint in endpoints:
         lb = endpoint_components_pb2.LbEndpoint(
@@ -114,7 +117,7 @@ def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget, proxy: Proxy
         )
         if endpoint_uses_mtls(snapshot, endpoint, tls_mode):  # auto-mTLS: TLS to these
             lb.metadata.CopyFrom(tls_mode_metadata())
-        rank = label_priority(setting["failoverPriority"], client_labels, locality,
+        rank = label_priority(priority_labels, client_labels, locality,
                               endpoint.workload.label_map, endpoint.workload.locality) \
             if ranked else 0
         by_locality.setdefault((endpoint.workload.locality, rank), []).append(lb)
@@ -125,6 +128,15 @@ def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget, proxy: Proxy
     return assignment
 
 
+def _locality_setting(policy: ClusterPolicy) -> LocalityLbSetting | None:
+    lb = policy.load_balancer
+    return lb.localityLbSetting if lb is not None else None
+
+
+def _tls_mode(tls: ClientTLS | None) -> str:
+    return str(tls.mode) if tls is not None and tls.mode else ""
+
+
 def _peer_identities(snapshot: MeshSnapshot, service: Service) -> list[str]:
     """The SPIFFE ids the destination may present: its workloads' service accounts."""
     return sorted({spiffe_id(w.namespace, w.service_account)
@@ -132,16 +144,16 @@ def _peer_identities(snapshot: MeshSnapshot, service: Service) -> list[str]:
 
 
 def _apply_tls(snapshot: MeshSnapshot, target: OutboundTarget, cluster: cluster_pb2.Cluster,
-               tls: dict[str, Any] | None, rule_namespace: str,
+               tls: ClientTLS | None, rule_namespace: str,
                options: ProtocolOptions) -> None:
     """Istio's choice of upstream TLS: the DestinationRule's mode when it sets one (DISABLE,
     ISTIO_MUTUAL, or SIMPLE/MUTUAL origination); otherwise auto-mTLS inside the mesh (unless
     the destination's namespace or the mesh disables mTLS), ISTIO_MUTUAL to the endpoints
     EDS marks `tlsMode: istio` (see auto_mtls) and plaintext to the rest."""
-    mode = str((tls or {}).get("mode") or "")
-    if mode in ("SIMPLE", "MUTUAL"):
+    mode = _tls_mode(tls)
+    if tls is not None and mode in ("SIMPLE", "MUTUAL"):
         cluster.transport_socket.CopyFrom(
-            origination_socket(snapshot, tls or {}, rule_namespace, options))
+            origination_socket(snapshot, tls, rule_namespace, options))
         return
     if mode == "DISABLE" or cluster.type == cluster_pb2.Cluster.ORIGINAL_DST:
         return
@@ -149,9 +161,9 @@ def _apply_tls(snapshot: MeshSnapshot, target: OutboundTarget, cluster: cluster_
                                    or not service_may_use_mtls(snapshot, target.service)):
         return
     port, subset, host = target.port.number, target.subset, target.service.hostname
-    sans = [str(s) for s in (tls or {}).get("subjectAltNames") or []]
+    sans = (tls.subjectAltNames if tls is not None else None) or []
     mutual = istio_mutual_socket(sans or _peer_identities(snapshot, target.service),
-                                 sni=str((tls or {}).get("sni") or "")
+                                 sni=(tls.sni if tls is not None else None)
                                  or f"outbound_.{port}_.{subset}_.{host}")
     if mode == "ISTIO_MUTUAL":
         cluster.transport_socket.CopyFrom(mutual)
@@ -214,10 +226,9 @@ def outbound_cluster_resource(target: OutboundTarget, snapshot: MeshSnapshot,
     policy = effective_policy(rule, target.port.number, target.subset)
     options = ProtocolOptions()
     apply_traffic_policy(cluster, policy, options)
-    locality = (policy.get("loadBalancer") or {}).get("localityLbSetting") or {}
-    if uses_locality_weights(client_locality(snapshot, proxy), locality):
+    if uses_locality_weights(client_locality(snapshot, proxy), _locality_setting(policy)):
         cluster.common_lb_config.locality_weighted_lb_config.SetInParent()
-    _apply_tls(snapshot, target, cluster, policy.get("tls"),
+    _apply_tls(snapshot, target, cluster, policy.tls,
                rule.namespace if rule else target.service.namespace, options)
     if target.port.protocol in HTTP2_PROTOCOLS and not options.HasField(
             "use_downstream_protocol_config"):

@@ -10,68 +10,83 @@ rule gives.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-_STRING_MATCHES = ("uri", "scheme", "method", "authority")
+from heddle.api.models import VirtualServiceSpec
+from heddle.api.models.virtual_service_parts import HTTPMatch, HTTPRoute, StringMatch
+from heddle.api.specs import is_empty
+from heddle.model.scope import delegates
+
 _MAPS_OF_MATCHES = ("headers", "withoutHeaders", "queryParams")
 # Fields of the root rule a delegate rule inherits when it does not set them (Istio).
-_INHERITED = ("rewrite", "timeout", "retries", "fault", "mirror", "mirrorPercentage",
-              "mirrors", "corsPolicy", "headers")
+INHERITED = ("rewrite", "timeout", "retries", "fault", "mirror", "mirrorPercentage",
+             "mirrors", "corsPolicy", "headers")
 
 
-def _string_conflict(root: dict[str, Any] | None, leaf: dict[str, Any] | None) -> bool:
+def _string_conflict(root: StringMatch | None, leaf: StringMatch | None) -> bool:
     """Does `leaf` match anything `root` does not? Unset on either side: no conflict."""
-    if not root or not leaf:
+    if root is None or leaf is None or is_empty(root) or is_empty(leaf):
         return False
-    if "regex" in root or "regex" in leaf:
+    if root.regex is not None or leaf.regex is not None:
         return True
-    if "exact" in root:
-        return bool(leaf.get("exact") != root["exact"])
-    if "prefix" in root:
-        value = leaf.get("prefix", leaf.get("exact"))
-        return value is None or not str(value).startswith(str(root["prefix"]))
+    if root.exact is not None:
+        return leaf.exact != root.exact
+    if root.prefix is not None:
+        value = leaf.prefix if leaf.prefix is not None else leaf.exact
+        return value is None or not value.startswith(root.prefix)
     return True
 
 
-def conflicts(root: dict[str, Any], leaf: dict[str, Any]) -> bool:
-    if any(_string_conflict(root.get(f), leaf.get(f)) for f in _STRING_MATCHES):
+def _maps_conflict(root: Mapping[str, StringMatch] | None,
+                   leaf: Mapping[str, StringMatch] | None) -> bool:
+    root_map = root or {}
+    return any(_string_conflict(root_map.get(k), v) for k, v in (leaf or {}).items())
+
+
+def conflicts(root: HTTPMatch, leaf: HTTPMatch) -> bool:
+    if any(_string_conflict(r, le) for r, le in ((root.uri, leaf.uri),
+                                                 (root.scheme, leaf.scheme),
+                                                 (root.method, leaf.method),
+                                                 (root.authority, leaf.authority))):
         return True
-    for field in _MAPS_OF_MATCHES:
-        root_map = root.get(field) or {}
-        if any(_string_conflict(root_map.get(k), v) for k, v in (leaf.get(field) or {}).items()):
-            return True
-    if bool(root.get("ignoreUriCase")) != bool(leaf.get("ignoreUriCase")):
+    if (_maps_conflict(root.headers, leaf.headers)
+            or _maps_conflict(root.withoutHeaders, leaf.withoutHeaders)
+            or _maps_conflict(root.queryParams, leaf.queryParams)):
         return True
-    if root.get("port") and leaf.get("port") and root["port"] != leaf["port"]:
+    if bool(root.ignoreUriCase) != bool(leaf.ignoreUriCase):
         return True
-    if root.get("sourceNamespace") and leaf.get("sourceNamespace") != root["sourceNamespace"]:
+    if root.port and leaf.port and root.port != leaf.port:
         return True
-    root_labels = root.get("sourceLabels") or {}
+    if root.sourceNamespace and leaf.sourceNamespace != root.sourceNamespace:
+        return True
+    root_labels = root.sourceLabels or {}
     return any(k in root_labels and root_labels[k] != v
-               for k, v in (leaf.get("sourceLabels") or {}).items())
+               for k, v in (leaf.sourceLabels or {}).items())
 
 
-def merge_match(root: dict[str, Any], leaf: dict[str, Any]) -> dict[str, Any] | None:
+def merge_match(root: HTTPMatch, leaf: HTTPMatch) -> HTTPMatch | None:
     """The root's match narrowed by the delegate's (the delegate's conditions win where both
     set one); None when they conflict."""
     if conflicts(root, leaf):
         return None
-    merged = {**root, **{k: v for k, v in leaf.items() if k not in _MAPS_OF_MATCHES}}
-    for field in (*_MAPS_OF_MATCHES, "sourceLabels"):
-        if root.get(field) or leaf.get(field):
-            merged[field] = {**(root.get(field) or {}), **(leaf.get(field) or {})}
-    return merged
+    merged: dict[str, Any] = {name: value for name, value in leaf
+                              if value is not None and name not in _MAPS_OF_MATCHES}
+    for name in (*_MAPS_OF_MATCHES, "sourceLabels"):
+        root_map, leaf_map = getattr(root, name), getattr(leaf, name)
+        if root_map or leaf_map:
+            merged[name] = {**(root_map or {}), **(leaf_map or {})}
+    return root.model_copy(update=merged)
 
 
-def merged_rules(root_rule: dict[str, Any], delegate_spec: dict[str, Any],
-                 ) -> list[dict[str, Any]]:
+def merged_rules(root_rule: HTTPRoute, delegate_spec: VirtualServiceSpec) -> list[HTTPRoute]:
     """The delegate's http rules with matches merged into the root rule's, in order."""
-    root_matches = root_rule.get("match") or []
+    root_matches = root_rule.match or []
     rules = []
-    for rule in delegate_spec.get("http") or []:
-        if rule.get("delegate"):  # one level only, as Istio
+    for rule in delegate_spec.http or []:
+        if delegates(rule):  # one level only, as Istio
             continue
-        leaves = rule.get("match") or []
+        leaves = rule.match or []
         if not root_matches or not leaves:
             matches = leaves or root_matches
         else:
@@ -80,7 +95,10 @@ def merged_rules(root_rule: dict[str, Any], delegate_spec: dict[str, Any],
             if any(not found for found in merged):
                 continue  # a delegate match narrowing no root match: the rule conflicts
             matches = [m for found in merged for m in found]
-        inherited = {k: root_rule[k] for k in _INHERITED if k in root_rule and k not in rule}
-        rules.append({**rule, **inherited, "match": matches} if matches
-                     else {**rule, **inherited})
+        update: dict[str, Any] = {
+            name: getattr(root_rule, name) for name in INHERITED
+            if getattr(root_rule, name) is not None and getattr(rule, name) is None}
+        if matches:
+            update["match"] = matches
+        rules.append(rule.model_copy(update=update) if update else rule)
     return rules

@@ -16,6 +16,7 @@ from envoy.extensions.filters.http.dynamic_forward_proxy.v3 import dynamic_forwa
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 
+from heddle.api import istio_defaults
 from heddle.model.scope import REGISTRY_ONLY
 
 PASSTHROUGH_CLUSTER = "PassthroughCluster"
@@ -47,7 +48,8 @@ def passthrough_cluster(name: str = PASSTHROUGH_CLUSTER) -> cluster_pb2.Cluster:
     """Connects to the host of each request (resolved by the filter's DNS cache)."""
     cluster = cluster_pb2.Cluster(name=name,
                                   lb_policy=cluster_pb2.Cluster.CLUSTER_PROVIDED,
-                                  connect_timeout=duration_pb2.Duration(seconds=10))
+                                  connect_timeout=duration_pb2.Duration(
+                                      seconds=istio_defaults.CONNECT_TIMEOUT_SECONDS))
     cluster.cluster_type.name = "envoy.clusters.dynamic_forward_proxy"
     cluster.cluster_type.typed_config.Pack(
         dfp_cluster_pb2.ClusterConfig(dns_cache_config=_dns_cache()))

@@ -22,10 +22,10 @@ from heddle.api.models._generated.security_requestauthentication import (
     RequestAuthenticationSpecJwtRule,
 )
 from heddle.api.resource import Resource
+from heddle.api.specs import spec_of
 from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
 from heddle.translate.authz import JWT_FILTER, JWT_PAYLOAD, applicable_policies
-from heddle.translate.specs import spec_of
 
 DEFAULT_HEADER = "Authorization"
 DEFAULT_PREFIX = "Bearer "

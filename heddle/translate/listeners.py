@@ -26,6 +26,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 
 from heddle.api.models import SidecarSpec
+from heddle.api.specs import spec_of
 from heddle.model.mesh_config import MeshConfig
 from heddle.model.proxy import Proxy
 from heddle.model.scope import sidecar_for
@@ -48,7 +49,6 @@ from heddle.translate.mtls import (
 from heddle.translate.names import inbound_cluster
 from heddle.translate.path_normalization import apply_path_normalization
 from heddle.translate.routes import HTTP_PROTOCOLS
-from heddle.translate.specs import spec_of
 
 OUTBOUND_LISTENER = "virtualOutbound"
 OUTBOUND_ROUTE = "http_proxy"

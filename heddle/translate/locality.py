@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
-from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+
+from heddle.api.models.destination_rule_parts import LocalityLbSetting
 
 
 def parse_locality(text: str) -> base_pb2.Locality:
@@ -33,21 +34,27 @@ def _matches(locality: base_pb2.Locality, pattern: str) -> bool:
     return fnmatch.fnmatchcase(text, pattern + "/*" * (3 - len(parts)))
 
 
-def _distribute_rule(client: base_pb2.Locality, setting: Mapping[str, Any],
-                     ) -> Mapping[str, Any] | None:
-    return next((r for r in setting.get("distribute") or []
-                 if _matches(client, str(r.get("from", "")))), None)
+def _distribution(client: base_pb2.Locality, setting: LocalityLbSetting | None,
+                  ) -> Mapping[str, int] | None:
+    """The `to` shares of the first `distribute` entry whose `from` is the client's."""
+    entries = setting.distribute if setting is not None else None
+    found = next((r for r in entries or [] if _matches(client, r.from_ or "")), None)
+    return None if found is None else found.to or {}
 
 
-def uses_locality_weights(client_locality: str, setting: Mapping[str, Any]) -> bool:
+def _enabled(setting: LocalityLbSetting | None) -> bool:
+    return setting is None or setting.enabled is not False
+
+
+def uses_locality_weights(client_locality: str, setting: LocalityLbSetting | None) -> bool:
     """Whether a `distribute` entry applies to this client (its cluster must then enable
     locality-weighted load balancing)."""
-    if not client_locality or setting.get("enabled") is False:
+    if not client_locality or not _enabled(setting):
         return False
-    return _distribute_rule(parse_locality(client_locality), setting) is not None
+    return _distribution(parse_locality(client_locality), setting) is not None
 
 
-def _distribute(assignment: endpoint_pb2.ClusterLoadAssignment, rule: Mapping[str, Any],
+def _distribute(assignment: endpoint_pb2.ClusterLoadAssignment, shares: Mapping[str, int],
                 ) -> None:
     """Each locality takes the share of the first `to` pattern that matches it, split among
     that pattern's localities by their endpoints' weights (as Istio); localities no pattern
@@ -56,16 +63,15 @@ def _distribute(assignment: endpoint_pb2.ClusterLoadAssignment, rule: Mapping[st
     size = [sum(e.load_balancing_weight.value or 1 for e in g.lb_endpoints) for g in groups]
     claimed: dict[int, str] = {}
     for i, group in enumerate(groups):
-        pattern = next((p for p in rule.get("to") or {} if _matches(group.locality, str(p))),
-                       None)
+        pattern = next((p for p in shares if _matches(group.locality, p)), None)
         if pattern is not None:
-            claimed[i] = str(pattern)
+            claimed[i] = pattern
     kept = []
     for i, group in enumerate(groups):
         if i not in claimed:
             continue
         total = sum(size[j] for j, p in claimed.items() if p == claimed[i])
-        weight = int((rule.get("to") or {})[claimed[i]]) * size[i] / total
+        weight = shares[claimed[i]] * size[i] / total
         if weight <= 0:
             continue
         copy = endpoint_components_pb2.LocalityLbEndpoints()
@@ -86,9 +92,10 @@ def _priority(group: base_pb2.Locality, client: base_pb2.Locality, failover_to: 
 
 
 def _failover(assignment: endpoint_pb2.ClusterLoadAssignment, client: base_pb2.Locality,
-              failover: list[Mapping[str, Any]]) -> None:
-    first = next((f for f in failover if f.get("from") == client.region), None)
-    targets = {str(first.get("to"))} if first else set()
+              setting: LocalityLbSetting | None) -> None:
+    failover = setting.failover if setting is not None else None
+    first = next((f for f in failover or [] if f.from_ == client.region), None)
+    targets = {str(first.to)} if first else set()
     raw = [_priority(group.locality, client, targets) for group in assignment.endpoints]
     ranks = {p: i for i, p in enumerate(sorted(set(raw)))}
     for group, priority in zip(assignment.endpoints, raw, strict=True):
@@ -96,18 +103,19 @@ def _failover(assignment: endpoint_pb2.ClusterLoadAssignment, client: base_pb2.L
 
 
 def apply_locality(assignment: endpoint_pb2.ClusterLoadAssignment, client_locality: str,
-                   setting: Mapping[str, Any], outlier_detection: bool) -> None:
+                   setting: LocalityLbSetting | None, outlier_detection: bool) -> None:
     """Weights (distribute) or priorities (failover, only with outlier detection) for the
-    client's locality; Istio's locality load balancing is on unless `enabled: false`."""
-    if not client_locality or setting.get("enabled") is False:
+    client's locality; Istio's locality load balancing is on unless `enabled: false`, with
+    or without a localityLbSetting."""
+    if not client_locality or not _enabled(setting):
         return
     client = parse_locality(client_locality)
-    if setting.get("distribute"):  # Istio: distribute or failover, never both
-        rule = _distribute_rule(client, setting)
-        if rule is not None:
-            _distribute(assignment, rule)
+    if setting is not None and setting.distribute:  # Istio: distribute or failover, not both
+        shares = _distribution(client, setting)
+        if shares is not None:
+            _distribute(assignment, shares)
     elif outlier_detection:
-        _failover(assignment, client, list(setting.get("failover") or []))
+        _failover(assignment, client, setting)
 
 
 def locality_groups(groups: Mapping[tuple[str, int], list[endpoint_components_pb2.LbEndpoint]],

@@ -17,11 +17,11 @@ from google.protobuf import any_pb2, struct_pb2
 from google.protobuf.message import Message
 
 from heddle.api.models import PeerAuthenticationSpec
+from heddle.api.specs import spec_of
 from heddle.model.proxy import Proxy
 from heddle.model.selectors import matches
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import Workload
-from heddle.translate.specs import spec_of
 
 SDS_CLUSTER = "sds-grpc"
 WORKLOAD_SECRET = "default"

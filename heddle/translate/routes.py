@@ -7,6 +7,7 @@ VirtualService routes gets Istio's default route with its default retry policy.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Sequence
 from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -18,9 +19,23 @@ from envoy.extensions.retry.priority.previous_priorities.v3 import (
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
+from heddle.api import istio_defaults
+from heddle.api.models import VirtualServiceSpec
+from heddle.api.models.virtual_service_parts import (
+    Destination,
+    HTTPMatch,
+    HTTPRetry,
+    HTTPRoute,
+    RouteDestination,
+    SourceMatch,
+    StreamRoute,
+    StringMatch,
+    TCPMatch,
+)
 from heddle.api.resource import Resource
+from heddle.api.specs import is_empty, spec_of
 from heddle.model.proxy import Proxy
-from heddle.model.scope import ALLOW_ANY, REGISTRY_ONLY, delegate_of
+from heddle.model.scope import ALLOW_ANY, REGISTRY_ONLY, delegate_of, delegates
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import Service, ServicePort, resolve_host
 from heddle.translate.delegation import merged_rules
@@ -44,33 +59,37 @@ HTTP_PROTOCOLS = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB"}
 TLS_PROTOCOLS = {"TLS", "HTTPS"}
 
 
+_NO_RETRIES = HTTPRetry()
+_EVERY_REQUEST = HTTPMatch()  # a rule without matches
+_EVERY_CONNECTION = TCPMatch()
+
+
 def default_retry_policy() -> rc.RetryPolicy:
     """Istio retries twice on connection failures and 503s unless a VirtualService says so."""
     return rc.RetryPolicy(
-        retry_on="connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
-        num_retries=wrappers_pb2.UInt32Value(value=2),
-        retriable_status_codes=[503],
+        retry_on=istio_defaults.RETRY_ON,
+        num_retries=wrappers_pb2.UInt32Value(value=istio_defaults.RETRY_ATTEMPTS),
+        retriable_status_codes=istio_defaults.RETRIABLE_STATUS_CODES,
         retry_host_predicate=[rc.RetryPolicy.RetryHostPredicate(
             name="envoy.retry_host_predicates.previous_hosts",
             typed_config=_previous_hosts())],
-        host_selection_retry_max_attempts=5,
+        host_selection_retry_max_attempts=istio_defaults.RETRY_HOST_SELECTION_ATTEMPTS,
     )
 
 
-def retry_policy(retries: dict[str, Any] | None, hashed: bool = False,
-                 ) -> rc.RetryPolicy | None:
+def retry_policy(retries: HTTPRetry | None, hashed: bool = False) -> rc.RetryPolicy | None:
     """A VirtualService's retries: Istio's default policy when unset; when set, none unless
     `attempts` is above 0. Retries go to other hosts unless retryIgnorePreviousHosts is
     false, or the route hashes to one host and retryIgnorePreviousHosts is unset, as in
     Istio."""
     policy = default_retry_policy()
     if retries is not None:
-        if int(retries.get("attempts") or 0) <= 0:
+        if (retries.attempts or 0) <= 0:
             return None
-        policy.num_retries.value = int(retries["attempts"])
-    retries = retries if retries is not None else {}
-    if "retryOn" in retries:
-        parts = [p.strip() for p in str(retries["retryOn"]).split(",") if p.strip()]
+        policy.num_retries.value = retries.attempts
+    retries = retries if retries is not None else _NO_RETRIES
+    if retries.retryOn is not None:
+        parts = [p.strip() for p in retries.retryOn.split(",") if p.strip()]
         codes = [int(p) for p in parts if p.isdigit()]
         names = [p for p in parts if not p.isdigit()]
         if codes:
@@ -78,15 +97,15 @@ def retry_policy(retries: dict[str, Any] | None, hashed: bool = False,
         policy.retry_on = ",".join(dict.fromkeys(names))
         del policy.retriable_status_codes[:]
         policy.retriable_status_codes.extend(codes)
-    if "perTryTimeout" in retries:
-        policy.per_try_timeout.CopyFrom(parse_duration(str(retries["perTryTimeout"])))
-    if "backoff" in retries:
-        policy.retry_back_off.base_interval.CopyFrom(parse_duration(str(retries["backoff"])))
-    ignore_previous = retries.get("retryIgnorePreviousHosts")
+    if retries.perTryTimeout is not None:
+        policy.per_try_timeout.CopyFrom(parse_duration(retries.perTryTimeout))
+    if retries.backoff is not None:
+        policy.retry_back_off.base_interval.CopyFrom(parse_duration(retries.backoff))
+    ignore_previous = retries.retryIgnorePreviousHosts
     if ignore_previous is False or (hashed and ignore_previous is None):
         del policy.retry_host_predicate[:]
         policy.ClearField("host_selection_retry_max_attempts")
-    if retries.get("retryRemoteLocalities"):
+    if retries.retryRemoteLocalities:
         policy.retry_priority.name = "envoy.retry_priorities.previous_priorities"
         policy.retry_priority.typed_config.Pack(
             previous_priorities_config_pb2.PreviousPrioritiesConfig(update_frequency=2))
@@ -99,39 +118,39 @@ def _previous_hosts() -> any_pb2.Any:
     return packed
 
 
-def _string_matcher(match: dict[str, Any], ignore_case: bool = False,
-                    ) -> string_pb2.StringMatcher | None:
-    if "exact" in match:
-        return string_pb2.StringMatcher(exact=match["exact"], ignore_case=ignore_case)
-    if "prefix" in match:
-        return string_pb2.StringMatcher(prefix=match["prefix"], ignore_case=ignore_case)
-    if "regex" in match:
-        return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=match["regex"]))
+def _string_matcher(match: StringMatch | None) -> string_pb2.StringMatcher | None:
+    if match is None:
+        return None
+    if match.exact is not None:
+        return string_pb2.StringMatcher(exact=match.exact)
+    if match.prefix is not None:
+        return string_pb2.StringMatcher(prefix=match.prefix)
+    if match.regex is not None:
+        return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=match.regex))
     return None
 
 
-def _route_match(match: dict[str, Any]) -> rc.RouteMatch:
+def _route_match(match: HTTPMatch) -> rc.RouteMatch:
     out = rc.RouteMatch()
-    uri = match.get("uri") or {}
-    ignore_case = bool(match.get("ignoreUriCase"))
-    if "exact" in uri:
-        out.path = uri["exact"]
-    elif "regex" in uri:
-        out.safe_regex.regex = uri["regex"]
+    uri = match.uri
+    if uri is not None and uri.exact is not None:
+        out.path = uri.exact
+    elif uri is not None and uri.regex is not None:
+        out.safe_regex.regex = uri.regex
     else:
-        out.prefix = uri.get("prefix", "/")
-    if ignore_case:
+        out.prefix = uri.prefix if uri is not None and uri.prefix is not None else "/"
+    if match.ignoreUriCase:
         out.case_sensitive.value = False
-    for name, value in sorted((match.get("headers") or {}).items()):
+    for name, value in sorted((match.headers or {}).items()):
         header = out.headers.add(name=name.lower())
         matcher = _string_matcher(value)
         if matcher is None:
             header.present_match = True
         else:
             header.string_match.CopyFrom(matcher)
-    for name, value in sorted((match.get("withoutHeaders") or {}).items()):
+    for name, absent in sorted((match.withoutHeaders or {}).items()):
         header = out.headers.add(name=name.lower(), invert_match=True)
-        matcher = _string_matcher(value)
+        matcher = _string_matcher(absent)
         if matcher is None:
             header.present_match = True
         else:
@@ -139,14 +158,14 @@ def _route_match(match: dict[str, Any]) -> rc.RouteMatch:
             # A request without the header has no value that matches: it passes, as in
             # Istio (Envoy would otherwise fail an inverted match on a missing header).
             header.treat_missing_header_as_empty = True
-    for name, key in (("method", ":method"), ("authority", ":authority"),
-                      ("scheme", ":scheme")):
-        matcher = _string_matcher(match.get(name) or {})
+    for key, part in ((":method", match.method), (":authority", match.authority),
+                      (":scheme", match.scheme)):
+        matcher = _string_matcher(part)
         if matcher is not None:
             out.headers.add(name=key, string_match=matcher)
-    for name, value in sorted((match.get("queryParams") or {}).items()):
+    for name, query in sorted((match.queryParams or {}).items()):
         param = out.query_parameters.add(name=name)
-        matcher = _string_matcher(value)
+        matcher = _string_matcher(query)
         if matcher is None:
             param.present_match = True
         else:
@@ -154,97 +173,100 @@ def _route_match(match: dict[str, Any]) -> rc.RouteMatch:
     return out
 
 
-def _destination_cluster(snapshot: MeshSnapshot, namespace: str, destination: dict[str, Any],
+def _destination_cluster(snapshot: MeshSnapshot, namespace: str, destination: Destination,
                          port: int) -> str:
-    host = resolve_host(str(destination.get("host", "")), namespace)
+    host = resolve_host(destination.host, namespace)
     service = snapshot.registry.service(host)
-    number = (destination.get("port") or {}).get("number")
+    number = destination.port.number if destination.port is not None else None
     if number is None and service is not None:
         number = port if service.port(port) or len(service.ports) != 1 else service.ports[0].number
-    return outbound_cluster(int(number or port), host, str(destination.get("subset", "")))
+    return outbound_cluster(number or port, host, destination.subset or "")
 
 
 def _set_destinations(action: rc.RouteAction, snapshot: MeshSnapshot, namespace: str,
-                      destinations: list[dict[str, Any]], port: int) -> None:
+                      destinations: Sequence[RouteDestination], port: int) -> None:
     """One destination: its cluster; several: weighted clusters (any rule kind)."""
     if len(destinations) == 1:
         action.cluster = _destination_cluster(snapshot, namespace,
-                                              destinations[0]["destination"], port)
+                                              destinations[0].destination, port)
         return
     action.ClearField("cluster")
     for dest in destinations:
         action.weighted_clusters.clusters.add(
-            name=_destination_cluster(snapshot, namespace, dest["destination"], port),
-            weight=wrappers_pb2.UInt32Value(value=int(dest.get("weight", 0))))
+            name=_destination_cluster(snapshot, namespace, dest.destination, port),
+            weight=wrappers_pb2.UInt32Value(value=dest.weight or 0))
 
 
 def _client(proxy: Proxy | None) -> tuple[str | None, dict[str, str] | None]:
     return (proxy.namespace, proxy.label_map) if proxy is not None else (None, None)
 
 
-def _route_action(snapshot: MeshSnapshot, vs: Resource[Any], http: dict[str, Any],
+def _route_action(snapshot: MeshSnapshot, vs: Resource[Any], http: HTTPRoute,
                   port: int, proxy: Proxy | None = None) -> rc.RouteAction:
     action = rc.RouteAction()
-    _set_destinations(action, snapshot, vs.namespace, http.get("route") or [], port)
-    action.timeout.CopyFrom(parse_duration(http["timeout"]) if "timeout" in http
-                            else duration_pb2.Duration())
+    _set_destinations(action, snapshot, vs.namespace, http.route or [], port)
+    action.timeout.CopyFrom(
+        parse_duration(http.timeout) if http.timeout is not None
+        else duration_pb2.Duration(seconds=istio_defaults.ROUTE_TIMEOUT_SECONDS))
     action.hash_policy.extend(hash_policies(snapshot, action, *_client(proxy)))
-    policy = retry_policy(http.get("retries"), hashed=bool(action.hash_policy))
+    policy = retry_policy(http.retries, hashed=bool(action.hash_policy))
     if policy is not None:
         action.retry_policy.CopyFrom(policy)
     return action
 
 
-def _forwarding(snapshot: MeshSnapshot, vs: Resource[Any], http: dict[str, Any],
-                match: dict[str, Any], port: int, proxy: Proxy | None = None) -> rc.Route:
+def _forwarding(snapshot: MeshSnapshot, vs: Resource[Any], http: HTTPRoute,
+                match: HTTPMatch, port: int, proxy: Proxy | None = None) -> rc.Route:
     route = rc.Route(route=_route_action(snapshot, vs, http, port, proxy))
     action = route.route
-    for i, dest in enumerate(http.get("route") or []):
-        if dest.get("headers") and action.HasField("weighted_clusters"):
-            apply_headers(action.weighted_clusters.clusters[i], dest["headers"])
-        elif dest.get("headers"):
-            apply_headers(route, dest["headers"])
-    apply_rewrite(action, http.get("rewrite") or {}, match)
-    if http.get("mirror"):
+    for i, dest in enumerate(http.route or []):
+        if dest.headers is not None and action.HasField("weighted_clusters"):
+            apply_headers(action.weighted_clusters.clusters[i], dest.headers)
+        elif dest.headers is not None:
+            apply_headers(route, dest.headers)
+    if http.rewrite is not None:
+        apply_rewrite(action, http.rewrite, match)
+    if http.mirror is not None:
+        percentage = http.mirrorPercentage
         action.request_mirror_policies.append(mirror_policy(
-            _destination_cluster(snapshot, vs.namespace, http["mirror"], port),
-            (http.get("mirrorPercentage") or {}).get("value")))
-    for mirror in http.get("mirrors") or []:
+            _destination_cluster(snapshot, vs.namespace, http.mirror, port),
+            percentage.value if percentage is not None else None))
+    for mirror in http.mirrors or []:
         action.request_mirror_policies.append(mirror_policy(
-            _destination_cluster(snapshot, vs.namespace, mirror["destination"], port),
-            (mirror.get("percentage") or {}).get("value")))
-    if http.get("fault"):
+            _destination_cluster(snapshot, vs.namespace, mirror.destination, port),
+            mirror.percentage.value if mirror.percentage is not None else None))
+    if http.fault is not None and not is_empty(http.fault):
         # As in Istio the route keeps its retry policy and timeout: the fault filter acts
         # before the router, so injected aborts are never retried and injected delays are
         # not counted against the route timeout.
-        route.typed_per_filter_config[FAULT_FILTER].CopyFrom(fault(http["fault"]))
+        route.typed_per_filter_config[FAULT_FILTER].CopyFrom(fault(http.fault))
     return route
 
 
-def _applies_to(match: dict[str, Any], proxy: Proxy | None) -> bool:
+def _applies_to(match: SourceMatch, proxy: Proxy | None) -> bool:
     """Matches on who sends (sourceLabels, sourceNamespace, gateways) decide per proxy."""
-    if "mesh" not in (match.get("gateways") or ["mesh"]):
+    if "mesh" not in (match.gateways or ["mesh"]):
         return False
     if proxy is None:
-        return not match.get("sourceLabels") and not match.get("sourceNamespace")
+        return not match.sourceLabels and not match.sourceNamespace
     labels = proxy.label_map
-    if any(labels.get(k) != v for k, v in (match.get("sourceLabels") or {}).items()):
+    if any(labels.get(k) != v for k, v in (match.sourceLabels or {}).items()):
         return False
-    return bool(match.get("sourceNamespace", proxy.namespace) == proxy.namespace)
+    source_namespace = match.sourceNamespace
+    return source_namespace is None or source_namespace == proxy.namespace
 
 
 def _http_rules(snapshot: MeshSnapshot, vs: Resource[Any],
-                ) -> list[tuple[Resource[Any], int, dict[str, Any]]]:
+                ) -> list[tuple[Resource[Any], int, HTTPRoute]]:
     """(owner, index, rule) for every http rule, delegations expanded: a delegate's rules
     keep their own namespace for the hosts they name."""
-    rules: list[tuple[Resource[Any], int, dict[str, Any]]] = []
-    spec: dict[str, Any] = dict(vs.body.get("spec") or {})
-    for i, http in enumerate(spec.get("http") or []):
-        if not http.get("delegate"):
+    rules: list[tuple[Resource[Any], int, HTTPRoute]] = []
+    for i, http in enumerate(spec_of(vs, VirtualServiceSpec).http or []):
+        if not delegates(http):
             rules.append((vs, i, http))
         elif (delegate := delegate_of(snapshot, vs, http)) is not None:
             rules += [(delegate, j, rule) for j, rule in
-                      enumerate(merged_rules(http, dict(delegate.body.get("spec") or {})))]
+                      enumerate(merged_rules(http, spec_of(delegate, VirtualServiceSpec)))]
     return rules
 
 
@@ -253,23 +275,24 @@ def _routes_for(snapshot: MeshSnapshot, vs: Resource[Any], port: int,
     """One Envoy route per (http rule, match), in order: the first match wins."""
     routes: list[rc.Route] = []
     for owner, i, http in _http_rules(snapshot, vs):
-        matches = [m for m in http.get("match") or [{}]
-                   if m.get("port") in (None, port) and _applies_to(m, proxy)]
+        matches = [m for m in http.match or [_EVERY_REQUEST]
+                   if m.port in (None, port) and _applies_to(m, proxy)]
         for j, match in enumerate(matches):
-            if http.get("redirect"):
-                route = rc.Route(redirect=redirect(http["redirect"]))
-            elif http.get("directResponse"):
-                route = rc.Route(direct_response=direct_response(http["directResponse"]))
-            elif http.get("route"):
+            if http.redirect is not None and not is_empty(http.redirect):
+                route = rc.Route(redirect=redirect(http.redirect))
+            elif http.directResponse is not None:
+                route = rc.Route(direct_response=direct_response(http.directResponse))
+            elif http.route:
                 route = _forwarding(snapshot, owner, http, match, port, proxy)
             else:
                 continue
-            name = http.get("name") or f"{owner.namespace}.{owner.name}.{i}"
+            name = http.name or f"{owner.namespace}.{owner.name}.{i}"
             route.name = f"{name}.{j}" if len(matches) > 1 else name
             route.match.CopyFrom(_route_match(match))
-            apply_headers(route, http.get("headers") or {})
-            if http.get("corsPolicy"):
-                route.typed_per_filter_config[CORS_FILTER].CopyFrom(cors(http["corsPolicy"]))
+            if http.headers is not None:
+                apply_headers(route, http.headers)
+            if http.corsPolicy is not None and not is_empty(http.corsPolicy):
+                route.typed_per_filter_config[CORS_FILTER].CopyFrom(cors(http.corsPolicy))
             routes.append(route)
     return routes
 
@@ -281,10 +304,10 @@ def _mesh_virtual_services(snapshot: MeshSnapshot,
     exact: dict[str, Resource[Any]] = {}
     wildcards: list[tuple[str, Resource[Any]]] = []
     for vs in snapshot.of_kind("networking.istio.io", "VirtualService"):
-        spec: dict[str, Any] = dict(vs.body.get("spec") or {})
-        if "mesh" not in (spec.get("gateways") or ["mesh"]):
+        spec = spec_of(vs, VirtualServiceSpec)
+        if "mesh" not in (spec.gateways or ["mesh"]):
             continue
-        for host in (resolve_host(str(h), vs.namespace) for h in spec.get("hosts") or []):
+        for host in (resolve_host(h, vs.namespace) for h in spec.hosts or []):
             if "*" in host:
                 wildcards.append((host, vs))
             else:
@@ -328,7 +351,8 @@ def _http_routes(snapshot: MeshSnapshot, service: Service, port: int,
         name="default",
         match=rc.RouteMatch(prefix="/"),
         route=rc.RouteAction(cluster=outbound_cluster(port, service.hostname),
-                             timeout=duration_pb2.Duration(),
+                             timeout=duration_pb2.Duration(
+                                 seconds=istio_defaults.ROUTE_TIMEOUT_SECONDS),
                              hash_policy=(hashed := hash_policies(snapshot, outbound_cluster(
                                  port, service.hostname), *_client(proxy))),
                              retry_policy=retry_policy(None, hashed=bool(hashed))),
@@ -336,22 +360,22 @@ def _http_routes(snapshot: MeshSnapshot, service: Service, port: int,
 
 
 def _stream_rules(vs: Resource[Any], service: Service, port: ServicePort,
-                  proxy: Proxy | None) -> list[dict[str, Any]]:
+                  proxy: Proxy | None) -> list[StreamRoute]:
     """The VirtualService's tls rules (TLS ports; SNI is the host the tunnel names) or tcp
     rules that apply to this port and proxy: the first that matches is used."""
-    spec: dict[str, Any] = dict(vs.body.get("spec") or {})
-    found = []
+    spec = spec_of(vs, VirtualServiceSpec)
+    found: list[StreamRoute] = []
     if port.protocol in TLS_PROTOCOLS:
-        for rule in spec.get("tls") or []:
-            if any(m.get("port") in (None, port.number) and _applies_to(m, proxy)
+        for tls in spec.tls or []:
+            if any(m.port in (None, port.number) and _applies_to(m, proxy)
                    and any(fnmatch.fnmatchcase(service.hostname, resolve_host(h, vs.namespace))
-                           for h in m.get("sniHosts") or [])
-                   for m in rule.get("match") or []):
-                found.append(rule)
-    for rule in spec.get("tcp") or []:
-        if any(m.get("port") in (None, port.number) and _applies_to(m, proxy)
-               for m in rule.get("match") or [{}]):
-            found.append(rule)
+                           for h in m.sniHosts)
+                   for m in tls.match):
+                found.append(tls)
+    for tcp in spec.tcp or []:
+        if any(m.port in (None, port.number) and _applies_to(m, proxy)
+               for m in tcp.match or [_EVERY_CONNECTION]):
+            found.append(tcp)
     return found
 
 
@@ -367,8 +391,8 @@ def _connect_routes(snapshot: MeshSnapshot, service: Service, port: ServicePort,
     )
     vs = _virtual_service_for(snapshot, service)
     rules = _stream_rules(vs, service, port, proxy) if vs else []
-    if vs and rules and rules[0].get("route"):
-        _set_destinations(action, snapshot, vs.namespace, rules[0]["route"], port.number)
+    if vs and rules and rules[0].route:
+        _set_destinations(action, snapshot, vs.namespace, rules[0].route, port.number)
     return [rc.Route(name="connect", match=rc.RouteMatch(connect_matcher={}), route=action)]
 
 

@@ -14,14 +14,15 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-from collections.abc import Mapping
-from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import any_pb2
 
+from heddle.api.models import SecretSpec
+from heddle.api.models.destination_rule_parts import ClientTLS
+from heddle.api.specs import spec_of
 from heddle.model.snapshot import MeshSnapshot
 from heddle.translate.mtls import sds_secret
 from heddle.translate.traffic_policy import ProtocolOptions, is_http2
@@ -50,12 +51,13 @@ def _secret_bytes(snapshot: MeshSnapshot, namespace: str, name: str, key: str) -
         secret = snapshot.get("", "Secret", namespace, secret_name)
         if secret is None:
             continue
-        if key in (secret.body.get("stringData") or {}):
-            return str(secret.body["stringData"][key]).encode()
-        raw = (secret.body.get("data") or {}).get(key)
+        spec = spec_of(secret, SecretSpec)
+        if key in (spec.stringData or {}):
+            return (spec.stringData or {})[key].encode()
+        raw = (spec.data or {}).get(key)
         if raw is not None:
             try:
-                return base64.b64decode(str(raw), validate=True)
+                return base64.b64decode(raw, validate=True)
             except (binascii.Error, ValueError):
                 return None
     return None
@@ -67,17 +69,17 @@ def _data(filename: str = "", inline: bytes | None = None) -> base_pb2.DataSourc
     return base_pb2.DataSource(filename=filename)
 
 
-def origination_socket(snapshot: MeshSnapshot, tls: Mapping[str, Any], rule_namespace: str,
+def origination_socket(snapshot: MeshSnapshot, tls: ClientTLS, rule_namespace: str,
                        options: ProtocolOptions) -> base_pb2.TransportSocket:
     """The UpstreamTlsContext for SIMPLE or MUTUAL; without `sni` Envoy takes the SNI from
     the request's host (auto_sni) and, without subjectAltNames, checks the certificate
     against it (auto_san_validation), as Istio sets them."""
-    mutual = tls.get("mode") == "MUTUAL"
-    context = tls_pb2.UpstreamTlsContext(sni=str(tls.get("sni") or ""))
+    mutual = tls.mode == "MUTUAL"
+    context = tls_pb2.UpstreamTlsContext(sni=tls.sni or "")
     common = context.common_tls_context
-    sans = [str(s) for s in tls.get("subjectAltNames") or []]
-    skip_verify = bool(tls.get("insecureSkipVerify"))
-    credential = str(tls.get("credentialName") or "")
+    sans = tls.subjectAltNames or []
+    skip_verify = bool(tls.insecureSkipVerify)
+    credential = tls.credentialName or ""
     ca: base_pb2.DataSource | None
     if credential:
         # Missing from the config, the secret is asked of the agent by Istio's name for it:
@@ -97,11 +99,10 @@ def origination_socket(snapshot: MeshSnapshot, tls: Mapping[str, Any], rule_name
                 common.tls_certificate_sds_secret_configs.append(
                     sds_secret(f"kubernetes://{credential}"))
     else:
-        ca = _data(str(tls.get("caCertificates") or SYSTEM_CA))
+        ca = _data(tls.caCertificates or SYSTEM_CA)
         if mutual:
-            common.tls_certificates.add(
-                certificate_chain=_data(str(tls.get("clientCertificate", ""))),
-                private_key=_data(str(tls.get("privateKey", ""))))
+            common.tls_certificates.add(certificate_chain=_data(tls.clientCertificate or ""),
+                                        private_key=_data(tls.privateKey or ""))
     if ca is not None and not skip_verify:
         validation = common.validation_context
         validation.trusted_ca.CopyFrom(ca)

@@ -4,16 +4,19 @@ delegation, sourceLabels/sourceNamespace, CORS, and tcp/tls routes through CONNE
 from __future__ import annotations
 
 import textwrap
+from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
 
 from heddle.api.loader import load_text
+from heddle.api.models import VirtualServiceSpec
+from heddle.api.models.virtual_service_parts import HTTPMatch, HTTPRoute
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
 from heddle.testing.bootstraps import sidecar_bootstrap
 from heddle.testing.envoy import validate_bootstrap
-from heddle.translate.delegation import merge_match
+from heddle.translate.delegation import INHERITED, merge_match
 from heddle.translate.route_actions import CORS_FILTER
 from heddle.translate.sidecar import ROUTE, sidecar_resources
 
@@ -69,35 +72,47 @@ def routes_of(config_text: str, host: str, client: Proxy) -> list[rc.Route]:
     return list(vhost.routes)
 
 
+def merged(root: dict[str, Any], leaf: dict[str, Any]) -> dict[str, Any] | None:
+    """merge_match on matches written as YAML mappings, the result as one."""
+    found = merge_match(HTTPMatch.model_validate(root), HTTPMatch.model_validate(leaf))
+    return None if found is None else found.model_dump(exclude_none=True)
+
+
 def test_delegate_matches_narrow_the_root_match_and_conflicting_ones_never_apply() -> None:
     root = {"uri": {"prefix": "/api"}, "headers": {"x-team": {"exact": "a"}}}
-    assert merge_match(root, {"uri": {"prefix": "/api/v2"}}) == {
+    assert merged(root, {"uri": {"prefix": "/api/v2"}}) == {
         "uri": {"prefix": "/api/v2"}, "headers": {"x-team": {"exact": "a"}}}
-    assert merge_match(root, {"uri": {"prefix": "/other"}}) is None
-    assert merge_match(root, {"headers": {"x-team": {"exact": "b"}}}) is None
-    assert merge_match({"method": {"exact": "GET"}}, {"method": {"exact": "POST"}}) is None
+    assert merged(root, {"uri": {"prefix": "/other"}}) is None
+    assert merged(root, {"headers": {"x-team": {"exact": "b"}}}) is None
+    assert merged({"method": {"exact": "GET"}}, {"method": {"exact": "POST"}}) is None
     # A header prefix narrows like a uri prefix; regexes never narrow anything.
-    assert merge_match({"headers": {"x-team": {"prefix": "a"}}},
-                       {"headers": {"x-team": {"exact": "ab"}}}) == {
+    assert merged({"headers": {"x-team": {"prefix": "a"}}},
+                  {"headers": {"x-team": {"exact": "ab"}}}) == {
         "headers": {"x-team": {"exact": "ab"}}}
-    assert merge_match({"uri": {"regex": "/api/.*"}}, {"uri": {"regex": "/api/.*"}}) is None
+    assert merged({"uri": {"regex": "/api/.*"}}, {"uri": {"regex": "/api/.*"}}) is None
 
 
 def test_a_delegate_rule_inherits_what_it_leaves_unset_and_conflicting_rules_drop_whole(
         ) -> None:
     from heddle.translate.delegation import merged_rules
 
-    root = {"match": [{"uri": {"prefix": "/api"}}], "timeout": "3s",
-            "retries": {"attempts": 0}, "delegate": {"name": "d"}}
-    rules = merged_rules(root, {"http": [
-        {"match": [{"uri": {"prefix": "/api/v1"}}], "route": [{"destination": {"host": "a"}}]},
-        {"match": [{"uri": {"prefix": "/api/v2"}}, {"uri": {"prefix": "/other"}}],
-         "route": [{"destination": {"host": "b"}}]},
-        {"route": [{"destination": {"host": "c"}}], "timeout": "1s"}]})
+    root = HTTPRoute.model_validate({"match": [{"uri": {"prefix": "/api"}}], "timeout": "3s",
+                                     "retries": {"attempts": 0}, "delegate": {"name": "d"}})
+    rules = [rule.model_dump(exclude_none=True) for rule in merged_rules(
+        root, VirtualServiceSpec.model_validate({"http": [
+            {"match": [{"uri": {"prefix": "/api/v1"}}],
+             "route": [{"destination": {"host": "a"}}]},
+            {"match": [{"uri": {"prefix": "/api/v2"}}, {"uri": {"prefix": "/other"}}],
+             "route": [{"destination": {"host": "b"}}]},
+            {"route": [{"destination": {"host": "c"}}], "timeout": "1s"}]}))]
     assert [(r["match"], r["timeout"], r["route"][0]["destination"]["host"]) for r in rules] == [
         ([{"uri": {"prefix": "/api/v1"}}], "3s", "a"),
         ([{"uri": {"prefix": "/api"}}], "1s", "c")]
     assert all(r["retries"] == {"attempts": 0} for r in rules)
+
+
+def test_what_a_delegate_rule_inherits_are_fields_of_an_http_rule() -> None:
+    assert set(INHERITED) <= set(HTTPRoute.model_fields)
 
 
 def test_a_delegate_virtual_service_supplies_the_routes_of_a_root_rule() -> None:

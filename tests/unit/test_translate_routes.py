@@ -206,11 +206,12 @@ spec:
 
 
 def test_retry_policy_fields_as_istio_converts_them() -> None:
+    from heddle.api.models.virtual_service_parts import HTTPRetry
     from heddle.translate.routes import retry_policy
 
-    policy = retry_policy({"attempts": 4, "retryOn": "gateway-error,connect-failure,409",
-                           "perTryTimeout": "2s", "backoff": "50ms",
-                           "retryRemoteLocalities": True})
+    policy = retry_policy(HTTPRetry(attempts=4, retryOn="gateway-error,connect-failure,409",
+                                    perTryTimeout="2s", backoff="50ms",
+                                    retryRemoteLocalities=True))
     assert policy is not None
     assert (policy.num_retries.value, policy.retry_on) == (
         4, "gateway-error,connect-failure,retriable-status-codes")
@@ -220,13 +221,13 @@ def test_retry_policy_fields_as_istio_converts_them() -> None:
     assert policy.retry_priority.name == "envoy.retry_priorities.previous_priorities"
     assert policy.retry_host_predicate[0].name == "envoy.retry_host_predicates.previous_hosts"
     # Retrying on the same host: asked for, or implied by consistent hashing.
-    sticky = retry_policy({"attempts": 2, "retryIgnorePreviousHosts": False})
+    sticky = retry_policy(HTTPRetry(attempts=2, retryIgnorePreviousHosts=False))
     assert sticky is not None and not sticky.retry_host_predicate
     hashed = retry_policy(None, hashed=True)
     assert hashed is not None and not hashed.retry_host_predicate
-    assert retry_policy({"attempts": 0}) is None
-    assert retry_policy({"retryOn": "5xx"}) is None  # attempts defaults to 0, as in Istio
-    kept = retry_policy({"attempts": 1, "retryIgnorePreviousHosts": True}, hashed=True)
+    assert retry_policy(HTTPRetry(attempts=0)) is None
+    assert retry_policy(HTTPRetry(retryOn="5xx")) is None  # attempts defaults to 0, as in Istio
+    kept = retry_policy(HTTPRetry(attempts=1, retryIgnorePreviousHosts=True), hashed=True)
     assert kept is not None and kept.retry_host_predicate
 
 

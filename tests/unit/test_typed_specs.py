@@ -8,7 +8,7 @@ import pytest
 
 from heddle.api.loader import load_paths
 from heddle.api.models import AuthorizationPolicySpec, PeerAuthenticationSpec
-from heddle.translate.specs import spec_of
+from heddle.api.specs import spec_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,3 +27,11 @@ def test_spec_of_refuses_another_kinds_model() -> None:
                     if r.kind == "AuthorizationPolicy"]
     with pytest.raises(TypeError, match="not PeerAuthenticationSpec"):
         spec_of(policy, PeerAuthenticationSpec)
+
+
+def test_a_part_written_as_an_empty_mapping_is_empty() -> None:
+    from heddle.api.models.virtual_service_parts import HTTPFault
+    from heddle.api.specs import is_empty
+
+    assert is_empty(HTTPFault.model_validate({}))
+    assert not is_empty(HTTPFault.model_validate({"delay": {}}))  # says "delay", if no more
