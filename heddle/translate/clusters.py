@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -79,6 +80,14 @@ def outbound_targets(snapshot: MeshSnapshot, proxy: Proxy | None = None,
                 yield OutboundTarget(service, port, subset.name, subset.labels)
 
 
+def is_ip_address(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
 def _socket_address(address: str, port: int) -> address_pb2.Address:
     return address_pb2.Address(
         socket_address=address_pb2.SocketAddress(address=address, port_value=port)
@@ -110,6 +119,11 @@ def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget, proxy: Proxy
     tls_mode = _tls_mode(policy.tls)
     by_locality: dict[tuple[str, int], list[endpoint_components_pb2.LbEndpoint]] = {}
     for endpoint in endpoints:
+        if not is_ip_address(endpoint.address):
+            # A hostname (a WorkloadEntry may name one) is no EDS address: Envoy refuses the
+            # whole response for it, every other cluster's endpoints with it. Only a DNS
+            # cluster resolves names; here the endpoint is left out.
+            continue
         lb = endpoint_components_pb2.LbEndpoint(
             endpoint=endpoint_components_pb2.Endpoint(
                 address=_socket_address(endpoint.address, endpoint.port)),

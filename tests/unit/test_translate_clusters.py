@@ -82,3 +82,30 @@ def test_the_envoy_check_rejects_a_broken_cluster() -> None:
     address.socket_address.port_value = 80
     out = validate_bootstrap(static_bootstrap([broken], []))
     assert out.returncode != 0
+
+
+def test_an_endpoint_named_by_a_hostname_is_left_out_of_eds_and_envoy_takes_the_rest() -> None:
+    """`10.0.2.256` is a valid hostname (Istio's validation takes it), not an IP: in EDS,
+    Envoy would refuse the whole response, every cluster's endpoints with it."""
+    from heddle.api.loader import load_text
+
+    extra = """apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: backend-by-name, namespace: default}
+spec: {address: 10.0.2.256, labels: {app: backend, version: v1}}
+"""
+    result = load_paths([ROOT / "examples" / "hello"])
+    added = load_text(extra, "extra.yaml")
+    assert result.errors == [] and added.errors == []
+    snapshot = MeshSnapshot.build(1, [*result.resources, *added.resources])
+    clusters = outbound_clusters(snapshot)
+    endpoints = outbound_endpoints(snapshot, clusters=clusters)
+    addresses = {lb.endpoint.address.socket_address.address
+                 for assignment in endpoints for group in assignment.endpoints
+                 for lb in group.lb_endpoints}
+    assert "10.0.2.256" not in addresses
+    assert addresses == {lb.endpoint.address.socket_address.address
+                         for assignment in outbound_endpoints(hello_snapshot())
+                         for group in assignment.endpoints for lb in group.lb_endpoints}
+    out = validate_bootstrap(static_bootstrap(clusters, endpoints))
+    assert out.returncode == 0, out.stderr
