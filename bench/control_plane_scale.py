@@ -186,6 +186,16 @@ def _rss_mb() -> float:
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
+def _trimmed_rss_mb() -> float:
+    """Resident memory once the allocator has handed what is free back to the system
+    (glibc keeps freed memory; this tells live data from a past peak)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return _rss_mb()
+
+
 def _percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"p50": 0.0, "p99": 0.0, "max": 0.0}
@@ -399,6 +409,7 @@ async def run(services: int, proxies: int, real_envoys: int = 2,
         out["initial_sync_seconds"] = round(synced_at - start, 3)
         out["initial_sync_worst_loop_stall_seconds"] = probe.stop()
         out["control_plane_rss_after_sync_mb"] = _rss_mb()
+        out["control_plane_rss_after_sync_trimmed_mb"] = _trimmed_rss_mb()
         if real_envoys:  # after the measured sync: they are the proof, not the load
             await envoys.start()
 

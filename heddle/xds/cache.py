@@ -177,7 +177,9 @@ class PackCache:
                 self._by_id[id(message)] = held
             elif held[2] != self.generation:
                 self._by_id[id(message)] = (message, held[1], self.generation)
-            found[name] = held[1]
+            # Keyed by the shared resource's own name: protobuf hands out a new string per
+            # field read, and a thousand proxies' maps would each keep a thousand of them.
+            found[held[1].name] = held[1]
         return found
 
     def sweep(self) -> None:

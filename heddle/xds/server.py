@@ -47,6 +47,7 @@ from heddle.xds.generator import CachedSidecarGenerator
 from heddle.xds.proxies import UnknownProxy, proxy_from_node
 from heddle.xds.push import PushContext, PushRequest, inconsistencies
 from heddle.xds.status import ProxyStatus
+from heddle.xds.throttle import SendThrottle
 from heddle.xds.versions import VersionedResource, type_version
 
 log = logging.getLogger(__name__)
@@ -301,6 +302,7 @@ class XdsServer:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xds-translate")
         weakref.finalize(self, self._worker.shutdown, wait=False)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._throttle = SendThrottle()
         # The push queue: at most one pending request per stream, merged into.
         self._pending: dict[str, PushRequest] = {}
         self._draining = False
@@ -538,7 +540,11 @@ class XdsServer:
         reader = asyncio.create_task(read())
         try:
             while (response := await stream.outbox.get()) is not None:
-                yield response()
+                give_back = await self._throttle.slot()
+                try:
+                    yield response()  # resumes once gRPC has taken it
+                finally:
+                    give_back()
         finally:
             reader.cancel()
             self._close(stream)
