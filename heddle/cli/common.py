@@ -96,6 +96,7 @@ def print_structured(value: Any, output: str) -> None:
 
     yaml = YAML()
     yaml.default_flow_style = False
+    yaml.width = 4096  # a long value (a path) stays on its line
     yaml.dump(value, sys.stdout)
 
 

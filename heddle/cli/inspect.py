@@ -13,12 +13,13 @@ from heddle.cli.common import (
     Commands,
     command,
     echo,
+    mesh_home,
     output_option,
     print_structured,
     print_table,
     require_state,
-    running_state,
 )
+from heddle.config.applied_layout import RESOURCES, SOURCE_ANNOTATION, applied_from
 from heddle.local import control
 from heddle.local.state import MeshState, WorkloadState
 from heddle.model import ports
@@ -28,16 +29,14 @@ from heddle.model import ports
 
 
 def register(commands: Commands) -> None:
-    apply_parser = command(commands, "apply", apply, "Validate, then write the resources into "
-                           "the mesh's watched directory.")
-    delete_parser = command(commands, "delete", delete, "Remove the resources named in the "
-                            "files from the mesh's directory.")
+    apply_parser = command(commands, "apply", apply, "Validate the resources, then make them "
+                           "the running mesh's (kept in its state, over its directory).")
+    delete_parser = command(commands, "delete", delete, "Take the resources the files name out "
+                            "of the running mesh (its directory's files are left as they are).")
     for parser in (apply_parser, delete_parser):
         parser.add_argument("-f", "--filename", dest="files", type=Path, action="append",
                             required=True, metavar="PATH",
                             help="YAML file or directory; repeatable.")
-        parser.add_argument("--dir", dest="config_dir", type=Path, default=None,
-                            help="Mesh directory (default: the running mesh's).")
     get_parser = command(commands, "get", get, "List resources of a kind in the running mesh, "
                          "like `kubectl get`.")
     get_parser.add_argument("kind", help="Kind, e.g. virtualservice, VirtualService, vs.")
@@ -72,43 +71,75 @@ def _debug_json(state: MeshState, path: str) -> Any:
                    f"`heddle status`); try again once it is back")
 
 
-def _config_dir(config_dir: Path | None) -> Path:
-    if config_dir is not None:
-        return config_dir
-    state = running_state()
-    if state is None:
-        raise CliError("no mesh is running; name the directory with --dir")
-    return Path(state.config_dir)
+def _files(paths: list[Path]) -> list[dict[str, str]]:
+    """Each YAML file named (directories: every YAML file under them) with its text, read
+    with the loader's limits; the running control plane validates them."""
+    from heddle.api.files import UnreadableConfig, read_config_text, yaml_files
+
+    found = []
+    for path in yaml_files(paths):
+        try:
+            text = read_config_text(path)
+        except FileNotFoundError:
+            raise CliError(f"{path}: no such file or directory") from None
+        except (IsADirectoryError, NotADirectoryError):
+            raise CliError(f"{path}: not a file") from None
+        except UnreadableConfig as err:
+            raise CliError(str(err.diagnostic)) from None
+        found.append({"name": str(path.resolve()), "text": text})
+    if not found:
+        raise CliError(f"no YAML files in {', '.join(str(p) for p in paths)}")
+    return found
 
 
-def _load_valid(files: list[Path]) -> list[Any]:
-    from heddle.api.diagnostics import Severity
-    from heddle.api.loader import load_paths
-
-    result = load_paths(files)
-    for diagnostic in result.diagnostics:
-        if diagnostic.severity is not Severity.INFO:
-            echo(str(diagnostic), err=True)
-    if result.errors:
-        raise CliError("nothing was applied; fix the errors above")
-    return result.resources
-
-
-def apply(args: argparse.Namespace) -> None:
-    from heddle.config.edit import apply_resources
-
-    target = _config_dir(args.config_dir)
-    for line in apply_resources(target, _load_valid(args.files)):
+def _change(args: argparse.Namespace, verb: str) -> int:
+    """Send the files to the running mesh's control plane, which validates them and
+    changes the mesh's applied state; print what it did."""
+    state = require_state()
+    files = _files(args.files)
+    try:
+        token = (mesh_home() / "api-token").read_text().strip()
+    except OSError as err:
+        raise CliError(f"cannot read the mesh's API token ({err.strerror}); restart the mesh "
+                       "with this version of Heddle (`heddle down`, `heddle up`)") from None
+    try:
+        code, body = control.http_post(
+            "127.0.0.1", state.debug_port, f"/heddle/{verb}", json.dumps({"files": files}),
+            {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            timeout=60.0)
+        report = json.loads(body)
+    except (OSError, ValueError):
+        raise CliError(f"the control plane is not answering on 127.0.0.1:{state.debug_port} "
+                       "(see `heddle status`); nothing was changed") from None
+    if code != 200:
+        raise CliError(f"the control plane refused the {verb}: {report.get('error', code)}")
+    for line in report["problems"]:
+        echo(line, err=True)
+    for line in report["lines"]:
         echo(line)
+    return 1 if report["failed"] else 0
 
 
-def delete(args: argparse.Namespace) -> None:
-    from heddle.config.edit import delete_resources
+def apply(args: argparse.Namespace) -> int:
+    return _change(args, "apply")
 
-    target = _config_dir(args.config_dir)
-    keys = [r.key for r in _load_valid(args.files)]
-    for line in delete_resources(target, keys):
-        echo(line)
+
+def delete(args: argparse.Namespace) -> int:
+    return _change(args, "delete")
+
+
+def source_of(entry: dict[str, Any]) -> str:
+    """Where a resource in force comes from: FILE:LINE in the watched directory, or
+    `applied (from FILE:LINE)` for one `heddle apply` put in the mesh's state."""
+    source = str(entry.get("source", ""))
+    parts = source.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return source
+    file, line = Path(parts[0]), parts[1]
+    if file.parent == (mesh_home() / "applied" / RESOURCES).resolve():
+        origin = applied_from(file)
+        return f"applied (from {origin.rsplit(':', 1)[0]})" if origin else "applied"
+    return f"{file}:{line}"
 
 
 def get(args: argparse.Namespace) -> None:
@@ -128,14 +159,24 @@ def get(args: argparse.Namespace) -> None:
     if args.name and not items:
         raise CliError(f"{kind} {args.name!r} not found")
     if args.output:
-        objects = [r["object"] for r in items]
+        objects = [_with_source(r) for r in items]
         value = objects[0] if args.name and len(objects) == 1 else {
             "apiVersion": "v1", "kind": "List", "items": objects}
         print_structured(value, args.output)
         return
     print_table(["NAMESPACE", "NAME", "KIND", "SOURCE"],
-                [[r["key"]["namespace"], r["key"]["name"], r["key"]["kind"], r["source"]]
+                [[r["key"]["namespace"], r["key"]["name"], r["key"]["kind"], source_of(r)]
                  for r in items])
+
+
+def _with_source(entry: dict[str, Any]) -> dict[str, Any]:
+    """The object, its metadata annotated with where it comes from (`heddle apply` drops
+    the annotation again, so the output can be applied as it is)."""
+    body = dict(entry["object"])
+    meta = dict(body.get("metadata") or {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), SOURCE_ANNOTATION: source_of(entry)}
+    body["metadata"] = meta
+    return body
 
 
 def proxy_status(args: argparse.Namespace) -> None:

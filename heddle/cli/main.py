@@ -7,6 +7,7 @@ pydantic costs more than that before a verb starts. Bad input is one `error: ...
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -50,4 +51,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(err.code) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except BrokenPipeError:  # `heddle get vs -o yaml | head`: the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
     raise SystemExit(code or 0)

@@ -283,7 +283,25 @@ def _wait_until_ready(home: Path, pid: int, timeout: float, log_from: int) -> in
              "a 127.x address)")
     else:
         echo(f"mesh up: {len(state.workloads)} workloads from {state.config_dir}")
+    note = applied_note(home)
+    if note:
+        echo(note)
     return 0
+
+
+def applied_note(home: Path) -> str:
+    """A line saying that earlier `heddle apply`/`delete` changes are in force, if any."""
+    from heddle.config.applied_layout import DELETED, RESOURCES
+
+    applied = len(list((home / "applied" / RESOURCES).glob("*.yaml")))
+    try:
+        deleted = len(json.loads((home / "applied" / DELETED).read_text())["deleted"])
+    except (OSError, ValueError, KeyError, TypeError):
+        deleted = 0
+    if not applied and not deleted:
+        return ""
+    return (f"over it: {applied} resource(s) `heddle apply` added or changed and {deleted} "
+            f"`heddle delete` took away, kept in {home / 'applied'}")
 
 
 # -- down, status, logs, exec ----------------------------------------------------------------

@@ -35,6 +35,20 @@ def http_get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int
         connection.close()
 
 
+def http_post(host: str, port: int, path: str, body: str, headers: dict[str, str],
+              timeout: float = 10.0) -> tuple[int, bytes]:
+    """One plain HTTP POST; OSError when nothing answers."""
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        connection.request("POST", path, body.encode(), headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    except http.client.HTTPException as err:
+        raise OSError(str(err)) from err
+    finally:
+        connection.close()
+
+
 def workload_ready(workload: WorkloadState, timeout: float = 1.0) -> bool:
     """Its agent answers ready (Envoy has its configuration and the application runs) and
     the application accepts connections where its sidecar sends them."""

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from heddle.ca.authority import CertificateAuthority
 from heddle.ca.tokens import TokenIssuer
+from heddle.config.applied import AppliedSource
 from heddle.config.directory import DirectorySource
 from heddle.config.store import ConfigStore
 from heddle.local import claims
@@ -50,6 +51,7 @@ class LocalMeshConfig:
     config_dir: Path
     home: Path
     control_plane_command: tuple[str, ...]
+    applied_dir: Path | None  # what `heddle apply`/`delete` changed, over config_dir
     ca_dir: Path  # the control plane's CA: the root agents trust and the join-token key
     xds_port: int = 15010
     debug_port: int = 15014
@@ -93,6 +95,8 @@ class LocalMesh:
         self.config = config
         self.store = ConfigStore()
         self.source = DirectorySource(config.config_dir, self.store)
+        self.applied = (AppliedSource(config.applied_dir, self.store)
+                        if config.applied_dir is not None else None)
         # Applications run from the configuration's folder (a file's own folder).
         self.app_cwd = config.config_dir if config.config_dir.is_dir() else (
             config.config_dir.parent)
@@ -303,11 +307,15 @@ class LocalMesh:
         self.state.supervisor_pid = os.getpid()  # `heddle up --detach` forks to run this
         self.config.home.mkdir(parents=True, exist_ok=True)
         await self.source.load()
+        if self.applied is not None:
+            await self.applied.load()
         self.state.save(self.config.home)
         control_plane = asyncio.create_task(
             keep_running(self._start_control_plane, stop, "control plane", max_backoff=5.0))
         events = self.store.subscribe()
-        watcher = asyncio.create_task(self.source.watch(stop))
+        watchers = [asyncio.create_task(self.source.watch(stop))]
+        if self.applied is not None:
+            watchers.append(asyncio.create_task(self.applied.watch(stop)))
         try:
             await self._control_plane_serving(stop)
             await self._reconcile_logged()
@@ -329,6 +337,6 @@ class LocalMesh:
             await asyncio.gather(*(_terminate(p) for p, _ in self.agents.values()),
                                  self._stop_control_plane(control_plane))
             self.agents.clear()
-            await watcher
+            await asyncio.gather(*watchers)
             (self.config.home / "state.json").unlink(missing_ok=True)
             claims.release(self.owner, os.getpid())
