@@ -7,11 +7,9 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from heddle.api.files import YAML_SUFFIXES, yaml_files
 from heddle.cli.common import (
     CliError,
     Commands,
@@ -22,7 +20,7 @@ from heddle.cli.common import (
     require_state,
     running_state,
 )
-from heddle.local import claims, control
+from heddle.local import control
 from heddle.local.state import MeshState, WorkloadState, heddle_home, pid_alive
 
 if TYPE_CHECKING:
@@ -82,6 +80,8 @@ def register(commands: Commands) -> None:
 
 def config_files(path: Path) -> list[Path]:
     """The YAML files `heddle up PATH` runs, or a CliError saying what is wrong with PATH."""
+    from heddle.api.files import YAML_SUFFIXES, yaml_files
+
     try:
         is_dir = path.is_dir()
         exists = is_dir or path.exists()
@@ -148,6 +148,7 @@ def up(args: argparse.Namespace) -> int | None:
     if running is not None:
         raise CliError(f"a mesh is already running in {home} (from {running.config_dir}); "
                        "stop it with `heddle down`, or set HEDDLE_HOME to run another")
+    from heddle.local import claims
     from heddle.local.workloads import declared_addresses
 
     owner = str(heddle_home().resolve())
@@ -352,6 +353,8 @@ def _readiness(workload: WorkloadState) -> str:
 
 
 def status(_: argparse.Namespace) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     state = require_state()
     keys = sorted(state.workloads)
     with ThreadPoolExecutor(max_workers=8) as pool:

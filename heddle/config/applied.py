@@ -265,7 +265,7 @@ class AppliedConfig:
             for key in dict.fromkeys(_key(item) for item in items):
                 if self.store.find(key) is None:
                     report.problems.append(Diagnostic(
-                        Severity.ERROR, f"{key} not found", resource=key.ref,
+                        Severity.ERROR, "not found in the mesh", resource=key.ref,
                         fix="`heddle get` lists what the mesh has"))
                     report.failed = True
                     continue

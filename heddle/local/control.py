@@ -8,7 +8,6 @@ Light on purpose (the standard library and the mesh's state only): `heddle statu
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import re
 import signal
@@ -17,36 +16,70 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from heddle.local import claims
 from heddle.local.state import MeshState, WorkloadState, pid_alive
 from heddle.model import ports
 
 
+def http_request(method: str, host: str, port: int, path: str, body: bytes = b"",
+                 headers: dict[str, str] | None = None,
+                 timeout: float = 2.0) -> tuple[int, bytes]:
+    """One HTTP/1.1 exchange on a fresh connection (closed after it); the status and the
+    body. OSError when nothing answers or the answer is not HTTP.
+
+    By hand, not http.client: that loads the email package and ssl, a fifth of what a
+    quick `heddle get` may take, for two requests to loopback servers."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
+             f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        received = bytearray()
+        while chunk := sock.recv(65536):
+            received += chunk
+            if _complete(received):
+                break
+    head, separator, rest = bytes(received).partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parts = status_line.split(" ", 2)
+    if not separator or len(parts) < 2 or not parts[0].startswith("HTTP/") or not (
+            parts[1].isdigit()):
+        raise OSError(f"not an HTTP answer from {host}:{port}")
+    fields = {k.strip().lower(): v.strip() for k, _, v in
+              (line.partition(":") for line in header_lines)}
+    if fields.get("transfer-encoding", "").lower() == "chunked":
+        rest = _unchunked(rest)
+    elif fields.get("content-length", "").isdigit():
+        rest = rest[:int(fields["content-length"])]
+    return int(parts[1]), rest
+
+
+_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
+
+
+def _complete(received: bytearray) -> bool:
+    """Whether a response with a Content-Length is all in (else: read until closed)."""
+    end = received.find(b"\r\n\r\n")
+    length = _LENGTH.search(received, 0, end) if end >= 0 else None
+    return length is not None and len(received) - end - 4 >= int(length.group(1))
+
+
+def _unchunked(data: bytes) -> bytes:
+    out: list[bytes] = []
+    while True:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(data[:size])
+        data = data[size + 2:]
+
+
 def http_get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """One plain HTTP GET; OSError when nothing answers."""
-    connection = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    except http.client.HTTPException as err:
-        raise OSError(str(err)) from err
-    finally:
-        connection.close()
+    return http_request("GET", host, port, path, timeout=timeout)
 
 
 def http_post(host: str, port: int, path: str, body: str, headers: dict[str, str],
               timeout: float = 10.0) -> tuple[int, bytes]:
-    """One plain HTTP POST; OSError when nothing answers."""
-    connection = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        connection.request("POST", path, body.encode(), headers)
-        response = connection.getresponse()
-        return response.status, response.read()
-    except http.client.HTTPException as err:
-        raise OSError(str(err)) from err
-    finally:
-        connection.close()
+    return http_request("POST", host, port, path, body.encode(), headers, timeout)
 
 
 def workload_ready(workload: WorkloadState, timeout: float = 1.0) -> bool:
@@ -195,4 +228,6 @@ def stop(home: Path, state: MeshState, timeout: float) -> None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
     (home / "state.json").unlink(missing_ok=True)
+    from heddle.local import claims
+
     claims.release(str(home.resolve().parent), state.supervisor_pid)

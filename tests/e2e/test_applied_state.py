@@ -86,7 +86,7 @@ def test_apply_and_delete_leave_the_files_alone_and_the_mesh_follows_across_rest
         assert out.stdout == "ServiceEntry.networking.istio.io default/frontend deleted\n"
         wait_for(lambda: instances(mesh, 1) == {"status 503"}, 20, "frontend gone")
         out = mesh.heddle("delete", "-f", str(frontend), check=False)
-        assert out.returncode == 1 and "default/frontend not found" in out.stderr
+        assert out.returncode == 1 and "default/frontend: not found in the mesh" in out.stderr
         out = mesh.heddle("apply", "-f", str(deployment))
         assert out.stdout == "Deployment.apps web created, kept but not used by Heddle\n"
         assert git(mesh.config_dir, "status", "--porcelain") == ""

@@ -139,8 +139,8 @@ async def test_deleting_what_is_not_there_is_an_error(tmp_path: Path) -> None:
                                          "---\n" + VS.format(name="ratings", host="y"))])
     assert report.failed
     assert [str(p) for p in report.problems] == [
-        "error: VirtualService default/nope: VirtualService.networking.istio.io default/nope "
-        "not found (`heddle get` lists what the mesh has)"]
+        "error: VirtualService default/nope: not found in the mesh (`heddle get` lists what "
+        "the mesh has)"]
     assert report.lines == [f"{key('ratings')} deleted"]  # the others still go, as kubectl's
 
 
