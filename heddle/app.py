@@ -250,9 +250,8 @@ class ControlPlane:
             await health
             await self.debouncer.stop()
             await asyncio.gather(*watchers)
-            await self._grpc.stop(grace=1)
-            if self._secure is not None:
-                await self._secure.stop(grace=1)
+            await asyncio.gather(self._grpc.stop(grace=1), *(
+                [self._secure.stop(grace=1)] if self._secure is not None else []))
             await self._runner.cleanup()
 
     async def _forward(self, events: asyncio.Queue[StoreEvent]) -> None:
