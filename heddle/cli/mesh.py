@@ -162,7 +162,7 @@ def up(args: argparse.Namespace) -> int | None:
             # Held by this process until the supervisor claims them for itself.
             claims.save(claims.Claim(owner, str(config.resolve()), os.getpid(),
                                      tuple(ports.values()), tuple(sorted(addresses))))
-    except TimeoutError as err:
+    except claims.ClaimsUnavailable as err:
         raise CliError(str(err)) from None
     try:
         _validate(files, config)

@@ -53,12 +53,19 @@ def _file(home: str) -> Path:
     return claims_dir() / f"{zlib.crc32(name):08x}{zlib.adler32(name):08x}.json"
 
 
+class ClaimsUnavailable(Exception):
+    """The claims cannot be read or written safely now; the message says why."""
+
+
 @contextlib.contextmanager
 def locked(timeout: float = 10.0) -> Iterator[None]:
     """Hold the claims lock, so that checking and claiming are one step against another
-    `heddle up`; TimeoutError if it is not free within `timeout` seconds."""
+    `heddle up`; ClaimsUnavailable if it is not free within `timeout` seconds."""
     folder = claims_dir()
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for path in (folder.parent, folder):  # someone else's folder could hide or fake claims
+        if path.lstat().st_uid != os.getuid() or path.is_symlink():
+            raise ClaimsUnavailable(f"{path} is not this user's folder; remove it")
     fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         deadline = time.monotonic() + timeout
@@ -68,7 +75,7 @@ def locked(timeout: float = 10.0) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"another `heddle up` holds {folder / '.lock'}; "
+                    raise ClaimsUnavailable(f"another `heddle up` holds {folder / '.lock'}; "
                                        "try again once it is done") from None
                 time.sleep(0.02)
         yield
