@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import hmac
 import json
 import logging
+import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from heddle.ca.authority import CertificateAuthority
 from heddle.ca.service import CertificateService
 from heddle.ca.tokens import TokenIssuer
 from heddle.clock import Clock, LoopClock
+from heddle.config.applied import AppliedConfig, AppliedSource
 from heddle.config.directory import DirectorySource
 from heddle.config.events import StoreEvent
 from heddle.config.source import ConfigSource
@@ -62,6 +66,10 @@ class MeshOptions:
     secure_address: str = "127.0.0.1:15012"  # xDS + CA over mutual TLS
     join_address: str = "127.0.0.1:15013"  # the CA (first CSR, join token) over TLS
     cert_lifetime: float = 86400.0  # the longest workload certificate issued (s)
+    # What `heddle apply`/`delete` changed, layered over config_dir, and the secret the
+    # CLI presents to change it through the debug port (none: no apply API).
+    applied_dir: Path | None = None
+    api_token_file: Path | None = None
 
     @property
     def xds_port(self) -> int:
@@ -147,9 +155,13 @@ class ControlPlane:
         self.options = options
         self.clock: Clock = clock or LoopClock()
         self.store = ConfigStore()
+        self.applied = (AppliedConfig(AppliedSource(options.applied_dir, self.store))
+                        if options.applied_dir is not None else None)
         self.sources: list[ConfigSource] = (
-            sources if sources is not None else [DirectorySource(options.config_dir,
-                                                                 self.store)])
+            sources if sources is not None else [
+                DirectorySource(options.config_dir, self.store),
+                *([self.applied.source] if self.applied else [])])
+        self._overrides: set[str] = set()
         self._snapshot = MeshSnapshot.build(0, [])
         self._snapshot_key = (0, 0)
         self.membership = Membership(on_change=self._membership_changed, clock=self.clock)
@@ -187,8 +199,20 @@ class ControlPlane:
         return self._snapshot
 
     def diagnostics(self) -> list[Diagnostic]:
-        """Every problem in force: each file's, and the mesh config's."""
-        return self.store.diagnostics() + list(self.snapshot().mesh_config.diagnostics)
+        """Every problem in force: each file's, the applied state's overrides, and the mesh
+        config's."""
+        return (self.store.diagnostics() + self.store.overrides()
+                + list(self.snapshot().mesh_config.diagnostics))
+
+    def _log_overrides(self) -> None:
+        """Log each applied resource that overrides the directory's definition once, when
+        it begins, and when it ends."""
+        now = {str(d) for d in self.store.overrides()}
+        for text in sorted(now - self._overrides):
+            log.warning("%s", text)
+        for text in sorted(self._overrides - now):
+            log.info("resolved: %s", text)
+        self._overrides = now
 
     def _membership_changed(self) -> None:
         self.debouncer.trigger()
@@ -204,7 +228,10 @@ class ControlPlane:
                 self.xds, self.certificates.authority, self.certificates.service,
                 options.secure_address, options.join_address)
             self._secure = listening.server
+        self._log_overrides()
         app = debug_app(self.xds, self.snapshot, self.diagnostics)
+        if self.applied is not None and options.api_token_file is not None:
+            add_apply_api(app, self.applied, options.api_token_file.read_text().strip())
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, options.debug_host, options.debug_port).start()
@@ -225,10 +252,9 @@ class ControlPlane:
             await health
             await self.debouncer.stop()
             await asyncio.gather(*watchers)
-            await self._grpc.stop(grace=1)
+            await asyncio.gather(self._grpc.stop(grace=1), *(
+                [self._secure.stop(grace=1)] if self._secure is not None else []))
             self.xds.close()
-            if self._secure is not None:
-                await self._secure.stop(grace=1)
             await self._runner.cleanup()
 
     async def _forward(self, events: asyncio.Queue[StoreEvent]) -> None:
@@ -237,6 +263,7 @@ class ControlPlane:
             event = await events.get()
             _log_errors(event)
             if event.changes:
+                self._log_overrides()
                 self.debouncer.trigger(change.key for change in event.changes)
 
 
@@ -246,13 +273,53 @@ def _log_errors(event: StoreEvent) -> None:
             log.error("%s", diagnostic)
 
 
+MAX_APPLY_BYTES = 16 * 1024 * 1024  # what one `heddle apply` may send (4 MiB a file)
+
+
+def add_apply_api(app: web.Application, applied: AppliedConfig, token: str) -> None:
+    """`POST /heddle/apply` and `/heddle/delete`: JSON `{"files": [{"name", "text"}]}`,
+    answered with the Report; only for a caller presenting the mesh's token (the file
+    under HEDDLE_HOME only its user can read)."""
+
+    async def handle(request: web.Request) -> web.Response:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return web.json_response({"error": "wrong or missing token"}, status=403)
+        body = await request.content.read(MAX_APPLY_BYTES + 1)
+        if len(body) > MAX_APPLY_BYTES:
+            return web.json_response({"error": "more than 16 MiB at once"}, status=413)
+        try:
+            files = [(str(f["name"]), str(f["text"])) for f in json.loads(body)["files"]]
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": 'expected {"files": [{"name", "text"}]}'},
+                                     status=400)
+        verb = applied.apply if request.path.endswith("/apply") else applied.delete
+        return web.json_response((await verb(files)).to_json())
+
+    app.router.add_post("/heddle/apply", handle)
+    app.router.add_post("/heddle/delete", handle)
+
+
+def api_token(path: Path) -> Path:
+    """The mesh's API token file, made (readable by its user only) if missing."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(32) + "\n")
+    return path
+
+
 def local_mesh(options: MeshOptions, home: Path, delta: bool = False) -> LocalMesh:
     """`heddle up`: the supervisor, which starts the control plane built from `options`
-    (with the CA in the mesh home) as its own process, reading them from one file."""
-    options = dataclasses.replace(options, ca_dir=home / "ca")
+    (with the CA, the applied state and the API token in the mesh home) as its own
+    process, reading them from one file."""
+    options = dataclasses.replace(options, ca_dir=home / "ca", applied_dir=home / "applied",
+                                  api_token_file=api_token(home / "api-token"))
     options_file = options.write(home / OPTIONS_FILE)
     return LocalMesh(LocalMeshConfig(
-        options.config_dir, home, xds_port=options.xds_port, debug_port=options.debug_port,
+        options.config_dir, home, applied_dir=home / "applied",
+        xds_port=options.xds_port, debug_port=options.debug_port,
         delta=delta, ca_port=options.secure_port, cert_lifetime=options.cert_lifetime,
         join_port=options.join_port, ca_dir=home / "ca",
         control_plane_command=(*heddle_command(), "control-plane", "--options-file",

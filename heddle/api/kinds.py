@@ -6,37 +6,10 @@ import json
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
-from heddle.api import models
-
-# The spec model of each kind, keyed by (group, kind).
-_SPEC_MODELS: dict[tuple[str, str], type[BaseModel]] = {
-    ("networking.istio.io", "VirtualService"): models.VirtualServiceSpec,
-    ("networking.istio.io", "DestinationRule"): models.DestinationRuleSpec,
-    ("networking.istio.io", "Gateway"): models.GatewaySpec,
-    ("networking.istio.io", "ServiceEntry"): models.ServiceEntrySpec,
-    ("networking.istio.io", "Sidecar"): models.SidecarSpec,
-    ("networking.istio.io", "WorkloadEntry"): models.WorkloadEntrySpec,
-    ("networking.istio.io", "WorkloadGroup"): models.WorkloadGroupSpec,
-    ("networking.istio.io", "EnvoyFilter"): models.EnvoyFilterSpec,
-    ("security.istio.io", "PeerAuthentication"): models.PeerAuthenticationSpec,
-    ("security.istio.io", "AuthorizationPolicy"): models.AuthorizationPolicySpec,
-    ("security.istio.io", "RequestAuthentication"): models.RequestAuthenticationSpec,
-    ("telemetry.istio.io", "Telemetry"): models.TelemetrySpec,
-    ("gateway.networking.k8s.io", "GatewayClass"): models.GatewayClassSpec,
-    ("gateway.networking.k8s.io", "Gateway"): models.K8sGatewaySpec,
-    ("gateway.networking.k8s.io", "HTTPRoute"): models.HTTPRouteSpec,
-    ("gateway.networking.k8s.io", "GRPCRoute"): models.GRPCRouteSpec,
-    ("gateway.networking.k8s.io", "TCPRoute"): models.TCPRouteSpec,
-    ("gateway.networking.k8s.io", "TLSRoute"): models.TLSRouteSpec,
-    ("gateway.networking.k8s.io", "ReferenceGrant"): models.ReferenceGrantSpec,
-    ("", "Service"): models.ServiceSpec,
-    ("", "Namespace"): models.NamespaceSpec,
-    ("", "Secret"): models.SecretSpec,
-}
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 @dataclass(frozen=True)
@@ -51,7 +24,10 @@ class KindInfo:
     unserved_versions: frozenset[str] = field(repr=False)
     short_names: tuple[str, ...] = field(repr=False)
     schemas: dict[str, Any] = field(repr=False)
-    spec_model: type[BaseModel] = field(repr=False)
+
+    @property
+    def spec_model(self) -> type[BaseModel]:
+        return _spec_models()[(self.group, self.kind)]
 
     @property
     def has_spec(self) -> bool:
@@ -67,6 +43,38 @@ class KindInfo:
 
     def schema(self, version: str) -> dict[str, Any]:
         return dict(self.schemas[self.versions[version]])
+
+
+@cache
+def _spec_models() -> dict[tuple[str, str], type[BaseModel]]:
+    """The spec model of each kind, keyed by (group, kind): imported on first use, so that
+    naming kinds (`heddle get vs`) loads no models."""
+    from heddle.api import models
+
+    return {
+        ("networking.istio.io", "VirtualService"): models.VirtualServiceSpec,
+        ("networking.istio.io", "DestinationRule"): models.DestinationRuleSpec,
+        ("networking.istio.io", "Gateway"): models.GatewaySpec,
+        ("networking.istio.io", "ServiceEntry"): models.ServiceEntrySpec,
+        ("networking.istio.io", "Sidecar"): models.SidecarSpec,
+        ("networking.istio.io", "WorkloadEntry"): models.WorkloadEntrySpec,
+        ("networking.istio.io", "WorkloadGroup"): models.WorkloadGroupSpec,
+        ("networking.istio.io", "EnvoyFilter"): models.EnvoyFilterSpec,
+        ("security.istio.io", "PeerAuthentication"): models.PeerAuthenticationSpec,
+        ("security.istio.io", "AuthorizationPolicy"): models.AuthorizationPolicySpec,
+        ("security.istio.io", "RequestAuthentication"): models.RequestAuthenticationSpec,
+        ("telemetry.istio.io", "Telemetry"): models.TelemetrySpec,
+        ("gateway.networking.k8s.io", "GatewayClass"): models.GatewayClassSpec,
+        ("gateway.networking.k8s.io", "Gateway"): models.K8sGatewaySpec,
+        ("gateway.networking.k8s.io", "HTTPRoute"): models.HTTPRouteSpec,
+        ("gateway.networking.k8s.io", "GRPCRoute"): models.GRPCRouteSpec,
+        ("gateway.networking.k8s.io", "TCPRoute"): models.TCPRouteSpec,
+        ("gateway.networking.k8s.io", "TLSRoute"): models.TLSRouteSpec,
+        ("gateway.networking.k8s.io", "ReferenceGrant"): models.ReferenceGrantSpec,
+        ("", "Service"): models.ServiceSpec,
+        ("", "Namespace"): models.NamespaceSpec,
+        ("", "Secret"): models.SecretSpec,
+    }
 
 
 def split_api_version(api_version: str) -> tuple[str, str]:
@@ -93,7 +101,6 @@ def all_kinds() -> dict[tuple[str, str], KindInfo]:
             unserved_versions=frozenset(doc.get("unservedVersions", [])),
             short_names=tuple(doc.get("shortNames", [])),
             schemas=doc["schemas"],
-            spec_model=_SPEC_MODELS[key],
         )
     return found
 

@@ -2,157 +2,189 @@
 
 from __future__ import annotations
 
-import io
+import argparse
 import json
-import sys
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import typer
-
-from heddle.cli.mesh import require_state, running_state
-from heddle.local.state import WorkloadState
+from heddle.cli.common import (
+    CliError,
+    Commands,
+    command,
+    echo,
+    mesh_home,
+    output_option,
+    print_structured,
+    print_table,
+    require_state,
+)
+from heddle.config.applied_layout import RESOURCES, SOURCE_ANNOTATION, applied_from
+from heddle.local import control
+from heddle.local.state import MeshState, WorkloadState
 from heddle.model import ports
 
-if TYPE_CHECKING:
-    from rich.table import Table
-
-# Heavy modules (API models, httpx, rich) are imported by the commands that need them, so that
-# every `heddle` command starts fast.
+# Heavy modules (the API models) are imported by the verbs that need them, so that every
+# `heddle` command starts fast.
 
 
-def _print_table(table: Table) -> None:
-    from rich.console import Console
-
-    Console(width=200).print(table)
-OUTPUT_HELP = "Output format: json or yaml (default: a table)."
-
-
-def _print_structured(value: Any, output: str) -> None:
-    from ruamel.yaml import YAML
-
-    if output == "json":
-        sys.stdout.write(json.dumps(value, indent=2) + "\n")
-    else:
-        yaml = YAML()
-        yaml.default_flow_style = False
-        out = io.StringIO()
-        yaml.dump(value, out)
-        sys.stdout.write(out.getvalue())
-
-
-def _check_output(output: str) -> None:
-    if output not in ("", "json", "yaml"):
-        typer.echo(f"error: unknown output format {output!r}: use json or yaml", err=True)
-        raise typer.Exit(2)
-
-
-def _config_dir(config_dir: Path | None) -> Path:
-    if config_dir is not None:
-        return config_dir
-    state = running_state()
-    if state is None:
-        typer.echo("error: no mesh is running; name the directory with --dir", err=True)
-        raise typer.Exit(1)
-    return Path(state.config_dir)
+def register(commands: Commands) -> None:
+    apply_parser = command(commands, "apply", apply, "Validate the resources, then make them "
+                           "the running mesh's (kept in its state, over its directory).")
+    delete_parser = command(commands, "delete", delete, "Take the resources the files name out "
+                            "of the running mesh (its directory's files are left as they are).")
+    for parser in (apply_parser, delete_parser):
+        parser.add_argument("-f", "--filename", dest="files", type=Path, action="append",
+                            required=True, metavar="PATH",
+                            help="YAML file or directory; repeatable.")
+    get_parser = command(commands, "get", get, "List resources of a kind in the running mesh, "
+                         "like `kubectl get`.")
+    get_parser.add_argument("kind", help="Kind, e.g. virtualservice, VirtualService, vs.")
+    get_parser.add_argument("name", nargs="?", default="", help="Only this resource.")
+    get_parser.add_argument("-n", "--namespace", default="", help="Only this namespace.")
+    output_option(get_parser)
+    status_parser = command(
+        commands, "proxy-status", proxy_status,
+        "Per proxy and xDS type: SYNCED, STALE (sent, not acknowledged) or NACK (refused).",
+        description="Per proxy and xDS type: SYNCED, STALE (sent, not acknowledged) or NACK "
+                    "(refused); then the size of the proxy's configuration: its clusters and "
+                    "all resources' bytes, and the identity its stream proved (mTLS) or "
+                    "`plaintext`. A node with several streams has a row for each.")
+    output_option(status_parser)
+    config_parser = command(commands, "proxy-config", proxy_config, "Show what a workload's "
+                            "Envoy holds, as `istioctl proxy-config` does.")
+    config_parser.add_argument("what", choices=list(_DUMP_TYPES), metavar="SECTION",
+                               help="listeners, routes, clusters, endpoints or bootstrap.")
+    config_parser.add_argument("workload", help="Workload name (or name.namespace).")
+    output_option(config_parser)
 
 
-def _load_valid(files: list[Path]) -> list[Any]:
-    from heddle.api.diagnostics import Severity
-    from heddle.api.loader import load_paths
-
-    result = load_paths(files)
-    for diagnostic in result.diagnostics:
-        if diagnostic.severity is not Severity.INFO:
-            typer.echo(str(diagnostic), err=True)
-    if result.errors:
-        typer.echo("error: nothing was applied; fix the errors above", err=True)
-        raise typer.Exit(1)
-    return result.resources
+def _debug_json(state: MeshState, path: str) -> Any:
+    """A GET on the control plane's debug API."""
+    try:
+        code, body = control.http_get("127.0.0.1", state.debug_port, path, timeout=5.0)
+        if code == 200:
+            return json.loads(body)
+    except (OSError, ValueError):
+        pass
+    raise CliError(f"the control plane is not answering on 127.0.0.1:{state.debug_port} (see "
+                   f"`heddle status`); try again once it is back")
 
 
-def apply(
-    files: list[Path] = typer.Option(..., "--filename", "-f", help="YAML file or directory."),  # noqa: B008
-    config_dir: Path | None = typer.Option(None, "--dir", help="Mesh directory (default: the running mesh's)."),  # noqa: B008, E501
-) -> None:
-    """Validate, then write the resources into the mesh's watched directory."""
-    from heddle.config.edit import apply_resources
+def _files(paths: list[Path]) -> list[dict[str, str]]:
+    """Each YAML file named (directories: every YAML file under them) with its text, read
+    with the loader's limits; the running control plane validates them."""
+    from heddle.api.files import UnreadableConfig, read_config_text, yaml_files
 
-    target = _config_dir(config_dir)
-    for line in apply_resources(target, _load_valid(files)):
-        typer.echo(line)
-
-
-def delete(
-    files: list[Path] = typer.Option(..., "--filename", "-f", help="YAML file or directory."),  # noqa: B008
-    config_dir: Path | None = typer.Option(None, "--dir", help="Mesh directory (default: the running mesh's)."),  # noqa: B008, E501
-) -> None:
-    """Remove the resources named in the files from the mesh's directory."""
-    from heddle.config.edit import delete_resources
-
-    target = _config_dir(config_dir)
-    keys = [r.key for r in _load_valid(files)]
-    for line in delete_resources(target, keys):
-        typer.echo(line)
+    found = []
+    for path in yaml_files(paths):
+        try:
+            text = read_config_text(path)
+        except FileNotFoundError:
+            raise CliError(f"{path}: no such file or directory") from None
+        except (IsADirectoryError, NotADirectoryError):
+            raise CliError(f"{path}: not a file") from None
+        except UnreadableConfig as err:
+            raise CliError(str(err.diagnostic)) from None
+        found.append({"name": str(path.resolve()), "text": text})
+    if not found:
+        raise CliError(f"no YAML files in {', '.join(str(p) for p in paths)}")
+    return found
 
 
-def get(
-    kind: str = typer.Argument(..., help="Kind, e.g. virtualservice, VirtualService, gateways."),
-    name: str = typer.Argument("", help="Only this resource."),
-    namespace: str = typer.Option("", "--namespace", "-n", help="Only this namespace."),
-    output: str = typer.Option("", "--output", "-o", help=OUTPUT_HELP),
-) -> None:
-    """List resources of a kind in the running mesh, like `kubectl get`."""
+def _change(args: argparse.Namespace, verb: str) -> int:
+    """Send the files to the running mesh's control plane, which validates them and
+    changes the mesh's applied state; print what it did."""
+    state = require_state()
+    files = _files(args.files)
+    try:
+        token = (mesh_home() / "api-token").read_text().strip()
+    except OSError as err:
+        raise CliError(f"cannot read the mesh's API token ({err.strerror}); restart the mesh "
+                       "with this version of Heddle (`heddle down`, `heddle up`)") from None
+    try:
+        code, body = control.http_post(
+            "127.0.0.1", state.debug_port, f"/heddle/{verb}", json.dumps({"files": files}),
+            {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            timeout=60.0)
+        report = json.loads(body)
+    except (OSError, ValueError):
+        raise CliError(f"the control plane is not answering on 127.0.0.1:{state.debug_port} "
+                       "(see `heddle status`); nothing was changed") from None
+    if code != 200:
+        raise CliError(f"the control plane refused the {verb}: {report.get('error', code)}")
+    for line in report["problems"]:
+        echo(line, err=True)
+    for line in report["lines"]:
+        echo(line)
+    return 1 if report["failed"] else 0
+
+
+def apply(args: argparse.Namespace) -> int:
+    return _change(args, "apply")
+
+
+def delete(args: argparse.Namespace) -> int:
+    return _change(args, "delete")
+
+
+def source_of(entry: dict[str, Any]) -> str:
+    """Where a resource in force comes from: FILE:LINE in the watched directory, or
+    `applied (from FILE:LINE)` for one `heddle apply` put in the mesh's state."""
+    source = str(entry.get("source", ""))
+    parts = source.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return source
+    file, line = Path(parts[0]), parts[1]
+    if file.parent == (mesh_home() / "applied" / RESOURCES).resolve():
+        origin = applied_from(file)
+        return f"applied (from {origin.rsplit(':', 1)[0]})" if origin else "applied"
+    return f"{file}:{line}"
+
+
+def get(args: argparse.Namespace) -> None:
     from heddle.api.kinds import kinds_named
 
-    _check_output(output)
+    kind: str = args.kind
     infos = kinds_named(kind) or kinds_named(kind.lower().removesuffix("s"))
     if not infos:
-        typer.echo(f"error: unknown kind {kind!r}", err=True)
-        raise typer.Exit(1)
-    import httpx
-    from rich.table import Table
-
+        raise CliError(f"unknown kind {kind!r}")
     state = require_state()
-    found = httpx.get(f"{state.debug_url}/debug/resources", timeout=5).json()["resources"]
+    found = _debug_json(state, "/debug/resources")["resources"]
     wanted = {(i.group, i.kind) for i in infos}
     items = [r for r in found
              if (r["key"]["group"], r["key"]["kind"]) in wanted
-             and (not name or r["key"]["name"] == name)
-             and (not namespace or r["key"]["namespace"] == namespace)]
-    if name and not items:
-        typer.echo(f"error: {kind} {name!r} not found", err=True)
-        raise typer.Exit(1)
-    if output:
-        objects = [r["object"] for r in items]
-        value = objects[0] if name and len(objects) == 1 else {
+             and (not args.name or r["key"]["name"] == args.name)
+             and (not args.namespace or r["key"]["namespace"] == args.namespace)]
+    if args.name and not items:
+        raise CliError(f"{kind} {args.name!r} not found")
+    if args.output:
+        objects = [_with_source(r) for r in items]
+        value = objects[0] if args.name and len(objects) == 1 else {
             "apiVersion": "v1", "kind": "List", "items": objects}
-        _print_structured(value, output)
+        print_structured(value, args.output)
         return
-    table = Table("NAMESPACE", "NAME", "KIND", "SOURCE", box=None)
-    for r in items:
-        table.add_row(r["key"]["namespace"], r["key"]["name"], r["key"]["kind"], r["source"])
-    _print_table(table)
+    print_table(["NAMESPACE", "NAME", "KIND", "SOURCE"],
+                [[r["key"]["namespace"], r["key"]["name"], r["key"]["kind"], source_of(r)]
+                 for r in items])
 
 
-def proxy_status(
-    output: str = typer.Option("", "--output", "-o", help=OUTPUT_HELP),
-) -> None:
-    """Per proxy and xDS type: SYNCED, STALE (sent, not acknowledged) or NACK (refused);
-    then the size of the proxy's configuration: its clusters and all resources' bytes, and
-    the identity its stream proved (mTLS) or `plaintext`. A node with several streams has
-    a row for each."""
-    import httpx
-    from rich.table import Table
+def _with_source(entry: dict[str, Any]) -> dict[str, Any]:
+    """The object, its metadata annotated with where it comes from (`heddle apply` drops
+    the annotation again, so the output can be applied as it is)."""
+    body = dict(entry["object"])
+    meta = dict(body.get("metadata") or {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), SOURCE_ANNOTATION: source_of(entry)}
+    body["metadata"] = meta
+    return body
 
-    state = require_state()
-    statuses = httpx.get(f"{state.debug_url}/debug/syncz", timeout=5).json()
-    if output:
-        _print_structured(statuses, output)
+
+def proxy_status(args: argparse.Namespace) -> None:
+    statuses = _debug_json(require_state(), "/debug/syncz")
+    if args.output:
+        print_structured(statuses, args.output)
         return
-    table = Table("NAME", "STREAM", "PROTOCOL", "CDS", "LDS", "EDS", "RDS", "CLUSTERS",
-                  "CONFIG", "IDENTITY", box=None)
+    rows = []
     nacks = []
     streams = Counter(status["proxy"] for status in statuses)
     for status in sorted(statuses, key=_stream_order):
@@ -169,15 +201,16 @@ def proxy_status(
         clusters = config.get("Cluster", {}).get("resources", 0)
         size = sum(entry["bytes"] for entry in config.values())
         identity = str(status.get("identity", ""))
-        table.add_row(name, _stream_number(status), status["protocol"], *cells, str(clusters),
-                      f"{size / 1024:.1f} KiB",
-                      identity.removeprefix("spiffe://") if identity else "plaintext")
-    _print_table(table)
+        rows.append([name, _stream_number(status), status["protocol"], *cells, str(clusters),
+                     f"{size / 1024:.1f} KiB",
+                     identity.removeprefix("spiffe://") if identity else "plaintext"])
+    print_table(["NAME", "STREAM", "PROTOCOL", "CDS", "LDS", "EDS", "RDS", "CLUSTERS",
+                 "CONFIG", "IDENTITY"], rows)
     for line in nacks:
-        typer.echo(f"NACK {line}")
+        echo(f"NACK {line}")
     for proxy, count in sorted(streams.items()):
         if count > 1:
-            typer.echo(f"note: {proxy.split('~')[2]} has {count} streams; each is served")
+            echo(f"note: {proxy.split('~')[2]} has {count} streams; each is served")
 
 
 def _stream_number(status: dict[str, Any]) -> str:
@@ -202,10 +235,15 @@ _DUMP_TYPES = {
 
 def _envoy_dump(workload: WorkloadState, what: str) -> list[dict[str, Any]]:
     """What the proxy itself holds, read from its Envoy admin API, as istioctl does."""
-    import httpx
-
-    url = f"http://{workload.address}:{ports.ADMIN}/config_dump?include_eds"
-    dump = httpx.get(url, timeout=5).json()
+    try:
+        code, body = control.http_get(workload.address, ports.ADMIN,
+                                      "/config_dump?include_eds", timeout=5.0)
+        dump = json.loads(body) if code == 200 else None
+    except (OSError, ValueError):
+        dump = None
+    if not isinstance(dump, dict):
+        raise CliError(f"{workload.name}'s Envoy is not answering on "
+                       f"{workload.address}:{ports.ADMIN} (see `heddle status`)")
     section: dict[str, Any] = next(
         (c for c in dump["configs"] if c["@type"].rsplit(".", 1)[-1] == _DUMP_TYPES[what]), {})
     if what == "bootstrap":
@@ -221,58 +259,45 @@ def _envoy_dump(workload: WorkloadState, what: str) -> list[dict[str, Any]]:
     return [d["endpoint_config"] for d in section.get("dynamic_endpoint_configs", [])]
 
 
-def _table(what: str, items: list[dict[str, Any]]) -> Table:
-    from rich.table import Table
-
+def _table(what: str, items: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     if what == "clusters":
-        table = Table("SERVICE FQDN", "PORT", "SUBSET", "DIRECTION", "TYPE", box=None)
+        rows = []
         for c in items:
             parts = c["name"].split("|")
             if len(parts) == 4:
                 direction, port, subset, fqdn = parts
-                table.add_row(fqdn or "-", port, subset or "-", direction, c.get("type", ""))
+                rows.append([fqdn or "-", port, subset or "-", direction, c.get("type", "")])
             else:
-                table.add_row(c["name"], "-", "-", "-", c.get("type", ""))
-        return table
+                rows.append([c["name"], "-", "-", "-", c.get("type", "")])
+        return ["SERVICE FQDN", "PORT", "SUBSET", "DIRECTION", "TYPE"], rows
     if what == "listeners":
-        table = Table("NAME", "ADDRESS", "PORT", box=None)
+        rows = []
         for item in items:
             socket = item["address"]["socket_address"]
-            table.add_row(item["name"], socket["address"], str(socket["port_value"]))
-        return table
+            rows.append([item["name"], socket["address"], str(socket["port_value"])])
+        return ["NAME", "ADDRESS", "PORT"], rows
     if what == "routes":
-        table = Table("NAME", "VIRTUAL SERVICE HOST", "DOMAINS", "ROUTES", box=None)
-        for config in items:
-            for host in config.get("virtual_hosts", []):
-                table.add_row(config["name"], host["name"], ", ".join(host["domains"][:3]),
-                              str(len(host.get("routes", []))))
-        return table
-    table = Table("ENDPOINT", "CLUSTER", box=None)
+        rows = [[config["name"], host["name"], ", ".join(host["domains"][:3]),
+                 str(len(host.get("routes", [])))]
+                for config in items for host in config.get("virtual_hosts", [])]
+        return ["NAME", "VIRTUAL SERVICE HOST", "DOMAINS", "ROUTES"], rows
+    rows = []
     for assignment in items:
         for group in assignment.get("endpoints", []):
             for lb in group.get("lb_endpoints", []):
                 socket = lb["endpoint"]["address"]["socket_address"]
-                table.add_row(f"{socket['address']}:{socket['port_value']}",
-                              assignment["cluster_name"])
-    return table
+                rows.append([f"{socket['address']}:{socket['port_value']}",
+                             assignment["cluster_name"]])
+    return ["ENDPOINT", "CLUSTER"], rows
 
 
-def proxy_config(
-    what: str = typer.Argument(..., help="listeners, routes, clusters, endpoints or bootstrap."),
-    workload: str = typer.Argument(..., help="Workload name (or name.namespace)."),
-    output: str = typer.Option("", "--output", "-o", help=OUTPUT_HELP),
-) -> None:
-    """Show what a workload's Envoy holds, as `istioctl proxy-config` does."""
-    _check_output(output)
-    if what not in _DUMP_TYPES:
-        typer.echo(f"error: unknown section {what!r}: use " + ", ".join(_DUMP_TYPES), err=True)
-        raise typer.Exit(2)
-    found = require_state().workload(workload)
+def proxy_config(args: argparse.Namespace) -> None:
+    what: str = args.what
+    found = require_state().workload(args.workload)
     if found is None:
-        typer.echo(f"error: no workload {workload!r}", err=True)
-        raise typer.Exit(1)
+        raise CliError(f"no workload {args.workload!r}")
     items = _envoy_dump(found, what)
-    if output or what == "bootstrap":
-        _print_structured(items[0] if what == "bootstrap" else items, output or "yaml")
+    if args.output or what == "bootstrap":
+        print_structured(items[0] if what == "bootstrap" else items, args.output or "yaml")
         return
-    _print_table(_table(what, items))
+    print_table(*_table(what, items))

@@ -1,42 +1,57 @@
-"""Entry point wiring the sub-commands together."""
+"""The `heddle` command: every verb, parsed with argparse.
+
+No CLI framework: the verbs that read local state (`get`, `status`, `apply`, `delete`) must
+answer in a few tenths of a second, and a framework that validates its options with
+pydantic costs more than that before a verb starts. Bad input is one `error: ...` line.
+"""
 
 from __future__ import annotations
 
-import typer
+import os
+import sys
+from collections.abc import Sequence
 
 from heddle import __version__
-from heddle.cli import inspect, mesh, processes, token
-from heddle.cli.validate import validate
-
-app = typer.Typer(
-    name="heddle",
-    help="A service mesh that speaks Istio's configuration language and drives Envoy.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-app.command("validate")(validate)
-app.command("up")(mesh.up)
-app.command("down")(mesh.down)
-app.command("status")(mesh.status)
-app.command("logs")(mesh.logs)
-app.command("exec", context_settings={"allow_interspersed_args": False})(mesh.exec_in)
-app.command("apply")(inspect.apply)
-app.command("delete")(inspect.delete)
-app.command("get")(inspect.get)
-app.command("proxy-status")(inspect.proxy_status)
-app.command("proxy-config")(inspect.proxy_config)
-app.add_typer(token.app, name="token")
-app.command("control-plane", hidden=True)(processes.control_plane)
-app.command("agent", hidden=True, add_help_option=False, context_settings={
-    "allow_extra_args": True, "ignore_unknown_options": True,
-    "allow_interspersed_args": False})(processes.agent)
+from heddle.cli import inspect, mesh, processes, token, validate
+from heddle.cli.common import CliError, Parser, command, echo
 
 
-@app.command("version")
-def version() -> None:
-    """Print Heddle's version."""
-    typer.echo(f"heddle {__version__}")
+def _version(_: object) -> None:
+    echo(f"heddle {__version__}")
 
 
-def main() -> None:
-    app()
+def parser() -> Parser:
+    top = Parser(prog="heddle", allow_abbrev=False,
+                 description="A service mesh that speaks Istio's configuration language and "
+                             "drives Envoy.")
+    commands = top.add_subparsers(metavar="COMMAND", parser_class=Parser)
+    validate.register(commands)
+    mesh.register(commands)
+    inspect.register(commands)
+    token.register(commands)
+    processes.register(commands)
+    command(commands, "version", _version, "Print Heddle's version.")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["agent"]:  # the agent's own options, parsed by its lean entry point
+        processes.agent(args[1:])
+        return
+    top = parser()
+    if not args:
+        top.print_help()
+        raise SystemExit(2)
+    parsed = top.parse_args(args)
+    try:
+        code = parsed.run(parsed)
+    except CliError as err:
+        sys.stderr.write(f"error: {err}\n")
+        raise SystemExit(err.code) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except BrokenPipeError:  # `heddle get vs -o yaml | head`: the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
+    raise SystemExit(code or 0)

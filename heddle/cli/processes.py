@@ -2,65 +2,76 @@
 
 from __future__ import annotations
 
-import logging
+import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
-import typer
-
-from heddle.agent.main import run_until_signalled
-
-__all__ = ["agent", "control_plane", "run_until_signalled"]
+from heddle.cli.common import CliError, Commands, command
 
 
-def _logging() -> None:
+def configure_logging() -> None:
+    import logging
+
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def control_plane(
-    config_dir: Path | None = typer.Option(None, "--dir", help="The watched configuration "  # noqa: B008
-                                           "directory."),
-    options_file: Path | None = typer.Option(None, help="Every option as one JSON file "  # noqa: B008
-                                             "(heddle.app.MeshOptions; `heddle up` writes "
-                                             "one); the flags below are ignored then."),
-    xds_port: int = typer.Option(15010, help="Plaintext xDS port (loopback only)."),
-    debug_port: int = typer.Option(15014, help="Debug API port (loopback)."),
-    debounce_quiet: float = typer.Option(0.1, help="Push once changes pause this long (s)."),
-    debounce_max: float = typer.Option(10.0, help="Push at the latest this long after a change."),
-    ca_dir: Path | None = typer.Option(None, help="CA directory: serve the CA on --ca-port."),  # noqa: B008
-    ca_port: int = typer.Option(15012, help="xDS + CA over mutual TLS (for agents)."),
-    join_port: int = typer.Option(15013, help="The CA over TLS, for a first CSR with a "
-                                              "join token."),
-    cert_lifetime: float = typer.Option(86400.0, help="Workload certificate lifetime (s)."),
-) -> None:
-    """Run the control plane: watch DIR, serve xDS to every proxy."""
+def register(commands: Commands) -> None:
+    parser = command(commands, "control-plane", control_plane, None,
+                     description="Run the control plane: watch DIR, serve xDS to every proxy.")
+    parser.add_argument("--dir", dest="config_dir", type=Path, default=None,
+                        help="The watched configuration directory.")
+    parser.add_argument("--options-file", type=Path, default=None,
+                        help="Every option as one JSON file (heddle.app.MeshOptions; `heddle "
+                             "up` writes one); the flags below are ignored then.")
+    parser.add_argument("--xds-port", type=int, default=15010,
+                        help="Plaintext xDS port (loopback only).")
+    parser.add_argument("--debug-port", type=int, default=15014, help="Debug API port.")
+    parser.add_argument("--debounce-quiet", type=float, default=0.1,
+                        help="Push once changes pause this long (s).")
+    parser.add_argument("--debounce-max", type=float, default=10.0,
+                        help="Push at the latest this long after a change (s).")
+    parser.add_argument("--ca-dir", type=Path, default=None,
+                        help="CA directory: serve the CA on --ca-port.")
+    parser.add_argument("--ca-port", type=int, default=15012,
+                        help="xDS + CA over mutual TLS (for agents).")
+    parser.add_argument("--join-port", type=int, default=15013,
+                        help="The CA over TLS, for a first CSR with a join token.")
+    parser.add_argument("--cert-lifetime", type=float, default=86400.0,
+                        help="Workload certificate lifetime (s).")
+    # `heddle agent ...` is handed to the agent's own entry point before parsing (see
+    # heddle.cli.main); this entry only lists it.
+    command(commands, "agent", lambda _: None, None,
+            description="Run one workload's sidecar (see `heddle agent --help`).")
+
+
+def control_plane(args: argparse.Namespace) -> None:
+    from heddle.agent.main import run_until_signalled
     from heddle.app import ControlPlane, MeshOptions
 
-    if options_file is not None:
+    if args.options_file is not None:
         try:
-            options = MeshOptions.read(options_file)
+            options = MeshOptions.read(args.options_file)
         except (OSError, ValueError, TypeError) as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2) from err
-    elif config_dir is None:
-        typer.echo("error: give --dir DIR (or --options-file FILE)", err=True)
-        raise typer.Exit(2)
+            raise CliError(str(err), 2) from err
+    elif args.config_dir is None:
+        raise CliError("give --dir DIR (or --options-file FILE)", 2)
     else:
         options = MeshOptions(
-            config_dir, f"127.0.0.1:{xds_port}", debug_port=debug_port,
-            debounce_quiet=debounce_quiet, debounce_max=debounce_max, ca_dir=ca_dir,
-            secure_address=f"127.0.0.1:{ca_port}", join_address=f"127.0.0.1:{join_port}",
-            cert_lifetime=cert_lifetime)
-    _logging()
+            args.config_dir, f"127.0.0.1:{args.xds_port}", debug_port=args.debug_port,
+            debounce_quiet=args.debounce_quiet, debounce_max=args.debounce_max,
+            ca_dir=args.ca_dir, secure_address=f"127.0.0.1:{args.ca_port}",
+            join_address=f"127.0.0.1:{args.join_port}", cert_lifetime=args.cert_lifetime)
+    configure_logging()
     run_until_signalled(ControlPlane(options).run)
 
 
-def agent(ctx: typer.Context) -> None:
+def agent(argv: Sequence[str]) -> None:
     """Run one workload's sidecar: Envoy, its readiness, and the application.
 
     The options are the lean entry point's (`python -m heddle.agent --help`), which is what
     the local runtime starts: one agent runs beside every Envoy, without this CLI."""
     from heddle.agent.main import main
 
-    main(ctx.args)
+    main(argv)

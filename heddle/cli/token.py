@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-import typer
-
+from heddle.cli.common import Commands, Parser, command, echo
 from heddle.local.state import heddle_home
 
-app = typer.Typer(help="Join tokens for agents.", no_args_is_help=True)
+
+def register(commands: Commands) -> None:
+    group = command(commands, "token", lambda args: _no_verb(group),
+                    "Join tokens for agents.")
+    verbs = group.add_subparsers(metavar="VERB", parser_class=Parser)
+    create_parser = command(verbs, "create", create,
+                            "Print a token; an agent using it can get certificates for this "
+                            "identity only.")
+    create_parser.add_argument("-n", "--namespace", required=True,
+                               help="The workload's namespace.")
+    create_parser.add_argument("--service-account", required=True, help="Its service account.")
+    create_parser.add_argument("--ttl", type=float, default=86400.0,
+                               help="Seconds the token stays valid (default: 86400).")
+    create_parser.add_argument("--ca-dir", type=Path, default=None,
+                               help="CA directory (default: the local mesh's).")
 
 
-@app.command("create")
-def create(
-    namespace: str = typer.Option(..., "--namespace", "-n", help="The workload's namespace."),
-    service_account: str = typer.Option(..., "--service-account", help="Its service account."),
-    ttl: float = typer.Option(86400.0, help="Seconds the token stays valid."),
-    ca_dir: Path | None = typer.Option(None, help="CA directory (default: the local mesh's)."),  # noqa: B008
-) -> None:
-    """Print a token; an agent using it can get certificates for this identity only."""
+def _no_verb(group: Parser) -> int:
+    group.print_help()
+    return 2
+
+
+def create(args: argparse.Namespace) -> None:
     import datetime
 
     from heddle.ca.tokens import TokenIssuer
 
-    directory = ca_dir or heddle_home() / "mesh" / "ca"
+    directory = args.ca_dir or heddle_home() / "mesh" / "ca"
     issuer = TokenIssuer.load_or_create(directory)
-    typer.echo(issuer.create(namespace, service_account, datetime.timedelta(seconds=ttl)))
+    echo(issuer.create(args.namespace, args.service_account,
+                       datetime.timedelta(seconds=args.ttl)))

@@ -25,20 +25,28 @@ log = logging.getLogger(__name__)
 
 
 class DirectorySource:
-    """Feeds a ConfigStore from every YAML file under `root` (hidden paths ignored).
+    """Feeds a ConfigStore from every YAML file under `root` (hidden paths ignored), or from
+    the one file `root` names.
 
     Each file is one store source, named by its path, so an edit or a broken file affects
     only that file's resources. Adds, edits, deletes and renames are all seen as the files
-    they leave behind.
+    they leave behind. Its files are put in the store's `layer` (see ConfigStore).
     """
 
-    def __init__(self, root: Path, store: ConfigStore, debounce_ms: int = 50) -> None:
-        self.root = root.resolve()
+    def __init__(self, root: Path, store: ConfigStore, debounce_ms: int = 50,
+                 layer: int = 0) -> None:
+        path = root.resolve()
+        # One file: watch its folder for it alone (editors replace files when they save).
+        self.only = path if path.is_file() else None
+        self.root = path.parent if self.only else path
         self.store = store
         self.debounce_ms = debounce_ms
+        self.layer = layer
         self.ready = asyncio.Event()
 
     def _is_config(self, path: Path) -> bool:
+        if self.only is not None:
+            return path == self.only
         try:
             relative = path.relative_to(self.root)
         except ValueError:
@@ -54,7 +62,8 @@ class DirectorySource:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return self.store.remove(str(path))
         except UnreadableConfig as err:
-            return self.store.put(str(path), LoadResult(diagnostics=[err.diagnostic]))
+            return self.store.put(str(path), LoadResult(diagnostics=[err.diagnostic]),
+                                  layer=self.layer)
 
     def _failed(self, source: str, err: Exception) -> LoadResult:
         """A file whose loading raised (MemoryError included): it must never stop the
@@ -75,15 +84,19 @@ class DirectorySource:
             loaded = await load_text_cooperatively(text, str(path))
         except Exception as err:
             loaded = self._failed(str(path), err)
-        return self.store.put(str(path), loaded)
+        return self.store.put(str(path), loaded, layer=self.layer)
 
     def _present(self) -> list[Path]:
+        if self.only is not None:
+            return [self.only] if self.only.is_file() else []
+        if not self.root.is_dir():
+            return []
         return [Path(p) for p in sorted({str(p.resolve()) for p in yaml_files([self.root])})]
 
     def _forget_missing(self, present: list[Path]) -> list[StoreEvent]:
         names = {str(p) for p in present}
         return [self.store.remove(source) for source in self.store.sources()
-                if source.startswith(str(self.root)) and source not in names]
+                if self._is_config(Path(source)) and source not in names]
 
     async def load(self) -> list[StoreEvent]:
         """Read every file now, letting the event loop run between and within files;
@@ -119,7 +132,7 @@ class DirectorySource:
             stop_event=stop,
             yield_on_timeout=True,
             rust_timeout=100,
-            recursive=True,
+            recursive=self.only is None,
         ):
             if not self.ready.is_set():
                 self.ready.set()

@@ -13,11 +13,26 @@ from heddle.api.resource import Resource, ResourceKey, UnmanagedObject
 from heddle.config.events import ChangeType, ResourceChange, StoreEvent
 
 
+def unmanaged_key(obj: UnmanagedObject) -> ResourceKey:
+    return ResourceKey(obj.api_version.rpartition("/")[0], obj.kind, obj.namespace, obj.name)
+
+
 @dataclass
 class _FileState:
     resources: dict[ResourceKey, Resource[Any]] = field(default_factory=dict)
     unmanaged: list[UnmanagedObject] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    layer: int = 0
+    hides: frozenset[ResourceKey] = frozenset()
+
+
+@dataclass(frozen=True)
+class Definition:
+    """Where one source defines a resource (or a kept object), in which layer."""
+
+    layer: int
+    source: str
+    item: Resource[Any] | UnmanagedObject
 
 
 class ConfigStore:
@@ -25,6 +40,11 @@ class ConfigStore:
 
     A source whose new content has errors keeps its previous resources and records the
     errors, so a typo never takes configuration away from running proxies.
+
+    Sources sit in layers: a resource in a higher layer replaces the one with its key below
+    (reported by `overrides`), and a source may hide keys of the layers below it (what
+    `heddle delete` took away from the watched directory). Within a layer, the later file
+    name wins, with a warning.
     """
 
     def __init__(self) -> None:
@@ -48,7 +68,67 @@ class ConfigStore:
         return [d for name in sorted(self._files) for d in self._files[name].diagnostics]
 
     def unmanaged(self) -> list[UnmanagedObject]:
-        return [o for name in sorted(self._files) for o in self._files[name].unmanaged]
+        """Kept objects in force: every layer's, less those a higher layer hides or
+        redefines."""
+        kept: list[UnmanagedObject] = []
+        for layer, names in self._layers():
+            above = self._hidden_from(layer) | self._keys_above(layer)
+            kept += [o for name in names for o in self._files[name].unmanaged
+                     if unmanaged_key(o) not in above]
+        return kept
+
+    def find(self, key: ResourceKey) -> Resource[Any] | UnmanagedObject | None:
+        """The resource (or kept object) in force under `key`."""
+        found = self._resources.get(key)
+        if found is not None:
+            return found
+        return next((o for o in self.unmanaged() if unmanaged_key(o) == key), None)
+
+    def definitions(self, key: ResourceKey) -> list[Definition]:
+        """Every source's definition of `key`, lowest layer first, in force or not."""
+        found = []
+        for layer, names in self._layers():
+            for name in names:
+                state = self._files[name]
+                item: Resource[Any] | UnmanagedObject | None = state.resources.get(key)
+                if item is None:
+                    item = next((o for o in state.unmanaged if unmanaged_key(o) == key), None)
+                if item is not None:
+                    found.append(Definition(layer, name, item))
+        return found
+
+    def overrides(self) -> list[Diagnostic]:
+        """A warning for every definition a higher layer replaces: both are kept, the higher
+        one is in force, and nothing is resolved silently."""
+        found = []
+        for layer, names in self._layers()[1:]:  # nothing overrides the lowest layer
+            for name in names:
+                state = self._files[name]
+                items: list[tuple[ResourceKey, Resource[Any] | UnmanagedObject]] = [
+                    *state.resources.items(), *((unmanaged_key(o), o) for o in state.unmanaged)]
+                for key, item in items:
+                    lower = [d for d in self.definitions(key) if d.layer < layer]
+                    for below in lower:
+                        where = below.item.source or below.source
+                        found.append(Diagnostic(
+                            Severity.WARNING, f"overrides its definition at {where}",
+                            position=item.source, resource=key.ref,
+                            fix="`heddle apply -f` that definition to go back to it, or "
+                                "remove it from the directory"))
+        return found
+
+    def _layers(self) -> list[tuple[int, list[str]]]:
+        layers = sorted({state.layer for state in self._files.values()})
+        return [(layer, sorted(n for n, s in self._files.items() if s.layer == layer))
+                for layer in layers]
+
+    def _hidden_from(self, layer: int) -> set[ResourceKey]:
+        """Keys a source of a layer above `layer` hides."""
+        return {k for s in self._files.values() if s.layer > layer for k in s.hides}
+
+    def _keys_above(self, layer: int) -> set[ResourceKey]:
+        return {unmanaged_key(o) for s in self._files.values() if s.layer > layer
+                for o in s.unmanaged}
 
     def subscribe(self) -> asyncio.Queue[StoreEvent]:
         queue: asyncio.Queue[StoreEvent] = asyncio.Queue()
@@ -60,33 +140,40 @@ class ConfigStore:
 
     def _unmanaged_bodies(self) -> dict[ResourceKey, dict[str, Any]]:
         """Kept objects by key: mesh config lives in one (ConfigMap istio-system/istio)."""
-        return {ResourceKey(o.api_version.rpartition("/")[0], o.kind, o.namespace, o.name):
-                dict(o.body) for o in self.unmanaged()}
+        return {unmanaged_key(o): dict(o.body) for o in self.unmanaged()}
 
     def _merged(self) -> dict[ResourceKey, Resource[Any]]:
         merged: dict[ResourceKey, Resource[Any]] = {}
-        for name in sorted(self._files):
-            merged.update(self._files[name].resources)
+        for _, names in self._layers():
+            hidden = {k for name in names for k in self._files[name].hides}
+            merged = {k: r for k, r in merged.items() if k not in hidden}
+            for name in names:
+                merged.update(self._files[name].resources)
         return merged
 
     def _duplicates(self, source: str, keys: Iterable[ResourceKey]) -> list[Diagnostic]:
         found = []
+        layer = self._files[source].layer
         for key in keys:
             for other, state in self._files.items():
-                if other != source and key in state.resources:
+                if other != source and state.layer == layer and key in state.resources:
                     found.append(Diagnostic(
                         Severity.WARNING, f"{key} is also defined in {other}",
                         position=self._files[source].resources[key].source,
                         resource=key.ref, fix="keep one definition; the later file name wins"))
         return found
 
-    def put(self, source: str, loaded: LoadResult) -> StoreEvent:
-        """Replace what `source` holds with `loaded`, unless `loaded` has errors."""
-        state = self._files.setdefault(source, _FileState())
+    def put(self, source: str, loaded: LoadResult, layer: int = 0,
+            hides: Iterable[ResourceKey] = ()) -> StoreEvent:
+        """Replace what `source` holds with `loaded` (and the keys it hides in the layers
+        below), unless `loaded` has errors."""
+        state = self._files.setdefault(source, _FileState(layer=layer))
         if loaded.errors:
             state.diagnostics = list(loaded.diagnostics)
             return self._publish(source, [], state.diagnostics)
         before, kept_before = self._merged(), self._unmanaged_bodies()
+        state.layer = layer
+        state.hides = frozenset(hides)
         state.resources = {r.key: r for r in loaded.resources}
         state.unmanaged = list(loaded.unmanaged)
         state.diagnostics = list(loaded.diagnostics) + self._duplicates(source, state.resources)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import os
@@ -21,9 +20,18 @@ from pathlib import Path
 
 from heddle.ca.authority import CertificateAuthority
 from heddle.ca.tokens import TokenIssuer
+from heddle.config.applied import AppliedSource
 from heddle.config.directory import DirectorySource
 from heddle.config.store import ConfigStore
+from heddle.local import claims
 from heddle.local.state import MeshState, WorkloadState
+from heddle.local.workloads import (
+    ADDRESSES_ANNOTATION,
+    COMMAND_ANNOTATION,
+    app_address,
+    group_addresses,
+    is_local,
+)
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.from_config import workload_from_group
 from heddle.registry.model import Workload
@@ -31,10 +39,8 @@ from heddle.supervise import keep_running
 
 log = logging.getLogger(__name__)
 
-COMMAND_ANNOTATION = "heddle.dev/command"
-# On a WorkloadGroup: start one instance per address listed; each joins the group itself.
-ADDRESSES_ANNOTATION = "heddle.dev/addresses"
-
+__all__ = ["ADDRESSES_ANNOTATION", "COMMAND_ANNOTATION", "LocalMesh", "LocalMeshConfig",
+           "agent_command", "app_address", "heddle_command", "is_local"]
 
 @dataclass(frozen=True)
 class LocalMeshConfig:
@@ -45,6 +51,7 @@ class LocalMeshConfig:
     config_dir: Path
     home: Path
     control_plane_command: tuple[str, ...]
+    applied_dir: Path | None  # what `heddle apply`/`delete` changed, over config_dir
     ca_dir: Path  # the control plane's CA: the root agents trust and the join-token key
     xds_port: int = 15010
     debug_port: int = 15014
@@ -54,24 +61,6 @@ class LocalMeshConfig:
     join_port: int = 15013  # the CA over TLS: each agent's first CSR, with its join token
 
 
-def app_address(pod_ip: str) -> str:
-    """Where the application listens: 127.(A+128).B.C for pod IP 127.A.B.C (A < 127), so
-    every pod IP has its own, and two meshes on one machine never share one. Only its own
-    sidecar sends there; everyone else reaches the pod IP, where the sidecar listens. Pod IPs
-    from 127.127.0.0 up share 127.255.B.C."""
-    octets = [int(o) for o in pod_ip.split(".")]
-    if octets[1] < 127:
-        return f"127.{octets[1] + 128}.{octets[2]}.{octets[3]}"
-    return f"127.255.{octets[2]}.{octets[3]}"
-
-
-def is_local(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback and address.startswith("127.")
-    except ValueError:
-        return False
-
-
 def heddle_command() -> list[str]:
     return [sys.executable, "-m", "heddle"]
 
@@ -79,6 +68,13 @@ def heddle_command() -> list[str]:
 def agent_command() -> list[str]:
     """The agent's lean entry point (no CLI framework): one runs beside every Envoy."""
     return [sys.executable, "-m", "heddle.agent"]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 async def _terminate(process: asyncio.subprocess.Process, timeout: float = 15) -> None:
@@ -99,8 +95,17 @@ class LocalMesh:
         self.config = config
         self.store = ConfigStore()
         self.source = DirectorySource(config.config_dir, self.store)
+        self.applied = (AppliedSource(config.applied_dir, self.store)
+                        if config.applied_dir is not None else None)
+        # Applications run from the configuration's folder (a file's own folder).
+        self.app_cwd = config.config_dir if config.config_dir.is_dir() else (
+            config.config_dir.parent)
         self.control_plane: asyncio.subprocess.Process | None = None
         self.agents: dict[str, tuple[asyncio.subprocess.Process, WorkloadState]] = {}
+        self.exits: dict[str, tuple[int, int | None]] = {}  # key -> (agent exits, last status)
+        self.owner = str(config.home.resolve().parent)  # the HEDDLE_HOME, as claims name it
+        self.refused: dict[str, str] = {}  # workload -> why not: another mesh holds its address
+        self._claimed: claims.Claim | None = None
         self.state = MeshState(str(config.config_dir.resolve()), os.getpid(), config.xds_port,
                                config.debug_port, ca_port=config.ca_port,
                                join_port=config.join_port)
@@ -115,12 +120,16 @@ class LocalMesh:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     async def _start_control_plane(self) -> asyncio.subprocess.Process:
+        if not self.state.control_plane_starts:
+            self.state.control_plane_log_from = _size(
+                self.config.home / "logs" / "control-plane.log")
         out = self._log("control-plane.log")
         self.control_plane = await asyncio.create_subprocess_exec(
             *self.config.control_plane_command, stdout=out, stderr=out,
             start_new_session=True)
         os.close(out)
         self.state.control_plane_pid = self.control_plane.pid
+        self.state.control_plane_starts += 1
         self.state.save(self.config.home)
         return self.control_plane
 
@@ -137,8 +146,7 @@ class LocalMesh:
             wanted[f"{workload.name}.{workload.namespace}"] = (workload, command, "")
         for group in snapshot.of_kind("networking.istio.io", "WorkloadGroup"):
             annotations = group.metadata.annotations
-            addresses = [a.strip() for a in annotations.get(ADDRESSES_ANNOTATION, "").split(",")]
-            for i, address in enumerate(a for a in addresses if is_local(a)):
+            for i, address in enumerate(group_addresses(dict(annotations))):
                 instance = workload_from_group(group, f"{group.name}-{i + 1}", address)
                 wanted[f"{instance.name}.{instance.namespace}"] = (
                     instance, annotations.get(COMMAND_ANNOTATION, ""), group.name)
@@ -152,13 +160,15 @@ class LocalMesh:
             name=workload.name, namespace=workload.namespace, address=workload.address,
             app_address=app_address(workload.address), agent_pid=0, workdir=str(workdir),
             labels=workload.label_map, service_account=workload.service_account,
-            command=command)
+            command=command, restarts=self.exits.get(key, (0, None))[0],
+            last_exit=self.exits.get(key, (0, None))[1],
+            agent_log_from=_size(workdir / "agent.log"), app_log_from=_size(workdir / "app.log"))
         args = [*agent_command(), "--name", workload.name,
                 "--namespace", workload.namespace, "--address", workload.address,
                 "--app-address", state.app_address, "--labels", json.dumps(state.labels),
                 "--service-account", workload.service_account,
                 "--xds-port", str(self.config.xds_port), "--workdir", str(workdir),
-                "--cwd", str(self.config.config_dir)]
+                "--cwd", str(self.app_cwd)]
         if group:
             args += ["--workload-group", group]
         token_file = workdir / "join-token"
@@ -189,14 +199,101 @@ class LocalMesh:
             spec = wanted.get(key)
             changed = spec is None or (spec[0].address, spec[1], spec[0].label_map) != (
                 state.address, state.command, state.labels)
+            if process.returncode is not None:
+                count = self.exits.get(key, (0, None))[0]
+                self.exits[key] = (count + 1, process.returncode)
+                log.warning("the agent of %s exited with %s; starting it again", key,
+                            process.returncode)
             if changed or process.returncode is not None:
                 await _terminate(process)
                 del self.agents[key]
+            if changed:
+                self.exits.pop(key, None)
+        others = {a: c for c in claims.read_all() if c.home != self.owner for a in c.addresses}
+        fresh: list[str] = []
         for key, (workload, command, group) in sorted(wanted.items()):
-            if key not in self.agents:
-                await self._start_agent(key, workload, command, group)
+            if key in self.agents:
+                continue
+            holder = others.get(workload.address)
+            if holder is not None:
+                why = f"its address {workload.address} is a pod IP of {holder.describe()}"
+                if key not in self.refused:
+                    log.error("not starting %s: %s", key, why)
+                self.refused[key] = why
+                continue
+            self.refused.pop(key, None)
+            await self._start_agent(key, workload, command, group)
+            fresh.append(key)
+        self._app_ports(fresh)
+        self.refused = {k: why for k, why in self.refused.items() if k in wanted}
         self.state.workloads = {k: s for k, (_, s) in self.agents.items()}
+        self.state.refused = dict(sorted(self.refused.items()))
+        self.state.started = True
         self.state.save(self.config.home)
+        self._claim()
+
+    def _app_ports(self, keys: list[str]) -> None:
+        """Where each application just started serves its services' ports, as its sidecar
+        forwards to it: `heddle up` calls it ready once it accepts connections there. Done
+        once its agent runs, so that loading translation does not delay any start."""
+        if not keys:
+            return
+        try:
+            from heddle.model.proxy import Proxy, ProxyType
+            from heddle.translate.listeners import inbound_ports
+
+            snapshot = MeshSnapshot.of(self.store)
+            for key in keys:
+                state = self.agents[key][1]
+                proxy = Proxy(ProxyType.SIDECAR, state.name, state.namespace, state.address,
+                              state.app_address, tuple(sorted(state.labels.items())),
+                              state.service_account)
+                for port in inbound_ports(snapshot, proxy) if state.command else []:
+                    if port.app_socket:
+                        state.app_sockets.append(port.app_socket)
+                    else:
+                        state.app_ports.append(port.app_port)
+        except Exception:  # readiness then rests on the agent's word alone
+            log.exception("finding the applications' ports failed")
+
+    def _claim(self) -> None:
+        """Record what this mesh holds, for a second `heddle up` to be refused by."""
+        claim = claims.Claim(
+            self.owner, self.state.config_dir, os.getpid(),
+            (self.config.xds_port, self.config.ca_port, self.config.join_port,
+             self.config.debug_port),
+            tuple(sorted({s.address for _, s in self.agents.values()})))
+        if claim != self._claimed:
+            with claims.locked():
+                claims.save(claim)
+            self._claimed = claim
+
+    async def _control_plane_serving(self, stop: asyncio.Event, timeout: float = 60.0) -> None:
+        """Until the control plane answers on its debug port (the last it opens), so that
+        agents start once their CA is there: started earlier, each would retry its first
+        certificate (a helper process per try), slowing the control plane's own start.
+        After `timeout`, agents start anyway (they wait for the CA themselves)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not stop.is_set() and loop.time() < deadline:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.config.debug_port)
+            except OSError:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=0.05)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
+        if not stop.is_set():
+            log.warning("the control plane is not serving after %.0fs; starting the workloads "
+                        "anyway", timeout)
+
+    async def _stop_control_plane(self, keeper: asyncio.Task[None]) -> None:
+        await keeper  # returns once `stop` is set: no restart from here on
+        if self.control_plane is not None:
+            await _terminate(self.control_plane)
 
     async def _reconcile_logged(self) -> None:
         """Reconcile; a failure is logged and retried at the next change or tick, so the
@@ -207,15 +304,21 @@ class LocalMesh:
             log.exception("starting or stopping workloads failed; trying again shortly")
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.state.supervisor_pid = os.getpid()  # `heddle up --detach` forks to run this
         self.config.home.mkdir(parents=True, exist_ok=True)
         await self.source.load()
+        if self.applied is not None:
+            await self.applied.load()
         self.state.save(self.config.home)
         control_plane = asyncio.create_task(
             keep_running(self._start_control_plane, stop, "control plane", max_backoff=5.0))
         events = self.store.subscribe()
-        watcher = asyncio.create_task(self.source.watch(stop))
+        watchers = [asyncio.create_task(self.source.watch(stop))]
+        if self.applied is not None:
+            watchers.append(asyncio.create_task(self.applied.watch(stop)))
         try:
-            await self.reconcile()
+            await self._control_plane_serving(stop)
+            await self._reconcile_logged()
             while not stop.is_set():
                 getter = asyncio.create_task(events.get())
                 stopper = asyncio.create_task(stop.wait())
@@ -228,10 +331,12 @@ class LocalMesh:
                 if not stop.is_set():
                     await self._reconcile_logged()
         finally:
-            await asyncio.gather(*(_terminate(p) for p, _ in self.agents.values()))
+            stop.set()
+            # Workloads and the control plane stop side by side: the proxies need no
+            # configuration while they drain.
+            await asyncio.gather(*(_terminate(p) for p, _ in self.agents.values()),
+                                 self._stop_control_plane(control_plane))
             self.agents.clear()
-            await control_plane
-            if self.control_plane is not None:
-                await _terminate(self.control_plane)
-            await watcher
+            await asyncio.gather(*watchers)
             (self.config.home / "state.json").unlink(missing_ok=True)
+            claims.release(self.owner, os.getpid())

@@ -24,6 +24,14 @@ class WorkloadState:
     labels: dict[str, str] = field(default_factory=dict)
     service_account: str = "default"
     command: str = ""
+    # Where the application serves its services' ports (it is ready once it accepts there).
+    app_ports: list[int] = field(default_factory=list)
+    app_sockets: list[str] = field(default_factory=list)
+    restarts: int = 0  # times its agent exited and was started again
+    # Where this agent's start begins in its logs (they keep earlier runs' lines).
+    agent_log_from: int = 0
+    app_log_from: int = 0
+    last_exit: int | None = None  # the exit status of its last agent that exited
 
 
 @dataclass
@@ -35,7 +43,11 @@ class MeshState:
     control_plane_pid: int = 0
     ca_port: int = 15012
     join_port: int = 15013
+    control_plane_starts: int = 0
+    control_plane_log_from: int = 0  # where this mesh's lines begin in control-plane.log
+    started: bool = False  # every workload the configuration declared has been started once
     workloads: dict[str, WorkloadState] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)  # workload -> why it was not started
 
     @property
     def debug_url(self) -> str:
@@ -53,8 +65,11 @@ class MeshState:
             raw = json.loads((home / "state.json").read_text())
         except (OSError, ValueError):
             return None
-        workloads = {k: WorkloadState(**v) for k, v in raw.pop("workloads", {}).items()}
-        return cls(**raw, workloads=workloads)
+        try:
+            workloads = {k: WorkloadState(**v) for k, v in raw.pop("workloads", {}).items()}
+            return cls(**raw, workloads=workloads)
+        except (TypeError, AttributeError):  # written by another version of Heddle
+            return None
 
     def workload(self, name: str) -> WorkloadState | None:
         """By `name` or `name.namespace`."""
@@ -65,6 +80,7 @@ class MeshState:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, exited but not yet reaped, does not)."""
     if pid <= 0:
         return False
     try:
@@ -73,4 +89,8 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc here: kill(0) is all there is
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]

@@ -86,20 +86,49 @@ class LocalMesh:
             return err.code, {}
 
 
-@contextlib.contextmanager
-def running_mesh(base: Path, *up_args: str, example: str = "hello") -> Iterator[LocalMesh]:
-    """`heddle up` on a copy of examples/EXAMPLE with its own addresses and ports; on exit,
-    `heddle down`, then check that no process it started is left."""
+def processes_of(home: Path) -> list[int]:
+    """Every process on this machine whose environment names HEDDLE_HOME=home: a mesh's
+    supervisor, control plane, agents, Envoys and applications all inherit it."""
+    wanted = f"HEDDLE_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if wanted in environ and pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def mesh_copy(base: Path, example: str = "hello", subnet: str | None = None) -> tuple[Path, str]:
+    """A copy of examples/EXAMPLE under `base`, its workloads moved to `subnet` (default: a
+    unique one)."""
     config_dir = base / example
     shutil.copytree(ROOT / "examples" / example, config_dir)
-    subnet = unique_subnet()
+    subnet = subnet or unique_subnet()
     (config_dir / "mesh.yaml").write_text(hello_text(subnet, example))
+    return config_dir, subnet
+
+
+def port_args() -> list[str]:
+    """`heddle up` flags giving the control plane ports no one else uses."""
+    return ["--xds-port", str(free_port()), "--debug-port", str(free_port()),
+            "--ca-port", str(free_port()), "--join-port", str(free_port())]
+
+
+@contextlib.contextmanager
+def running_mesh(base: Path, *up_args: str, example: str = "hello",
+                 target: str = "") -> Iterator[LocalMesh]:
+    """`heddle up` on a copy of examples/EXAMPLE (or on the file `target` in it) with its
+    own addresses and ports; on exit, `heddle down`, then check that no process it started
+    is left."""
+    config_dir, subnet = mesh_copy(base, example)
     running = LocalMesh(config_dir, base / "home", subnet)
     try:
-        running.heddle("up", str(config_dir), "--detach", "--xds-port", str(free_port()),
-                       "--debug-port", str(free_port()), "--ca-port", str(free_port()),
-                       "--join-port", str(free_port()),
-                       *up_args)
+        running.heddle("up", str(config_dir / target), "--detach", *port_args(), *up_args)
     except BaseException:
         running.heddle("down", check=False)  # a mesh that came up halfway leaves nothing
         raise
@@ -114,6 +143,7 @@ def running_mesh(base: Path, *up_args: str, example: str = "hello") -> Iterator[
         pids += [int(p.read_text()) for p in envoys]
     assert out.returncode == 0, out.stderr
     assert [p for p in pids if pid_alive(p)] == [], "processes left behind by heddle down"
+    assert processes_of(running.home) == [], "processes left behind by heddle down"
 
 @contextlib.contextmanager
 def steady_traffic(mesh: LocalMesh, url: str = "http://frontend:8080/",

@@ -30,7 +30,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
 def test_status_lists_every_workload_synced(mesh: LocalMesh) -> None:
     out = mesh.heddle("status").stdout
     for name in ("client", "frontend", "backend-1", "backend-2"):
-        line = next(line for line in out.splitlines() if f" {name} " in line)
+        line = next(line for line in out.splitlines() if line.split()[:1] == [name])
         assert "yes" in line and "SYNCED" in line, line
 
 

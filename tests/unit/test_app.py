@@ -39,3 +39,41 @@ def test_the_control_plane_has_a_generator_for_every_proxy_type(tmp_path: Path) 
     plane = ControlPlane(MeshOptions(tmp_path))
     assert set(plane.generators) == set(ProxyType)
     assert plane.certificates is None  # no CA directory: no CA
+
+
+async def test_the_apply_api_answers_only_the_meshs_token(tmp_path: Path) -> None:
+    import aiohttp
+    from aiohttp import web
+
+    from heddle.app import add_apply_api
+    from heddle.config.applied import AppliedConfig, AppliedSource
+    from heddle.config.store import ConfigStore
+
+    app = web.Application()
+    add_apply_api(app, AppliedConfig(AppliedSource(tmp_path / "applied", ConfigStore())),
+                  "s3cret")
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    doc = ("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a}\n"
+           "spec: {hosts: [a.example.com], ports: [{number: 80, name: http}]}\n")
+    body = {"files": [{"name": "/in/a.yaml", "text": doc}]}
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{port}/heddle/apply"
+            for token in ("", "wrong"):
+                async with session.post(url, json=body,
+                                        headers={"Authorization": f"Bearer {token}"}) as r:
+                    assert r.status == 403
+            async with session.post(url, json=body,
+                                    headers={"Authorization": "Bearer s3cret"}) as r:
+                assert r.status == 200
+                assert (await r.json())["lines"] == [
+                    "ServiceEntry.networking.istio.io default/a created"]
+            async with session.post(url, data=b"{}",
+                                    headers={"Authorization": "Bearer s3cret"}) as r:
+                assert r.status == 400
+    finally:
+        await runner.cleanup()

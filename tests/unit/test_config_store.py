@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from heddle.api.loader import load_text
+from heddle.api.loader import LoadResult, load_text
 from heddle.config.events import ChangeType
 from heddle.config.store import ConfigStore
 from heddle.model.snapshot import MeshSnapshot
@@ -69,3 +69,23 @@ def test_same_resource_in_two_files_warns() -> None:
     store.put("a.yaml", load_text(DR, "a.yaml"))
     event = store.put("b.yaml", load_text(DR, "b.yaml"))
     assert any("also defined in a.yaml" in d.message for d in event.diagnostics)
+
+
+def test_a_higher_layer_replaces_and_hides_what_the_layers_below_define() -> None:
+    store = ConfigStore()
+    store.put("dir/a.yaml", load_text(DR, "dir/a.yaml"))
+    applied = load_text(DR.replace("v1}", "v2}"), "applied/dr.yaml")
+    event = store.put("applied/dr.yaml", applied, layer=1)
+    assert [c.type for c in event.changes] == [ChangeType.UPDATED]
+    [rule] = store.resources()
+    assert rule.source is not None and rule.source.file == "applied/dr.yaml"
+    [warning] = store.overrides()
+    assert "overrides its definition at dir/a.yaml:1:1" in str(warning)
+    assert store.diagnostics() == []  # across layers: an override, not a duplicate
+    key = rule.key
+    store.remove("applied/dr.yaml")
+    event = store.put("applied/deleted.json", LoadResult(), layer=1, hides=[key])
+    assert [c.type for c in event.changes] == [ChangeType.DELETED]
+    assert store.find(key) is None and [d.source for d in store.definitions(key)] == [
+        "dir/a.yaml"]
+    assert store.overrides() == []

@@ -1,0 +1,233 @@
+"""A running local mesh seen from outside (the CLI): is each workload ready, and if not
+why, which processes belong to it, and stopping them all.
+
+Light on purpose (the standard library and the mesh's state only): `heddle status` and
+`heddle down` run this on every call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from heddle.local.state import MeshState, WorkloadState, pid_alive
+from heddle.model import ports
+
+
+def http_request(method: str, host: str, port: int, path: str, body: bytes = b"",
+                 headers: dict[str, str] | None = None,
+                 timeout: float = 2.0) -> tuple[int, bytes]:
+    """One HTTP/1.1 exchange on a fresh connection (closed after it); the status and the
+    body. OSError when nothing answers or the answer is not HTTP.
+
+    By hand, not http.client: that loads the email package and ssl, a fifth of what a
+    quick `heddle get` may take, for two requests to loopback servers."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
+             f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        received = bytearray()
+        while chunk := sock.recv(65536):
+            received += chunk
+            if _complete(received):
+                break
+    head, separator, rest = bytes(received).partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parts = status_line.split(" ", 2)
+    if not separator or len(parts) < 2 or not parts[0].startswith("HTTP/") or not (
+            parts[1].isdigit()):
+        raise OSError(f"not an HTTP answer from {host}:{port}")
+    fields = {k.strip().lower(): v.strip() for k, _, v in
+              (line.partition(":") for line in header_lines)}
+    if fields.get("transfer-encoding", "").lower() == "chunked":
+        rest = _unchunked(rest)
+    elif fields.get("content-length", "").isdigit():
+        rest = rest[:int(fields["content-length"])]
+    return int(parts[1]), rest
+
+
+_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
+
+
+def _complete(received: bytearray) -> bool:
+    """Whether a response with a Content-Length is all in (else: read until closed)."""
+    end = received.find(b"\r\n\r\n")
+    length = _LENGTH.search(received, 0, end) if end >= 0 else None
+    return length is not None and len(received) - end - 4 >= int(length.group(1))
+
+
+def _unchunked(data: bytes) -> bytes:
+    out: list[bytes] = []
+    while True:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(data[:size])
+        data = data[size + 2:]
+
+
+def http_get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    return http_request("GET", host, port, path, timeout=timeout)
+
+
+def http_post(host: str, port: int, path: str, body: str, headers: dict[str, str],
+              timeout: float = 10.0) -> tuple[int, bytes]:
+    return http_request("POST", host, port, path, body.encode(), headers, timeout)
+
+
+def workload_ready(workload: WorkloadState, timeout: float = 1.0) -> bool:
+    """Its agent answers ready (Envoy has its configuration and the application runs) and
+    the application accepts connections where its sidecar sends them."""
+    try:
+        status, _ = http_get(workload.address, ports.HEALTH, "/healthz/ready", timeout)
+    except OSError:
+        return False
+    return status == 200 and all(_accepts(workload.app_address, p, timeout)
+                                 for p in workload.app_ports) and all(
+        _accepts_unix(path, timeout) for path in workload.app_sockets)
+
+
+def _accepts(host: str, port: int, timeout: float) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _accepts_unix(path: str, timeout: float) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+_STARTED_APP = re.compile(r"started application \(pid (\d+)\)")
+_ERROR_WORDS = re.compile(
+    r"\b(ERROR|CRITICAL|FATAL)\b|error|exception|fatal|failed|cannot|can't|not found|"
+    r"no such|denied|refused|address already in use", re.IGNORECASE)
+
+
+def _lines(path: Path, start: int = 0, limit: int = 1024 * 1024) -> list[str]:
+    try:
+        with path.open("rb") as file:
+            file.seek(start)
+            return file.read(limit).decode(errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def first_error(path: Path, start: int = 0) -> str | None:
+    """The first line of a log from byte `start` on that reports a problem (for a
+    traceback, the line naming the exception), or None."""
+    lines = _lines(path, start)
+    for i, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last)"):
+            return next((later for later in lines[i + 1:]
+                         if later.strip() and not later.startswith((" ", "\t"))), line)
+        if _ERROR_WORDS.search(line):
+            return line.strip()
+    return None
+
+
+def app_pid(workload: WorkloadState) -> int | None:
+    """The pid of the application its agent started last, if it started one."""
+    log = Path(workload.workdir) / "agent.log"
+    found = [m.group(1) for line in _lines(log, workload.agent_log_from)
+             if (m := _STARTED_APP.search(line))]
+    return int(found[-1]) if found else None
+
+
+def workload_problem(workload: WorkloadState) -> str | None:
+    """Why the workload cannot become ready without a change, or None while it may."""
+    if workload.restarts:
+        return f"its agent exited (status {workload.last_exit}) and was restarted"
+    if not pid_alive(workload.agent_pid):
+        return "its agent exited"
+    pid = app_pid(workload)
+    if workload.command and pid is not None and not pid_alive(pid):
+        return f"its application exited ({workload.command})"
+    return None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A start that cannot succeed: what failed and the logs (from which byte) that say
+    why."""
+
+    what: str
+    logs: tuple[tuple[Path, int], ...]
+
+    def report(self) -> list[str]:
+        lines = [self.what]
+        for log, start in self.logs:
+            lines.append(f"  {log}: {first_error(log, start) or 'no error logged'}")
+        return lines
+
+
+def workload_logs(workload: WorkloadState) -> tuple[tuple[Path, int], ...]:
+    """Its app's log and its agent's, from where this start of them begins."""
+    workdir = Path(workload.workdir)
+    return ((workdir / "app.log", workload.app_log_from),
+            (workdir / "agent.log", workload.agent_log_from))
+
+
+def start_failure(home: Path, state: MeshState | None) -> Failure | None:
+    """Why a mesh that is starting will not come up, or None while it may."""
+    if state is None or not pid_alive(state.supervisor_pid):
+        return Failure("the supervisor exited", ((home / "supervisor.log", 0),))
+    if state.control_plane_starts > 1:
+        return Failure("the control plane exited and is being restarted",
+                       ((home / "logs" / "control-plane.log", state.control_plane_log_from),))
+    for key, why in sorted(state.refused.items()):
+        return Failure(f"{key} was not started: {why}", ())
+    for key in sorted(state.workloads):
+        workload = state.workloads[key]
+        problem = workload_problem(workload)
+        if problem is not None:
+            return Failure(f"{key} did not start: {problem}", workload_logs(workload))
+    return None
+
+
+def mesh_pids(state: MeshState) -> list[int]:
+    """Every process the mesh's state names: supervisor, control plane, agents, their
+    Envoys and applications."""
+    pids = [state.supervisor_pid, state.control_plane_pid]
+    for workload in state.workloads.values():
+        pids.append(workload.agent_pid)
+        with contextlib.suppress(OSError, ValueError):
+            pids.append(int((Path(workload.workdir) / "envoy.pid").read_text()))
+        pids.append(app_pid(workload) or 0)
+    return [p for p in pids if p > 0]
+
+
+def stop(home: Path, state: MeshState, timeout: float) -> None:
+    """Stop the supervisor (it drains and stops everything it started), then kill what is
+    left after `timeout` seconds; forget the mesh's state and claim."""
+    pids = mesh_pids(state)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(state.supervisor_pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(state.supervisor_pid):
+        time.sleep(0.05)
+    latest = MeshState.load(home)  # workloads the supervisor started since `state`
+    if latest is not None:
+        pids += mesh_pids(latest)
+    for pid in pids:  # whatever did not stop in time: its whole process group
+        if pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+    (home / "state.json").unlink(missing_ok=True)
+    from heddle.local import claims
+
+    claims.release(str(home.resolve().parent), state.supervisor_pid)
