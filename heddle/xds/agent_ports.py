@@ -26,7 +26,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 from heddle.ca.authority import CertificateAuthority
 from heddle.ca.identity import CONTROL_PLANE_NAMES
 from heddle.ca.service import CertificateService
-from heddle.xds.server import XdsServer
+from heddle.xds.server import EXCLUSIVE_PORTS, XdsServer
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ async def start_agent_ports(xds: XdsServer, ca: CertificateAuthority,
     host = secure_address.rsplit(":", 1)[0].strip("[]")
     chain, key = ca.issue_server_cert(list(CONTROL_PLANE_NAMES), host,
                                       lifetime=datetime.timedelta(days=365))
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=EXCLUSIVE_PORTS)
     server.add_generic_rpc_handlers((certificates.handler(),))
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(xds, server)
     secure_port = server.add_secure_port(secure_address, grpc.ssl_server_credentials(

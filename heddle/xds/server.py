@@ -562,12 +562,17 @@ class XdsServer:
             yield response
 
 
+# gRPC binds with SO_REUSEPORT by default: a second control plane on the same port would
+# then share its connections silently instead of failing to start.
+EXCLUSIVE_PORTS = (("grpc.so_reuseport", 0),)
+
+
 async def start_grpc(server: XdsServer, address: str) -> tuple[grpc.aio.Server, int]:
     """Listen for ADS on `address` (plaintext: loopback only); returns the bound port."""
     host = address.rsplit(":", 1)[0].strip("[]")
     if not (host.startswith("127.") or host in ("localhost", "::1")):
         raise ValueError(f"plaintext xDS must listen on loopback, not {address}")
-    grpc_server = grpc.aio.server()
+    grpc_server = grpc.aio.server(options=EXCLUSIVE_PORTS)
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(server, grpc_server)
     port = grpc_server.add_insecure_port(address)
     await grpc_server.start()

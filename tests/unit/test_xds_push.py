@@ -149,3 +149,13 @@ def test_statuses_of_gone_proxies_are_bounded() -> None:
     xds._forget_oldest_disconnected()
     assert len(xds.statuses) == xds_server.MAX_DISCONNECTED
     assert "c-0" not in xds.statuses and f"c-{xds_server.MAX_DISCONNECTED + 49}" in xds.statuses
+
+
+async def test_a_second_server_on_a_port_in_use_fails_instead_of_sharing_it() -> None:
+    first, port = await start_grpc(XdsServer(lambda: MeshSnapshot.build(0, [])), "127.0.0.1:0")
+    try:
+        with pytest.raises(RuntimeError):
+            await start_grpc(XdsServer(lambda: MeshSnapshot.build(0, [])),
+                             f"127.0.0.1:{port}")
+    finally:
+        await first.stop(None)
