@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from heddle.local.state import pid_alive
+from heddle.testing.waiting import wait_for
 
 from .mesh_fixtures import (
     HEDDLE,
@@ -26,7 +27,6 @@ from .mesh_fixtures import (
     port_args,
     processes_of,
     running_mesh,
-    wait_for,
 )
 
 
