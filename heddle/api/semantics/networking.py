@@ -205,6 +205,12 @@ def check_service_entry(spec: dict[str, Any]) -> list[FieldProblem]:
                                              "give each port a unique name"))
             names.add(name)
     resolution = spec.get("resolution", "NONE")
+    if resolution == "DYNAMIC_DNS":
+        # Istio's schema has it; Heddle's registry does not serve it yet, and letting it
+        # through broke building the whole mesh's snapshot, not just this entry.
+        problems.append(FieldProblem(("spec", "resolution"),
+                                     "resolution DYNAMIC_DNS is not supported by Heddle yet",
+                                     "use resolution: DNS (Envoy resolves each host)"))
     if resolution == "NONE" and spec.get("endpoints"):
         problems.append(FieldProblem(("spec", "endpoints"),
                                      "endpoints need resolution STATIC or DNS",
