@@ -14,10 +14,15 @@ from google.protobuf.message import Message
 class VersionedResource:
     name: str
     version: str
-    body: any_pb2.Any
-    # The delta form, made once on the translation worker (with the body): the event loop
-    # then only copies it into a response, instead of building a thousand per response.
+    # The delta form, made once on the translation worker: the event loop then only copies
+    # it into a response, instead of building a thousand per response.
     delta: discovery_pb2.Resource
+
+    @property
+    def body(self) -> any_pb2.Any:
+        """The packed resource (SotW sends it as is): the delta form's, not a second copy."""
+        packed: any_pb2.Any = self.delta.resource
+        return packed
 
 
 def _digest(data: bytes) -> str:
@@ -25,11 +30,10 @@ def _digest(data: bytes) -> str:
 
 
 def versioned_one(name: str, message: Message) -> VersionedResource:
-    packed = any_pb2.Any()
-    packed.Pack(message, deterministic=True)
-    version = _digest(packed.value)
-    return VersionedResource(name, version, packed,
-                             discovery_pb2.Resource(name=name, version=version, resource=packed))
+    resource = discovery_pb2.Resource(name=name)
+    resource.resource.Pack(message, deterministic=True)
+    resource.version = _digest(resource.resource.value)
+    return VersionedResource(name, resource.version, resource)
 
 
 def type_version(resources: dict[str, VersionedResource]) -> str:
