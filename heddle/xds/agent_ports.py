@@ -21,12 +21,11 @@ import datetime
 from dataclasses import dataclass
 
 import grpc
-from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from heddle.ca.authority import CertificateAuthority
 from heddle.ca.identity import CONTROL_PLANE_NAMES
 from heddle.ca.service import CertificateService
-from heddle.xds.server import EXCLUSIVE_PORTS, XdsServer
+from heddle.xds.server import EXCLUSIVE_PORTS, XdsServer, add_ads_servicer
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ async def start_agent_ports(xds: XdsServer, ca: CertificateAuthority,
                                       lifetime=datetime.timedelta(days=365))
     server = grpc.aio.server(options=EXCLUSIVE_PORTS)
     server.add_generic_rpc_handlers((certificates.handler(),))
-    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(xds, server)
+    add_ads_servicer(xds, server)
     secure_port = server.add_secure_port(secure_address, grpc.ssl_server_credentials(
         [(key, chain)], root_certificates=ca.root_pem, require_client_auth=True))
     join_port = server.add_secure_port(join_address,

@@ -4,13 +4,16 @@ shapes it.
 A cache entry is only as correct as its key: a key that leaves out an input gives a proxy
 another proxy's (or an older) configuration. So every key is a frozen dataclass whose fields
 name the inputs one by one (as Istio's route cache does), and `heddle.xds.generator` fills
-them from what the translator reads. Entries not used for two generations are dropped.
+them from what the translator reads. After each push, entries that no connected proxy's
+configuration holds any more are dropped (`PackCache.holds`): a full push must not keep the
+configuration it replaced alive beside the new one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -129,11 +132,10 @@ class RouteKey:
 
 
 class BuildCache(Generic[V]):
-    """Values by key, counted; entries unused for two sweeps are dropped."""
+    """Values by key, counted; `sweep` drops those no longer wanted."""
 
     def __init__(self) -> None:
-        self._entries: dict[Hashable, tuple[V, int]] = {}
-        self.generation = 0
+        self._entries: dict[Hashable, V] = {}
         self.hits = 0
         self.misses = 0
 
@@ -141,19 +143,15 @@ class BuildCache(Generic[V]):
         held = self._entries.get(key)
         if held is not None:
             self.hits += 1
-            if held[1] != self.generation:
-                self._entries[key] = (held[0], self.generation)
-            return held[0]
+            return held
         self.misses += 1
         value = build()
-        self._entries[key] = (value, self.generation)
+        self._entries[key] = value
         return value
 
-    def sweep(self) -> None:
-        """Start a new generation, forgetting what the one before last did not use."""
-        self._entries = {k: v for k, v in self._entries.items()
-                         if v[1] >= self.generation - 1}
-        self.generation += 1
+    def sweep(self, keep: Callable[[V], bool]) -> None:
+        """Forget every value `keep` says is not wanted."""
+        self._entries = {k: v for k, v in self._entries.items() if keep(v)}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -162,26 +160,35 @@ class BuildCache(Generic[V]):
 class PackCache:
     """The packed bytes and content version of each built message, so a cluster shared by a
     thousand proxies is serialized and hashed once. Keyed by the message object, which the
-    build caches share and nobody mutates once built."""
+    build caches share and nobody mutates once built.
+
+    A packed resource is held only weakly: it lives while some proxy's configuration holds
+    it, and once none does, `sweep` forgets its message too."""
 
     def __init__(self) -> None:
-        self._by_id: dict[int, tuple[Message, VersionedResource, int]] = {}
-        self.generation = 0
+        self._by_id: dict[int, tuple[Message, weakref.ref[VersionedResource]]] = {}
 
     def versioned(self, resources: Mapping[str, Message]) -> dict[str, VersionedResource]:
         found = {}
         for name, message in sorted(resources.items()):
             held = self._by_id.get(id(message))
-            if held is None or held[0] is not message or held[1].name != name:
-                held = (message, versioned_one(name, message), self.generation)
-                self._by_id[id(message)] = held
-            elif held[2] != self.generation:
-                self._by_id[id(message)] = (message, held[1], self.generation)
+            packed = held[1]() if held is not None and held[0] is message else None
+            if packed is None or packed.name != name:
+                packed = versioned_one(name, message)
+                self._by_id[id(message)] = (message, weakref.ref(packed))
             # Keyed by the shared resource's own name: protobuf hands out a new string per
             # field read, and a thousand proxies' maps would each keep a thousand of them.
-            found[held[1].name] = held[1]
+            found[packed.name] = packed
         return found
 
+    def holds(self, message: Message) -> bool:
+        """Whether a packed copy of `message` is still held by some configuration."""
+        held = self._by_id.get(id(message))
+        return held is not None and held[0] is message and held[1]() is not None
+
     def sweep(self) -> None:
-        self._by_id = {k: v for k, v in self._by_id.items() if v[2] >= self.generation - 1}
-        self.generation += 1
+        """Forget the messages whose packed copies nobody holds any more."""
+        self._by_id = {k: v for k, v in self._by_id.items() if v[1]() is not None}
+
+    def __len__(self) -> int:
+        return len(self._by_id)

@@ -10,6 +10,7 @@ workloads of one namespace that no such rule tells apart share one outbound side
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.route.v3 import route_pb2
+from google.protobuf.message import Message
 
 from heddle.model.destination_rules import destination_rule
 from heddle.model.proxy import Proxy
@@ -99,10 +101,12 @@ class CachedSidecarGenerator:
             self._rule_digests = {}
             self.fingerprints.keep_only(snapshot.resources())
 
-    def sweep(self) -> None:
-        """After a push: forget what two pushes in a row did not use."""
-        for cache in (self.clusters, self.endpoints, self.routes, self.outbound):
-            cache.sweep()
+    def sweep(self, wanted: Callable[[Message], bool]) -> None:
+        """After a push: forget every built message that `wanted` says no configuration
+        holds (an outbound side goes once any of its messages does)."""
+        for cache in (self.clusters, self.endpoints, self.routes):
+            cache.sweep(wanted)
+        self.outbound.sweep(lambda side: all(wanted(m) for part in side for m in part))
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {name: {"entries": len(c), "hits": c.hits, "misses": c.misses}

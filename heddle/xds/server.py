@@ -24,7 +24,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import grpc
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.discovery.v3 import ads_pb2, discovery_pb2
 
 from heddle.api.resource import ResourceKey
 from heddle.ca.identity import Identity
@@ -48,7 +48,7 @@ from heddle.xds.proxies import UnknownProxy, proxy_from_node
 from heddle.xds.push import PushContext, PushRequest, inconsistencies
 from heddle.xds.status import ProxyStatus
 from heddle.xds.throttle import SendThrottle
-from heddle.xds.versions import VersionedResource, type_version
+from heddle.xds.versions import VersionedResource, encoded_response, type_version
 
 log = logging.getLogger(__name__)
 
@@ -81,17 +81,21 @@ class Built:
     problems: list[str]
     sizes: dict[str, tuple[int, int]]
     # Each type's version over all of its resources (what a wildcard subscriber is sent),
-    # computed here on the worker rather than per send on the event loop.
+    # and its resources' versions by name (what the proxy holds once it ACKs them all),
+    # computed here on the worker rather than per send on the event loop. Never mutated:
+    # streams keep the maps as what was sent and held.
     versions: dict[str, str]
+    version_maps: dict[str, dict[str, str]]
 
 
 def _built(resources: ProxyResources, packs: PackCache) -> Built:
     desired = {t: packs.versioned(items) for t, items in resources.by_type.items()}
     settle()  # a thousand proxies' configuration must not make every collection long
     return Built(desired, inconsistencies(desired, resources.of(LISTENER).values()),
-                 {t: (len(items), sum(len(r.body.value) for r in items.values()))
+                 {t: (len(items), sum(r.size for r in items.values()))
                   for t, items in desired.items()},
-                 {t: type_version(items) for t, items in desired.items()})
+                 {t: type_version(items) for t, items in desired.items()},
+                 {t: {n: r.version for n, r in items.items()} for t, items in desired.items()})
 
 
 class _Stream:
@@ -107,6 +111,7 @@ class _Stream:
         self.types: dict[str, _TypeState] = {}
         self.desired: Desired = {}
         self.versions: dict[str, str] = {}
+        self.version_maps: dict[str, dict[str, str]] = {}
         self.snapshot: MeshSnapshot | None = None  # what `desired` was computed from
         self.status = ProxyStatus(proxy.id, "delta" if delta else "sotw", connection_id,
                                   identity.spiffe_id if identity else "", peer)
@@ -119,15 +124,18 @@ class _Stream:
                       self.connection_id, "; ".join(built.problems))
             return False
         self.desired, self.versions, self.snapshot = built.desired, built.versions, snapshot
+        self.version_maps = built.version_maps
         # How much configuration this proxy gets: what Sidecar scoping saves is visible here.
         self.status.sizes = built.sizes
         return True
 
     def _wanted(self, type_url: str, state: _TypeState) -> dict[str, VersionedResource]:
         everything = self.desired.get(type_url, {})
-        if state.subscribed is None:
-            return everything
-        return {n: r for n, r in everything.items() if n in state.subscribed}
+        subscribed = state.subscribed
+        if subscribed is None or (len(everything) <= len(subscribed)
+                                  and all(n in subscribed for n in everything)):
+            return everything  # its version and version map are computed already
+        return {n: r for n, r in everything.items() if n in subscribed}
 
     def _nonce(self) -> str:
         return str(next(self.server.nonces))
@@ -149,7 +157,7 @@ class _Stream:
             self.outbox.put_nowait(partial(_sotw_response, version, type_url, state.nonce,
                                            wanted))
             self._sent(type_url, state)
-            sent = {n: r.version for n, r in wanted.items()}
+            sent = self._version_map(type_url, wanted)
         else:
             return
         previous, state.last_sent = state.last_sent, sent
@@ -170,8 +178,12 @@ class _Stream:
                     version: str, force: bool, resend: frozenset[str] = frozenset(),
                     ) -> dict[str, str] | None:
         """The versions sent (None: nothing was)."""
-        changed = [r for n, r in wanted.items() if state.held.get(n) != r.version or n in resend]
-        removed = [n for n in state.held if n not in wanted]
+        held = state.held
+        if held:
+            changed = [r for n, r in wanted.items() if held.get(n) != r.version or n in resend]
+            removed = [n for n in held if n not in wanted]
+        else:  # a first request: everything (and `resend` is within it)
+            changed, removed = list(wanted.values()), []
         if not changed and not removed and not force:
             if version != state.sent_version:  # e.g. a NACKed change was reverted
                 state.sent_version = version
@@ -180,11 +192,17 @@ class _Stream:
                 status.nack_message = ""
             return None
         state.nonce, state.sent_version = self._nonce(), version
-        versions = state.pending[state.nonce] = {n: r.version for n, r in wanted.items()}
+        versions = state.pending[state.nonce] = self._version_map(type_url, wanted)
         self.outbox.put_nowait(partial(_delta_response, version, type_url, state.nonce,
                                        changed, removed))
         self._sent(type_url, state)
         return versions
+
+    def _version_map(self, type_url: str, wanted: dict[str, VersionedResource],
+                     ) -> dict[str, str]:
+        if wanted is self.desired.get(type_url):
+            return self.version_maps[type_url]
+        return {n: r.version for n, r in wanted.items()}
 
     def _sent(self, type_url: str, state: _TypeState) -> None:
         status = self.status.of(type_url)
@@ -256,23 +274,31 @@ class _Stream:
             self.send(type_url, force=first)
 
 
-# Responses are queued as the makings of one and built only when the stream takes it: a
-# thousand proxies' initial configuration is never held twice over in queued messages.
-Response = Callable[[], Any]
+# Responses are queued as the makings of one and encoded only as gRPC sends them (it calls
+# `_encode`, the serializer `add_ads_servicer` gives it), from each resource's encoding made
+# on the worker (see heddle.xds.versions). gRPC keeps the last response of each stream
+# until the next one: the makings hold only shared resources, where an encoded response
+# would keep up to a megabyte per idle stream.
+Response = Callable[[], bytes]
+
+
+def _encode(response: Response) -> bytes:
+    return response()
 
 
 def _sotw_response(version: str, type_url: str, nonce: str,
-                   wanted: dict[str, VersionedResource]) -> discovery_pb2.DiscoveryResponse:
-    return discovery_pb2.DiscoveryResponse(version_info=version, type_url=type_url, nonce=nonce,
-                                           resources=[r.body for r in wanted.values()])
+                   wanted: dict[str, VersionedResource]) -> bytes:
+    return encoded_response(
+        discovery_pb2.DiscoveryResponse(version_info=version, type_url=type_url, nonce=nonce),
+        [r.sotw_part for r in wanted.values()])
 
 
 def _delta_response(version: str, type_url: str, nonce: str, changed: list[VersionedResource],
-                    removed: list[str]) -> discovery_pb2.DeltaDiscoveryResponse:
-    return discovery_pb2.DeltaDiscoveryResponse(
-        system_version_info=version, type_url=type_url, nonce=nonce,
-        resources=[r.delta for r in changed],
-        removed_resources=removed)
+                    removed: list[str]) -> bytes:
+    return encoded_response(
+        discovery_pb2.DeltaDiscoveryResponse(system_version_info=version, type_url=type_url,
+                                             nonce=nonce, removed_resources=removed),
+        [r.delta_part for r in changed])
 
 
 def _push_rank(type_url: str) -> int:
@@ -309,16 +335,20 @@ class XdsServer:
         self.pushed_proxies = 0  # streams recomputed by pushes (skipped ones not counted)
         self.membership = membership or Membership()
         self._streams: dict[str, _Stream] = {}  # by connection id
+        # By node id, then connection id (oldest first): a thousand proxies connecting must
+        # not each scan every stream.
+        self._by_node: dict[str, dict[str, _Stream]] = {}
         # By connection id: every open stream's, and the last closed one's of a node id
         # with no stream left (so proxy-status shows it DISCONNECTED).
         self.statuses: dict[str, ProxyStatus] = {}
+        self._gone: dict[str, str] = {}  # node id -> its kept DISCONNECTED status's conn. id
         self.nonces = itertools.count(1)
         self._connections = itertools.count(1)
         self.pushes = 0
 
     def _streams_of(self, proxy_id: str) -> list[_Stream]:
         """The open streams naming node `proxy_id`, oldest first."""
-        return [s for s in self._streams.values() if s.proxy.id == proxy_id]
+        return list(self._by_node.get(proxy_id, {}).values())
 
     def _stream(self, proxy_or_connection_id: str) -> _Stream | None:
         """A stream by its connection id, or a node id's newest stream."""
@@ -386,11 +416,12 @@ class XdsServer:
         await self._in_worker(self._sweep)
 
     def _sweep(self) -> None:
+        """Forget what no connected proxy's configuration holds any more."""
+        self.packs.sweep()
         for generator in {id(g): g for g in self._generators.values()}.values():
             sweep = getattr(generator, "sweep", None)
             if sweep is not None:
-                sweep()
-        self.packs.sweep()
+                sweep(self.packs.holds)
 
     def _push_later(self, connection_id: str) -> None:
         """Queue a full push for one stream, working the queue unless a push is under way."""
@@ -472,9 +503,10 @@ class XdsServer:
             self._register(connection_id, proxy, identity, snapshot)
         others = self._streams_of(proxy.id)
         self._streams[connection_id] = stream
-        for old_id in [c for c, s in self.statuses.items()
-                       if s.proxy_id == proxy.id and not s.connected]:
-            del self.statuses[old_id]
+        self._by_node.setdefault(proxy.id, {})[connection_id] = stream
+        gone = self._gone.pop(proxy.id, None)
+        if gone is not None:
+            self.statuses.pop(gone, None)
         self.statuses[connection_id] = stream.status
         who = identity.spiffe_id if identity else "unauthenticated"
         log.info("%s connected (%s) from %s, %s", connection_id, stream.status.protocol,
@@ -489,18 +521,24 @@ class XdsServer:
         stream.status.connected = False
         if self._streams.pop(stream.connection_id, None) is None:
             return
+        node_id = stream.proxy.id
+        same_node = self._by_node.get(node_id, {})
+        same_node.pop(stream.connection_id, None)
         self.membership.leave(stream.connection_id)
-        if self._streams_of(stream.proxy.id):  # the node is still served: forget this one
+        if same_node:  # the node is still served: forget this one
             self.statuses.pop(stream.connection_id, None)
+        else:
+            del self._by_node[node_id]
+            self._gone[node_id] = stream.connection_id
         self._forget_oldest_disconnected()
         log.info("%s disconnected", stream.connection_id)
 
     def _forget_oldest_disconnected(self) -> None:
         """Keep at most MAX_DISCONNECTED statuses of gone proxies: a client inventing node
         ids must not grow them without bound."""
-        gone = [c for c, s in self.statuses.items() if not s.connected]
-        for connection_id in gone[:max(0, len(gone) - MAX_DISCONNECTED)]:
-            del self.statuses[connection_id]  # dicts keep insertion order: oldest first
+        while len(self._gone) > MAX_DISCONNECTED:  # dicts keep insertion order: oldest first
+            node_id = next(iter(self._gone))
+            self.statuses.pop(self._gone.pop(node_id), None)
 
     async def _refuse(self, context: grpc.aio.ServicerContext[Any, Any],
                       code: grpc.StatusCode, message: str) -> None:
@@ -542,7 +580,7 @@ class XdsServer:
             while (response := await stream.outbox.get()) is not None:
                 give_back = await self._throttle.slot()
                 try:
-                    yield response()  # resumes once gRPC has taken it
+                    yield response  # resumes once gRPC has sent it
                 finally:
                     give_back()
         finally:
@@ -562,6 +600,23 @@ class XdsServer:
             yield response
 
 
+def add_ads_servicer(xds: XdsServer, server: grpc.aio.Server) -> None:
+    """Serve ADS from `xds` on `server`. Requests are decoded by the generated types;
+    responses are encoded from their makings (`_encode`)."""
+    service = ads_pb2.DESCRIPTOR.services_by_name["AggregatedDiscoveryService"].full_name
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+            xds.StreamAggregatedResources,
+            request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+            response_serializer=_encode),
+        "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+            xds.DeltaAggregatedResources,
+            request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+            response_serializer=_encode),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+
+
 # gRPC binds with SO_REUSEPORT by default: a second control plane on the same port would
 # then share its connections silently instead of failing to start.
 EXCLUSIVE_PORTS = (("grpc.so_reuseport", 0),)
@@ -573,7 +628,7 @@ async def start_grpc(server: XdsServer, address: str) -> tuple[grpc.aio.Server, 
     if not (host.startswith("127.") or host in ("localhost", "::1")):
         raise ValueError(f"plaintext xDS must listen on loopback, not {address}")
     grpc_server = grpc.aio.server(options=EXCLUSIVE_PORTS)
-    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(server, grpc_server)
+    add_ads_servicer(server, grpc_server)
     port = grpc_server.add_insecure_port(address)
     await grpc_server.start()
     return grpc_server, port

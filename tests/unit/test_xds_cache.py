@@ -11,7 +11,7 @@ import pytest
 from heddle.api.loader import load_paths, load_text
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
-from heddle.translate.sidecar import CLUSTER, ProxyResources, sidecar_resources
+from heddle.translate.sidecar import CLUSTER, ROUTE, ProxyResources, sidecar_resources
 from heddle.xds.generator import CachedSidecarGenerator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -253,3 +253,57 @@ def test_a_virtual_service_change_reuses_the_whole_outbound_side() -> None:
     assert stats["outbound"]["hits"] == before["outbound"]["hits"] + 1
     for cache in ("clusters", "endpoints"):
         assert stats[cache] == before[cache]
+
+
+def test_what_no_configuration_holds_is_forgotten_and_what_one_holds_is_kept() -> None:
+    """After a push, the packed copy and the built message of a route configuration that
+    every proxy has moved past are dropped; the clusters the proxies still hold stay cached."""
+    from heddle.xds.cache import PackCache
+
+    generator, packs = CachedSidecarGenerator(), PackCache()
+    before = _mesh(BASE, 1)
+    old = generator(before, CLIENT)
+    held = {t: packs.versioned(items) for t, items in old.by_type.items()}
+    after = _mesh({**BASE, "route": BASE["route"].replace("http: [{", "http: [{timeout: 3s, ")},
+                  2)
+    new = generator(after, CLIENT)
+    held = {t: packs.versioned(items) for t, items in new.by_type.items()}  # old one dropped
+    old_route, new_route = (next(iter(r.of(ROUTE).values())) for r in (old, new))
+    assert old_route is not new_route
+    packs.sweep()
+    generator.sweep(packs.holds)
+    assert not packs.holds(old_route) and packs.holds(new_route)
+    assert generator.stats()["routes"]["entries"] == 1
+    misses = generator.stats()["clusters"]["misses"]
+    assert _bytes(generator(after, CLIENT)) == _bytes(new)  # the held clusters: no rebuild
+    assert generator.stats()["clusters"]["misses"] == misses
+    del held
+    packs.sweep()
+    generator.sweep(packs.holds)
+    assert generator.stats()["routes"]["entries"] == 0 and len(packs) == 0
+
+
+def test_responses_joined_from_encoded_resources_decode_as_built_ones() -> None:
+    """A response is its header's encoding followed by each resource's: it decodes to the
+    response protobuf would build from the same parts, in order."""
+    from envoy.service.discovery.v3 import discovery_pb2
+
+    from heddle.xds.versions import encoded_response, versioned_one
+
+    resources = CachedSidecarGenerator()(_mesh(BASE, 1), CLIENT)
+    clusters = [versioned_one(n, m) for n, m in sorted(resources.of(CLUSTER).items())]
+    assert len(clusters) > 1
+    delta = discovery_pb2.DeltaDiscoveryResponse.FromString(encoded_response(
+        discovery_pb2.DeltaDiscoveryResponse(system_version_info="v1", type_url=CLUSTER,
+                                             nonce="7", removed_resources=["gone"]),
+        [c.delta_part for c in clusters]))
+    assert delta == discovery_pb2.DeltaDiscoveryResponse(
+        system_version_info="v1", type_url=CLUSTER, nonce="7", removed_resources=["gone"],
+        resources=[discovery_pb2.Resource(name=c.name, version=c.version,
+                                          resource=c.body) for c in clusters])
+    sotw = discovery_pb2.DiscoveryResponse.FromString(encoded_response(
+        discovery_pb2.DiscoveryResponse(version_info="v1", type_url=CLUSTER, nonce="8"),
+        [c.sotw_part for c in clusters]))
+    assert [r.value for r in sotw.resources] == [
+        m.SerializeToString(deterministic=True) for _, m in sorted(resources.of(CLUSTER).items())]
+    assert (sotw.version_info, sotw.nonce, sotw.type_url) == ("v1", "8", CLUSTER)

@@ -137,18 +137,24 @@ spec: {selector: {matchLabels: {app: web}}, mtls: {mode: DISABLE}}
         await server.stop(None)
 
 
-def test_statuses_of_gone_proxies_are_bounded() -> None:
+async def test_statuses_of_gone_proxies_are_bounded_oldest_forgotten_first() -> None:
     from heddle.xds import server as xds_server
-    from heddle.xds.status import ProxyStatus
 
     xds = xds_server.XdsServer(lambda: MeshSnapshot.build(0, []))
-    for i in range(xds_server.MAX_DISCONNECTED + 50):
-        status = ProxyStatus(f"sidecar~10.0.0.1~w-{i}.a~a.svc.cluster.local", "sotw", f"c-{i}")
-        status.connected = False
-        xds.statuses[f"c-{i}"] = status
-    xds._forget_oldest_disconnected()
-    assert len(xds.statuses) == xds_server.MAX_DISCONNECTED
-    assert "c-0" not in xds.statuses and f"c-{xds_server.MAX_DISCONNECTED + 49}" in xds.statuses
+    try:
+        for i in range(xds_server.MAX_DISCONNECTED + 50):
+            node = base_pb2.Node(id=f"sidecar~10.0.0.1~w-{i}.a~a.svc.cluster.local")
+            xds._close(await xds._open(node, True, None, "127.0.0.1:1"))
+        again = await xds._open(base_pb2.Node(id="sidecar~10.0.0.1~w-60.a~a.svc.cluster.local"),
+                                True, None, "127.0.0.1:1")
+    finally:
+        xds.close()
+    gone = [s for s in xds.statuses.values() if not s.connected]
+    assert len(gone) == xds_server.MAX_DISCONNECTED - 1  # w-60 connected again: its is dropped
+    ids = {s.proxy_id for s in xds.statuses.values()}
+    assert "sidecar~10.0.0.1~w-0.a~a.svc.cluster.local" not in ids
+    assert f"sidecar~10.0.0.1~w-{xds_server.MAX_DISCONNECTED + 49}.a~a.svc.cluster.local" in ids
+    assert xds.status_of(again.proxy.id) is again.status and again.status.connected
 
 
 async def test_a_second_server_on_a_port_in_use_fails_instead_of_sharing_it() -> None:
