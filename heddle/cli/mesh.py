@@ -185,12 +185,13 @@ def _start(args: argparse.Namespace, config: Path, home: Path) -> int | None:
     from heddle.agent.main import run_until_signalled
     from heddle.app import local_mesh
     from heddle.cli.processes import configure_logging
+    from heddle.local.narration import configure_foreground_logging
 
     home.mkdir(parents=True, exist_ok=True)
     (home / "state.json").unlink(missing_ok=True)
-    mesh = local_mesh(_options(args, config), home, args.delta)
-    if not args.detach:
-        configure_logging()
+    mesh = local_mesh(_options(args, config), home, args.delta, narrate=not args.detach)
+    if not args.detach:  # tell what happens until Ctrl-C (or SIGTERM) stops everything
+        configure_foreground_logging()
         run_until_signalled(mesh.run)
         return None
     log = home / "supervisor.log"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from heddle.api.diagnostics import Diagnostic
@@ -32,4 +32,4 @@ class StoreEvent:
     source: str
     changes: tuple[ResourceChange, ...]
     diagnostics: tuple[Diagnostic, ...]
-    problems: ProblemChange = ProblemChange()
+    problems: ProblemChange = field(default_factory=ProblemChange)
