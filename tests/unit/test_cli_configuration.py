@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import re
 import time
 from typing import Any
 
@@ -80,8 +81,8 @@ def test_get_marks_the_resources_of_a_file_whose_last_edit_was_rejected(
     monkeypatch.setattr(inspect, "_debug_json", lambda _state, _path: served)
     inspect.get(argparse.Namespace(kind="vs", name="", namespace="", output=""))
     out, err = capsys.readouterr()
-    assert out.splitlines()[1].split("   ") == ["default", "reviews", "VirtualService",
-                                              "/mesh/vs.yaml:1 (last edit rejected)"]
+    assert re.split(r"\s{2,}", out.splitlines()[1]) == ["default", "reviews", "VirtualService",
+                                                      "/mesh/vs.yaml:1 (last edit rejected)"]
     assert err.startswith("warning: the last edit of /mesh/vs.yaml was rejected, so its "
                           "resources above are its last good version; first error: "
                           "/mesh/vs.yaml:9:7: error: [IST0106]")
