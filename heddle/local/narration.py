@@ -33,7 +33,8 @@ def configure_foreground_logging() -> None:
     """Short lines on stderr: the time and what happened."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("httpx", "watchfiles"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def shown(line: str) -> tuple[int, str] | None:
@@ -50,7 +51,9 @@ def shown(line: str) -> tuple[int, str] | None:
 async def follow(path: Path, start: Callable[[], int], stop: asyncio.Event,
                  every: float = 0.2) -> None:
     """Until `stop`: show the lines `shown` picks from the log at `path`, from byte
-    `start()` on (where the control plane's first start began writing)."""
+    `start()` on (where the control plane's first start began writing), with paths under
+    the current folder shown relative to it."""
+    here = f"{Path.cwd()}/"
     offset: int | None = None
     pending = b""
     while not stop.is_set():
@@ -65,7 +68,7 @@ async def follow(path: Path, start: Callable[[], int], stop: asyncio.Event,
             for raw in lines:
                 picked = shown(raw.decode(errors="replace"))
                 if picked is not None:
-                    log.log(picked[0], "%s", picked[1])
+                    log.log(picked[0], "%s", picked[1].replace(here, ""))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=every)
 
