@@ -60,6 +60,10 @@ class ConfigStore:
         self._subscribers: list[asyncio.Queue[StoreEvent]] = []
         self._clock: Clock = clock or LoopClock()
         self._history = ProblemHistory()
+        # (layer, key) -> the files of that layer defining key, kept as files change, so
+        # finding duplicates costs what they are, not what the store holds.
+        self._definers: dict[tuple[int, ResourceKey], set[str]] = {}
+        self._shared: set[tuple[int, ResourceKey]] = set()  # those with two files or more
 
     @property
     def version(self) -> int:
@@ -171,26 +175,19 @@ class ConfigStore:
         the later file name's is in force. Worked out from what the files hold now, so it
         goes when either definition does."""
         found = []
-        for _, names in self._layers():
-            where: dict[ResourceKey, list[Resource[Any]]] = {}
-            for name in names:  # sorted: the last one wins
-                for key, resource in self._files[name].resources.items():
-                    where.setdefault(key, []).append(resource)
-            for key, defined in where.items():
-                if len(defined) < 2:
-                    continue
-                winner = defined[-1]
-                for loser in defined[:-1]:
-                    found.append(Diagnostic(
-                        Severity.WARNING, f"also defined at {winner.source}, which is in "
-                        "force (the later file name wins); this definition is ignored",
-                        position=loser.source, resource=key.ref,
-                        fix="keep one definition"))
-                    found.append(Diagnostic(
-                        Severity.WARNING, f"also defined at {loser.source}; this definition "
-                        "is in force (the later file name wins)",
-                        position=winner.source, resource=key.ref,
-                        fix="keep one definition"))
+        for layer, key in sorted(self._shared):
+            defined = [self._files[name].resources[key]
+                       for name in sorted(self._definers[layer, key])]
+            winner = defined[-1]
+            for loser in defined[:-1]:
+                found.append(Diagnostic(
+                    Severity.WARNING, f"also defined at {winner.source}, which is in "
+                    "force (the later file name wins); this definition is ignored",
+                    position=loser.source, resource=key.ref, fix="keep one definition"))
+                found.append(Diagnostic(
+                    Severity.WARNING, f"also defined at {loser.source}; this definition "
+                    "is in force (the later file name wins)",
+                    position=winner.source, resource=key.ref, fix="keep one definition"))
         return found
 
     def put(self, source: str, loaded: LoadResult, layer: int = 0,
@@ -203,16 +200,36 @@ class ConfigStore:
         if loaded.errors:
             return self._publish(source, [])
         before, kept_before = self._merged(), self._unmanaged_bodies()
+        self._index(source, state, drop=True)
         state.layer = layer
         state.hides = frozenset(hides)
         state.resources = {r.key: r for r in loaded.resources}
+        self._index(source, state)
         state.unmanaged = list(loaded.unmanaged)
         return self._publish(source, self._commit(before, kept_before))
 
     def remove(self, source: str) -> StoreEvent:
         before, kept_before = self._merged(), self._unmanaged_bodies()
-        self._files.pop(source, None)
+        state = self._files.pop(source, None)
+        if state is not None:
+            self._index(source, state, drop=True)
         return self._publish(source, self._commit(before, kept_before))
+
+    def _index(self, source: str, state: _FileState, drop: bool = False) -> None:
+        """Note (or, `drop`, forget) which keys `source` defines in its layer."""
+        for key in state.resources:
+            at = (state.layer, key)
+            definers = self._definers.setdefault(at, set())
+            if drop:
+                definers.discard(source)
+            else:
+                definers.add(source)
+            if len(definers) > 1:
+                self._shared.add(at)
+            else:
+                self._shared.discard(at)
+                if not definers:
+                    del self._definers[at]
 
     def _commit(self, before: dict[ResourceKey, Resource[Any]],
                 kept_before: dict[ResourceKey, dict[str, Any]]) -> list[ResourceChange]:
@@ -234,7 +251,8 @@ class ConfigStore:
                 changes.append(ResourceChange(ChangeType.UPDATED, key))
         # A definition that only moved (a line above it edited, or another file's copy now
         # in force) changes nothing a proxy sees, but where it is said to come from.
-        moved = any(before[k].source != r.source for k, r in after.items() if k in before)
+        moved = any(k in before and before[k] is not r and before[k].source != r.source
+                    for k, r in after.items())
         if changes or moved:
             self._version += 1
             self._resources = after
