@@ -31,9 +31,11 @@ from heddle.clock import Clock, LoopClock
 from heddle.config.applied import AppliedConfig, AppliedSource
 from heddle.config.directory import DirectorySource
 from heddle.config.events import StoreEvent
+from heddle.config.problems import ConfigProblems
 from heddle.config.source import ConfigSource
 from heddle.config.store import ConfigStore
 from heddle.heap import settle
+from heddle.local.narration import EVENTS_LOGGER
 from heddle.local.runtime import LocalMesh, LocalMeshConfig, heddle_command
 from heddle.model.mesh_config import MeshConfig
 from heddle.model.proxy import ProxyType
@@ -45,9 +47,13 @@ from heddle.xds.agent_ports import start_agent_ports
 from heddle.xds.debounce import Debouncer
 from heddle.xds.debug import debug_app
 from heddle.xds.generator import CachedSidecarGenerator
+from heddle.xds.push import PushRequest
 from heddle.xds.server import Generator, XdsServer, start_grpc
 
 log = logging.getLogger(__name__)
+# What a person running the mesh wants to read: configuration changes, their problems and
+# their fixes, pushes. Foreground `heddle up` shows these lines of the control-plane log.
+events_log = logging.getLogger(EVENTS_LOGGER)
 
 OPTIONS_FILE = "control-plane.json"  # in the mesh home: what the supervisor starts it with
 
@@ -161,13 +167,12 @@ class ControlPlane:
             sources if sources is not None else [
                 DirectorySource(options.config_dir, self.store),
                 *([self.applied.source] if self.applied else [])])
-        self._overrides: set[str] = set()
         self._snapshot = MeshSnapshot.build(0, [])
         self._snapshot_key = (0, 0)
         self.membership = Membership(on_change=self._membership_changed, clock=self.clock)
         self.generators = generators if generators is not None else sidecar_generators()
         self.xds = XdsServer(self.snapshot, self.generators, membership=self.membership)
-        self.debouncer = Debouncer(self.xds.push_all, options.debounce_quiet,
+        self.debouncer = Debouncer(self._push, options.debounce_quiet,
                                    options.debounce_max, clock=self.clock)
         self.certificates = self._certificates(options.ca_dir) if options.ca_dir else None
         self._grpc: grpc.aio.Server | None = None
@@ -199,37 +204,45 @@ class ControlPlane:
         return self._snapshot
 
     def diagnostics(self) -> list[Diagnostic]:
-        """Every problem in force: each file's, the applied state's overrides, and the mesh
-        config's."""
+        """Every problem in force: each file's, the duplicates, the applied state's
+        overrides, and the mesh config's."""
         return (self.store.diagnostics() + self.store.overrides()
                 + list(self.snapshot().mesh_config.diagnostics))
 
-    def _log_overrides(self) -> None:
-        """Log each applied resource that overrides the directory's definition once, when
-        it begins, and when it ends."""
-        now = {str(d) for d in self.store.overrides()}
-        for text in sorted(now - self._overrides):
-            log.warning("%s", text)
-        for text in sorted(self._overrides - now):
-            log.info("resolved: %s", text)
-        self._overrides = now
+    def problems(self) -> ConfigProblems:
+        """The same problems by file, with the files fixed lately."""
+        return self.store.problems().including(self.snapshot().mesh_config.diagnostics)
+
+    async def _push(self, request: PushRequest) -> None:
+        before = self.xds.pushed_proxies
+        await self.xds.push_all(request)
+        total = len(self.xds.proxies())
+        if total:
+            events_log.info("pushed to %d of %d proxies (the others do not depend on it)"
+                            if self.xds.pushed_proxies - before < total else
+                            "pushed to %d of %d proxies", self.xds.pushed_proxies - before,
+                            total)
 
     def _membership_changed(self) -> None:
         self.debouncer.trigger()
 
     async def run(self, stop: asyncio.Event) -> None:
         options = self.options
-        for source in self.sources:
-            for event in await source.load():
-                _log_errors(event)
+        loaded = [event for source in self.sources for event in await source.load()]
+        for event in loaded:
+            _log_problems(event)
+        problems = self.store.problems()
+        events_log.info("configuration: %d resources from %s; %d error(s), %d warning(s)",
+                        len(self.store.resources()), options.config_dir,
+                        sum(f.errors for f in problems.files),
+                        sum(f.warnings for f in problems.files))
         self._grpc, port = await start_grpc(self.xds, options.xds_address)
         if self.certificates is not None:
             listening = await start_agent_ports(
                 self.xds, self.certificates.authority, self.certificates.service,
                 options.secure_address, options.join_address)
             self._secure = listening.server
-        self._log_overrides()
-        app = debug_app(self.xds, self.snapshot, self.diagnostics)
+        app = debug_app(self.xds, self.snapshot, self.diagnostics, self.problems)
         if self.applied is not None and options.api_token_file is not None:
             add_apply_api(app, self.applied, options.api_token_file.read_text().strip())
         self._runner = web.AppRunner(app, access_log=None)
@@ -258,19 +271,38 @@ class ControlPlane:
             await self._runner.cleanup()
 
     async def _forward(self, events: asyncio.Queue[StoreEvent]) -> None:
-        """Log each file's new errors and push (debounced) when resources changed."""
+        """Log what changed and the problems that came and went; push (debounced) when
+        resources changed."""
         while True:
             event = await events.get()
-            _log_errors(event)
+            _log_problems(event)
             if event.changes:
-                self._log_overrides()
+                _log_changes(event)
                 self.debouncer.trigger(change.key for change in event.changes)
 
 
-def _log_errors(event: StoreEvent) -> None:
-    for diagnostic in event.diagnostics:
-        if diagnostic.is_error:
-            log.error("%s", diagnostic)
+def _log_problems(event: StoreEvent) -> None:
+    """A refused edit, each problem once (when it appears), and each file fixed."""
+    errors = [d for d in event.diagnostics if d.is_error]
+    if errors:
+        events_log.error("%s: not applied (%d error(s)); its last good version stays in force",
+                         event.source, len(errors))
+    for problem in event.problems.appeared:
+        (events_log.error if problem.is_error else events_log.warning)("%s", problem)
+    for fixed in event.problems.fixed:
+        if fixed.removed:
+            events_log.info("%s: removed, and its %d problem(s) with it", fixed.file,
+                            len(fixed.was))
+        else:
+            events_log.info("%s: fixed (%d problem(s) gone); its current version is in force",
+                            fixed.file, len(fixed.was))
+
+
+def _log_changes(event: StoreEvent, most: int = 5) -> None:
+    names = [f"{change.key.ref} {change.type}" for change in event.changes]
+    if len(names) > most:
+        names = [*names[:most], f"and {len(names) - most} more"]
+    events_log.info("%s: %s", event.source, ", ".join(names))
 
 
 MAX_APPLY_BYTES = 16 * 1024 * 1024  # what one `heddle apply` may send (4 MiB a file)
@@ -310,10 +342,11 @@ def api_token(path: Path) -> Path:
     return path
 
 
-def local_mesh(options: MeshOptions, home: Path, delta: bool = False) -> LocalMesh:
+def local_mesh(options: MeshOptions, home: Path, delta: bool = False,
+               narrate: bool = False) -> LocalMesh:
     """`heddle up`: the supervisor, which starts the control plane built from `options`
     (with the CA, the applied state and the API token in the mesh home) as its own
-    process, reading them from one file."""
+    process, reading them from one file; `narrate`: tell what happens (foreground)."""
     options = dataclasses.replace(options, ca_dir=home / "ca", applied_dir=home / "applied",
                                   api_token_file=api_token(home / "api-token"))
     options_file = options.write(home / OPTIONS_FILE)
@@ -321,6 +354,6 @@ def local_mesh(options: MeshOptions, home: Path, delta: bool = False) -> LocalMe
         options.config_dir, home, applied_dir=home / "applied",
         xds_port=options.xds_port, debug_port=options.debug_port,
         delta=delta, ca_port=options.secure_port, cert_lifetime=options.cert_lifetime,
-        join_port=options.join_port, ca_dir=home / "ca",
+        join_port=options.join_port, ca_dir=home / "ca", narrate=narrate,
         control_plane_command=(*heddle_command(), "control-plane", "--options-file",
                                str(options_file))))

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from heddle.cli import configuration
 from heddle.cli.common import (
     CliError,
     Commands,
@@ -163,10 +164,22 @@ def get(args: argparse.Namespace) -> None:
         value = objects[0] if args.name and len(objects) == 1 else {
             "apiVersion": "v1", "kind": "List", "items": objects}
         print_structured(value, args.output)
+        _note_rejected(items)
         return
     print_table(["NAMESPACE", "NAME", "KIND", "SOURCE"],
-                [[r["key"]["namespace"], r["key"]["name"], r["key"]["kind"], source_of(r)]
+                [[r["key"]["namespace"], r["key"]["name"], r["key"]["kind"],
+                  source_of(r) + (" (last edit rejected)" if r.get("rejected") else "")]
                  for r in items])
+    _note_rejected(items)
+
+
+def _note_rejected(items: list[dict[str, Any]]) -> None:
+    """On stderr, as kubectl's warnings: a line for each file whose last edit was refused,
+    naming its first error."""
+    rejected = {str(r["source"]).rsplit(":", 2)[0]: str(r["rejected"])
+                for r in items if r.get("rejected")}
+    for file, error in sorted(rejected.items()):
+        echo(configuration.rejected_note(file, error), err=True)
 
 
 def _with_source(entry: dict[str, Any]) -> dict[str, Any]:
@@ -190,11 +203,12 @@ def proxy_status(args: argparse.Namespace) -> None:
     for status in sorted(statuses, key=_stream_order):
         name = status["proxy"].split("~")[2]
         cells = []
-        for short in ("Cluster", "Listener", "ClusterLoadAssignment", "RouteConfiguration"):
+        for short, column in _XDS_COLUMNS.items():
             entry = status["types"].get(short, {})
             cells.append(entry.get("state", "NOT SENT"))
-            if entry.get("nack"):
-                nacks.append(f"{name} {short}: {entry['nack']}")
+            if entry.get("nack") and status["connected"]:
+                nacks.append(f"{name} {_stream_number(status)} {column} version "
+                             f"{entry.get('sent', '?')}: {entry['nack']}")
         if not status["connected"]:
             cells = ["DISCONNECTED"] * 4
         config = status.get("config", {})
@@ -206,11 +220,15 @@ def proxy_status(args: argparse.Namespace) -> None:
                      identity.removeprefix("spiffe://") if identity else "plaintext"])
     print_table(["NAME", "STREAM", "PROTOCOL", "CDS", "LDS", "EDS", "RDS", "CLUSTERS",
                  "CONFIG", "IDENTITY"], rows)
-    for line in nacks:
+    for line in nacks:  # Envoy's own reason, as its NACK said it; it keeps its last good config
         echo(f"NACK {line}")
     for proxy, count in sorted(streams.items()):
         if count > 1:
             echo(f"note: {proxy.split('~')[2]} has {count} streams; each is served")
+
+
+_XDS_COLUMNS = {"Cluster": "CDS", "Listener": "LDS", "ClusterLoadAssignment": "EDS",
+                "RouteConfiguration": "RDS"}
 
 
 def _stream_number(status: dict[str, Any]) -> str:

@@ -8,8 +8,9 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from heddle.cli import configuration
 from heddle.cli.common import (
     CliError,
     Commands,
@@ -62,7 +63,8 @@ def register(commands: Commands) -> None:
     down_parser.add_argument("--timeout", type=float, default=30.0,
                              help="How long to wait for a clean stop (s).")
     command(commands, "status", status, "Workloads, their addresses, readiness and proxy "
-            "sync state.")
+            "sync state; then the configuration's errors and warnings by file:line, and the "
+            "files fixed lately.")
     logs_parser = command(commands, "logs", logs, "Print a workload's application log (or "
                           "its sidecar's).")
     logs_parser.add_argument("workload", help="Workload name (or name.namespace).")
@@ -185,12 +187,13 @@ def _start(args: argparse.Namespace, config: Path, home: Path) -> int | None:
     from heddle.agent.main import run_until_signalled
     from heddle.app import local_mesh
     from heddle.cli.processes import configure_logging
+    from heddle.local.narration import configure_foreground_logging
 
     home.mkdir(parents=True, exist_ok=True)
     (home / "state.json").unlink(missing_ok=True)
-    mesh = local_mesh(_options(args, config), home, args.delta)
-    if not args.detach:
-        configure_logging()
+    mesh = local_mesh(_options(args, config), home, args.delta, narrate=not args.detach)
+    if not args.detach:  # tell what happens until Ctrl-C (or SIGTERM) stops everything
+        configure_foreground_logging()
         run_until_signalled(mesh.run)
         return None
     log = home / "supervisor.log"
@@ -337,6 +340,16 @@ def _sync_summary(state: MeshState) -> dict[str, str] | None:
     return summary
 
 
+def _problems(state: MeshState) -> dict[str, Any] | None:
+    """The configuration's problems by file; None when the control plane does not answer."""
+    try:
+        status_code, body = control.http_get("127.0.0.1", state.debug_port, "/debug/problems")
+        problems = json.loads(body) if status_code == 200 else None
+    except (OSError, ValueError):
+        return None
+    return problems if isinstance(problems, dict) else None
+
+
 def proxy_of(workload: WorkloadState) -> Proxy:
     from heddle.model.proxy import Proxy, ProxyType
 
@@ -359,8 +372,10 @@ def status(_: argparse.Namespace) -> None:
     keys = sorted(state.workloads)
     with ThreadPoolExecutor(max_workers=8) as pool:
         sync_future = pool.submit(_sync_summary, state)
+        problems_future = pool.submit(_problems, state)
         ready = list(pool.map(lambda k: _readiness(state.workloads[k]), keys))
         sync = sync_future.result()
+        problems = problems_future.result()
     echo(f"mesh from {state.config_dir}; control plane pid {state.control_plane_pid}, "
          f"xDS 127.0.0.1:{state.xds_port} (plaintext) and 127.0.0.1:{state.ca_port} "
          f"(mutual TLS), debug 127.0.0.1:{state.debug_port}")
@@ -376,6 +391,10 @@ def status(_: argparse.Namespace) -> None:
              f"{mesh_home() / 'logs' / 'control-plane.log'}); proxy states unknown")
     if not pid_alive(state.control_plane_pid):
         echo("the control plane is not running; the supervisor restarts it")
+    if sync is not None:
+        echo()
+        for line in configuration.section(problems):
+            echo(line)
 
 
 def _workload(name: str) -> WorkloadState:

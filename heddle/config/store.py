@@ -10,7 +10,9 @@ from typing import Any
 from heddle.api.diagnostics import Diagnostic, Severity
 from heddle.api.loader import LoadResult
 from heddle.api.resource import Resource, ResourceKey, UnmanagedObject
+from heddle.clock import Clock, LoopClock
 from heddle.config.events import ChangeType, ResourceChange, StoreEvent
+from heddle.config.problems import ConfigProblems, FileProblems, ProblemHistory, group_by_file
 
 
 def unmanaged_key(obj: UnmanagedObject) -> ResourceKey:
@@ -24,6 +26,7 @@ class _FileState:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     layer: int = 0
     hides: frozenset[ResourceKey] = frozenset()
+    rejected: bool = False  # its current content has errors: the last good version stays
 
 
 @dataclass(frozen=True)
@@ -44,14 +47,23 @@ class ConfigStore:
     Sources sit in layers: a resource in a higher layer replaces the one with its key below
     (reported by `overrides`), and a source may hide keys of the layers below it (what
     `heddle delete` took away from the watched directory). Within a layer, the later file
-    name wins, with a warning.
+    name wins, with a warning at both definitions, for as long as both exist.
+
+    After every change it works out the problems in force (`problems`): each file's, the
+    duplicates and the overrides, and which files were fixed lately (by `clock`'s wall time).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
         self._files: dict[str, _FileState] = {}
         self._version = 0
         self._resources: dict[ResourceKey, Resource[Any]] = {}
         self._subscribers: list[asyncio.Queue[StoreEvent]] = []
+        self._clock: Clock = clock or LoopClock()
+        self._history = ProblemHistory()
+        # (layer, key) -> the files of that layer defining key, kept as files change, so
+        # finding duplicates costs what they are, not what the store holds.
+        self._definers: dict[tuple[int, ResourceKey], set[str]] = {}
+        self._shared: set[tuple[int, ResourceKey]] = set()  # those with two files or more
 
     @property
     def version(self) -> int:
@@ -65,7 +77,14 @@ class ConfigStore:
         return sorted(self._files)
 
     def diagnostics(self) -> list[Diagnostic]:
-        return [d for name in sorted(self._files) for d in self._files[name].diagnostics]
+        """Each file's problems from loading it, then the duplicates in force."""
+        return [*(d for name in sorted(self._files) for d in self._files[name].diagnostics),
+                *self.duplicates()]
+
+    def problems(self) -> ConfigProblems:
+        """The problems in force by file (load errors and warnings, duplicates, overrides)
+        and the files fixed lately, as of the last change."""
+        return self._history.current
 
     def unmanaged(self) -> list[UnmanagedObject]:
         """Kept objects in force: every layer's, less those a higher layer hides or
@@ -151,16 +170,24 @@ class ConfigStore:
                 merged.update(self._files[name].resources)
         return merged
 
-    def _duplicates(self, source: str, keys: Iterable[ResourceKey]) -> list[Diagnostic]:
+    def duplicates(self) -> list[Diagnostic]:
+        """A warning at both definitions of every resource two files of one layer define:
+        the later file name's is in force. Worked out from what the files hold now, so it
+        goes when either definition does."""
         found = []
-        layer = self._files[source].layer
-        for key in keys:
-            for other, state in self._files.items():
-                if other != source and state.layer == layer and key in state.resources:
-                    found.append(Diagnostic(
-                        Severity.WARNING, f"{key} is also defined in {other}",
-                        position=self._files[source].resources[key].source,
-                        resource=key.ref, fix="keep one definition; the later file name wins"))
+        for layer, key in sorted(self._shared):
+            defined = [self._files[name].resources[key]
+                       for name in sorted(self._definers[layer, key])]
+            winner = defined[-1]
+            for loser in defined[:-1]:
+                found.append(Diagnostic(
+                    Severity.WARNING, f"also defined at {winner.source}, which is in "
+                    "force (the later file name wins); this definition is ignored",
+                    position=loser.source, resource=key.ref, fix="keep one definition"))
+                found.append(Diagnostic(
+                    Severity.WARNING, f"also defined at {loser.source}; this definition "
+                    "is in force (the later file name wins)",
+                    position=winner.source, resource=key.ref, fix="keep one definition"))
         return found
 
     def put(self, source: str, loaded: LoadResult, layer: int = 0,
@@ -168,21 +195,41 @@ class ConfigStore:
         """Replace what `source` holds with `loaded` (and the keys it hides in the layers
         below), unless `loaded` has errors."""
         state = self._files.setdefault(source, _FileState(layer=layer))
+        state.diagnostics = list(loaded.diagnostics)
+        state.rejected = bool(loaded.errors)
         if loaded.errors:
-            state.diagnostics = list(loaded.diagnostics)
-            return self._publish(source, [], state.diagnostics)
+            return self._publish(source, [])
         before, kept_before = self._merged(), self._unmanaged_bodies()
+        self._index(source, state, drop=True)
         state.layer = layer
         state.hides = frozenset(hides)
         state.resources = {r.key: r for r in loaded.resources}
+        self._index(source, state)
         state.unmanaged = list(loaded.unmanaged)
-        state.diagnostics = list(loaded.diagnostics) + self._duplicates(source, state.resources)
-        return self._publish(source, self._commit(before, kept_before), state.diagnostics)
+        return self._publish(source, self._commit(before, kept_before))
 
     def remove(self, source: str) -> StoreEvent:
         before, kept_before = self._merged(), self._unmanaged_bodies()
-        self._files.pop(source, None)
-        return self._publish(source, self._commit(before, kept_before), [])
+        state = self._files.pop(source, None)
+        if state is not None:
+            self._index(source, state, drop=True)
+        return self._publish(source, self._commit(before, kept_before))
+
+    def _index(self, source: str, state: _FileState, drop: bool = False) -> None:
+        """Note (or, `drop`, forget) which keys `source` defines in its layer."""
+        for key in state.resources:
+            at = (state.layer, key)
+            definers = self._definers.setdefault(at, set())
+            if drop:
+                definers.discard(source)
+            else:
+                definers.add(source)
+            if len(definers) > 1:
+                self._shared.add(at)
+            else:
+                self._shared.discard(at)
+                if not definers:
+                    del self._definers[at]
 
     def _commit(self, before: dict[ResourceKey, Resource[Any]],
                 kept_before: dict[ResourceKey, dict[str, Any]]) -> list[ResourceChange]:
@@ -202,14 +249,31 @@ class ConfigStore:
                 changes.append(ResourceChange(ChangeType.ADDED, key))
             elif before[key].body != after[key].body:
                 changes.append(ResourceChange(ChangeType.UPDATED, key))
-        if changes:
+        # A definition that only moved (a line above it edited, or another file's copy now
+        # in force) changes nothing a proxy sees, but where it is said to come from.
+        moved = any(k in before and before[k] is not r and before[k].source != r.source
+                    for k, r in after.items())
+        if changes or moved:
             self._version += 1
             self._resources = after
         return changes
 
-    def _publish(self, source: str, changes: list[ResourceChange],
-                 diagnostics: list[Diagnostic]) -> StoreEvent:
-        event = StoreEvent(self._version, source, tuple(changes), tuple(diagnostics))
+    def _publish(self, source: str, changes: list[ResourceChange]) -> StoreEvent:
+        """Work out the problems in force, then tell every subscriber."""
+        duplicates = self.duplicates()
+        by_file: dict[str, list[Diagnostic]] = {}
+        found = [(state.diagnostics, name) for name, state in self._files.items()]
+        for diagnostics, default in [*found, (duplicates, source), (self.overrides(), source)]:
+            for file, problems in group_by_file(diagnostics, default).items():
+                by_file.setdefault(file, []).extend(problems)
+        files = [FileProblems(file, tuple(problems), file in self._files
+                              and self._files[file].rejected)
+                 for file, problems in by_file.items()]
+        change = self._history.update(files, set(self._files), self._clock.wall())
+        mine = self._files[source].diagnostics if source in self._files else []
+        event = StoreEvent(self._version, source, tuple(changes), (
+            *mine, *(d for d in duplicates if d.position and d.position.file == source)),
+            change)
         for queue in self._subscribers:
             queue.put_nowait(event)
         return event

@@ -24,6 +24,7 @@ from heddle.config.applied import AppliedSource
 from heddle.config.directory import DirectorySource
 from heddle.config.store import ConfigStore
 from heddle.local import claims
+from heddle.local.narration import Readiness, follow
 from heddle.local.state import MeshState, WorkloadState
 from heddle.local.workloads import (
     ADDRESSES_ANNOTATION,
@@ -59,6 +60,9 @@ class LocalMeshConfig:
     ca_port: int = 15012  # xDS + CA over mutual TLS: the agents' Envoys and renewals
     cert_lifetime: float = 86400.0
     join_port: int = 15013  # the CA over TLS: each agent's first CSR, with its join token
+    # Foreground `heddle up`: say when workloads are ready and show the control plane's
+    # lines for people (config changes, problems, pushes) as they are logged.
+    narrate: bool = False
 
 
 def heddle_command() -> list[str]:
@@ -113,6 +117,7 @@ class LocalMesh:
         # The root is made before anything starts; agents trust it to reach the CA.
         CertificateAuthority.load_or_create(self.ca_dir)
         self.tokens = TokenIssuer.load_or_create(self.ca_dir)
+        self.readiness = Readiness()
 
     def _log(self, name: str) -> int:
         path = self.config.home / "logs" / name
@@ -189,6 +194,7 @@ class LocalMesh:
         os.close(out)
         state.agent_pid = process.pid
         self.agents[key] = (process, state)
+        self.readiness.started(key, state)
         log.info("started %s at %s (agent pid %d)", key, workload.address, process.pid)
 
     async def reconcile(self) -> None:
@@ -205,8 +211,12 @@ class LocalMesh:
                 log.warning("the agent of %s exited with %s; starting it again", key,
                             process.returncode)
             if changed or process.returncode is not None:
+                if changed:
+                    log.info("stopping %s (%s)", key, "its entry is gone" if spec is None
+                             else "its entry changed")
                 await _terminate(process)
                 del self.agents[key]
+                self.readiness.forget(key)
             if changed:
                 self.exits.pop(key, None)
         others = {a: c for c in claims.read_all() if c.home != self.owner for a in c.addresses}
@@ -316,8 +326,19 @@ class LocalMesh:
         watchers = [asyncio.create_task(self.source.watch(stop))]
         if self.applied is not None:
             watchers.append(asyncio.create_task(self.applied.watch(stop)))
+        if self.config.narrate:
+            log.info("mesh from %s: starting the control plane (xDS 127.0.0.1:%d, debug "
+                     "127.0.0.1:%d)", self.config.config_dir, self.config.xds_port,
+                     self.config.debug_port)
+            watchers += [
+                asyncio.create_task(follow(self.config.home / "logs" / "control-plane.log",
+                                           lambda: self.state.control_plane_log_from, stop)),
+                asyncio.create_task(self.readiness.watch(
+                    lambda: {k: s for k, (_, s) in self.agents.items()}, stop))]
         try:
             await self._control_plane_serving(stop)
+            if self.config.narrate and not stop.is_set():
+                log.info("control plane serving")
             await self._reconcile_logged()
             while not stop.is_set():
                 getter = asyncio.create_task(events.get())
@@ -332,6 +353,7 @@ class LocalMesh:
                     await self._reconcile_logged()
         finally:
             stop.set()
+            log.info("stopping %d workload(s) and the control plane", len(self.agents))
             # Workloads and the control plane stop side by side: the proxies need no
             # configuration while they drain.
             await asyncio.gather(*(_terminate(p) for p, _ in self.agents.values()),
@@ -340,3 +362,4 @@ class LocalMesh:
             await asyncio.gather(*watchers)
             (self.config.home / "state.json").unlink(missing_ok=True)
             claims.release(self.owner, os.getpid())
+            log.info("mesh stopped")

@@ -1,4 +1,5 @@
-"""The control plane's debug API (port 15014): sync status, config dumps, resources."""
+"""The control plane's debug API (port 15014): sync status, config dumps, resources, and the
+configuration's problems."""
 
 from __future__ import annotations
 
@@ -9,22 +10,33 @@ from aiohttp import web
 from google.protobuf.json_format import MessageToDict
 
 from heddle.api.diagnostics import Diagnostic
+from heddle.config.problems import ConfigProblems
 from heddle.model.snapshot import MeshSnapshot
 from heddle.xds.server import XdsServer
 
 
-def _resource_json(snapshot: MeshSnapshot) -> list[dict[str, Any]]:
+def _resource_json(snapshot: MeshSnapshot, rejected: dict[str, Diagnostic]
+                   ) -> list[dict[str, Any]]:
+    """Each resource in force; `rejected`: the first error of its file's last edit, when
+    that edit was refused (the resource is the file's last good version)."""
     return [
         {"key": {"group": r.key.group, "kind": r.kind, "namespace": r.namespace,
                  "name": r.name},
          "source": str(r.source) if r.source else "",
+         "rejected": str(rejected[r.source.file]) if r.source and r.source.file in rejected
+         else "",
          "object": dict(r.body)}
         for r in snapshot.resources()
     ]
 
 
 def debug_app(xds: XdsServer, snapshots: Callable[[], MeshSnapshot],
-              diagnostics: Callable[[], list[Diagnostic]]) -> web.Application:
+              diagnostics: Callable[[], list[Diagnostic]],
+              problems: Callable[[], ConfigProblems]) -> web.Application:
+    """`/debug/diagnostics`: every problem in force, one line each; `/debug/problems`: the
+    same by file (file:line, whether its last edit was refused) with the files fixed
+    lately, as heddle.config.problems.ConfigProblems.to_json shapes them."""
+
     async def syncz(_: web.Request) -> web.Response:
         return web.json_response([s.to_json() for s in xds.statuses.values()])
 
@@ -45,16 +57,21 @@ def debug_app(xds: XdsServer, snapshots: Callable[[], MeshSnapshot],
     async def resources(_: web.Request) -> web.Response:
         snapshot = snapshots()
         return web.json_response({"version": snapshot.version,
-                                  "resources": _resource_json(snapshot)})
+                                  "resources": _resource_json(snapshot,
+                                                              problems().rejected())})
 
-    async def problems(_: web.Request) -> web.Response:
+    async def all_diagnostics(_: web.Request) -> web.Response:
         return web.json_response([str(d) for d in diagnostics()])
+
+    async def by_file(_: web.Request) -> web.Response:
+        return web.json_response(problems().to_json())
 
     app = web.Application()
     app.router.add_get("/debug/syncz", syncz)
     app.router.add_get("/debug/config_dump", config_dump)
     app.router.add_get("/debug/resources", resources)
-    app.router.add_get("/debug/diagnostics", problems)
+    app.router.add_get("/debug/diagnostics", all_diagnostics)
+    app.router.add_get("/debug/problems", by_file)
     app.router.add_get("/ready", lambda _: _ok())
     return app
 

@@ -115,8 +115,14 @@ def mesh_copy(base: Path, example: str = "hello", subnet: str | None = None) -> 
 
 def port_args() -> list[str]:
     """`heddle up` flags giving the control plane ports no one else uses."""
-    return ["--xds-port", str(free_port()), "--debug-port", str(free_port()),
-            "--ca-port", str(free_port()), "--join-port", str(free_port())]
+    ports: list[int] = []
+    while len(ports) < 4:  # a port just freed may be handed out again: take four apart
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    xds, debug, ca, join = ports
+    return ["--xds-port", str(xds), "--debug-port", str(debug), "--ca-port", str(ca),
+            "--join-port", str(join)]
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -32,6 +33,69 @@ def test_status_lists_every_workload_synced(mesh: LocalMesh) -> None:
     for name in ("client", "frontend", "backend-1", "backend-2"):
         line = next(line for line in out.splitlines() if line.split()[:1] == [name])
         assert "yes" in line and "SYNCED" in line, line
+
+
+EXTRA_ROUTES = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: extra
+spec:
+  hosts: [extra.example.com]
+  http:
+  - route:
+    - destination: {host: extra.example.com}
+      weight: 100
+"""
+
+
+def test_an_invalid_live_edit_shows_in_status_within_2s_and_goes_when_fixed(
+        mesh: LocalMesh) -> None:
+    routes = mesh.config_dir / "extra-routes.yaml"
+    routes.write_text(EXTRA_ROUTES)
+    wait_for(lambda: "extra" in mesh.heddle("get", "vs").stdout, 10, "the new file in force")
+    error = f'{routes}:10:7: error: [IST0106] VirtualService default/extra: ' \
+            'spec.http[0].route[0].weigth: unknown field "weigth"'
+    try:
+        routes.write_text(EXTRA_ROUTES.replace("weight", "weigth"))
+        shown = wait_for(lambda: error in mesh.heddle("status").stdout, 2,
+                         "the invalid edit in heddle status")
+        print(f"the invalid edit showed in heddle status {shown:.2f}s after it was written")
+        out = mesh.heddle("status").stdout
+        assert f"  {routes}: last edit rejected; its last good version stays in force" in out
+        listed = mesh.heddle("get", "vs", "extra")
+        assert f"{routes}:1 (last edit rejected)" in listed.stdout
+        assert f"warning: the last edit of {routes} was rejected" in listed.stderr
+
+        routes.write_text(EXTRA_ROUTES)
+        fixed = wait_for(lambda: error not in mesh.heddle("status").stdout, 2,
+                         "the error gone from heddle status once fixed")
+        print(f"the error left heddle status {fixed:.2f}s after the fix was written")
+        assert re.search(rf"\n  fixed \d+s ago: {re.escape(str(routes))} \(1 problem gone\)\n",
+                         mesh.heddle("status").stdout)
+        assert "(last edit rejected)" not in mesh.heddle("get", "vs", "extra").stdout
+        log = (mesh.home / "mesh" / "logs" / "control-plane.log").read_text()
+        assert f"{routes}: fixed (1 problem(s) gone); its current version is in force" in log
+    finally:
+        routes.unlink()
+
+
+def test_a_resource_two_files_define_warns_with_both_places_until_one_goes(
+        mesh: LocalMesh) -> None:
+    first, second = mesh.config_dir / "routes-a.yaml", mesh.config_dir / "routes-b.yaml"
+    first.write_text(EXTRA_ROUTES)
+    second.write_text(EXTRA_ROUTES)
+    warning = f"{first}:1:1: warning: VirtualService default/extra: also defined at " \
+              f"{second}:1:1, which is in force"
+    try:
+        wait_for(lambda: warning in mesh.heddle("status").stdout, 10, "the duplicate warned")
+        assert mesh.heddle("get", "vs", "extra").stdout.endswith(f"   {second}:1\n")
+        second.unlink()
+        wait_for(lambda: "VirtualService default/extra" not in mesh.heddle("status").stdout,
+                 10, "the warning gone with the second definition")
+    finally:
+        first.unlink()
+        second.unlink(missing_ok=True)
 
 
 def test_a_request_crosses_four_sidecars(mesh: LocalMesh) -> None:

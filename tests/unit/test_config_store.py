@@ -6,6 +6,7 @@ from heddle.api.loader import LoadResult, load_text
 from heddle.config.events import ChangeType
 from heddle.config.store import ConfigStore
 from heddle.model.snapshot import MeshSnapshot
+from heddle.testing.clock import FakeClock
 
 GROUP = "networking.istio.io"
 DR = """\
@@ -64,11 +65,66 @@ def test_snapshots_are_immutable_versions() -> None:
     assert len(MeshSnapshot.of(store)) == 0 and MeshSnapshot.of(store).version == 2
 
 
-def test_same_resource_in_two_files_warns() -> None:
+def test_a_resource_two_files_define_warns_at_both_until_one_goes() -> None:
     store = ConfigStore()
     store.put("a.yaml", load_text(DR, "a.yaml"))
     event = store.put("b.yaml", load_text(DR, "b.yaml"))
-    assert any("also defined in a.yaml" in d.message for d in event.diagnostics)
+    [rule] = store.resources()
+    assert rule.source is not None and rule.source.file == "b.yaml"  # the later name wins
+    assert [str(d) for d in event.problems.appeared] == [
+        "a.yaml:1:1: warning: DestinationRule shop/reviews: also defined at b.yaml:1:1, which "
+        "is in force (the later file name wins); this definition is ignored (keep one "
+        "definition)",
+        "b.yaml:1:1: warning: DestinationRule shop/reviews: also defined at a.yaml:1:1; this "
+        "definition is in force (the later file name wins) (keep one definition)"]
+    assert [f.file for f in store.problems().files] == ["a.yaml", "b.yaml"]
+    event = store.remove("a.yaml")
+    assert store.problems().files == () and store.diagnostics() == []
+    assert [(f.file, f.removed) for f in event.problems.fixed] == [("a.yaml", True),
+                                                                   ("b.yaml", False)]
+
+
+async def test_an_invalid_edit_is_a_problem_of_its_file_until_fixed() -> None:
+    clock = FakeClock()
+    store = ConfigStore(clock=clock)
+    store.put("a.yaml", load_text(DR, "a.yaml"))
+    broken = DR.replace("host: reviews", "hots: reviews")
+    event = store.put("a.yaml", load_text(broken, "a.yaml"))
+    [file] = store.problems().files
+    assert file.file == "a.yaml" and file.rejected and file.errors >= 1
+    [problem] = [d for d in file.problems if 'unknown field "hots"' in d.message]
+    assert problem.position is not None and problem.position.line == 5
+    assert problem in event.problems.appeared
+    assert list(store.problems().rejected()) == ["a.yaml"]
+    await clock.advance(3)
+    event = store.put("a.yaml", load_text(DR, "a.yaml"))
+    [fixed] = event.problems.fixed
+    assert (fixed.file, fixed.removed, fixed.at) == ("a.yaml", False, clock.wall())
+    assert any('unknown field "hots"' in text for text in fixed.was)
+    assert store.problems().files == () and store.problems().fixed == (fixed,)
+    assert store.problems().to_json()["fixed"][0]["file"] == "a.yaml"
+
+
+async def test_fixed_files_are_listed_for_a_while_then_forgotten() -> None:
+    clock = FakeClock()
+    store = ConfigStore(clock=clock)
+    store.put("a.yaml", load_text("kind: [", "a.yaml"))
+    store.remove("a.yaml")
+    assert [f.file for f in store.problems().fixed] == ["a.yaml"]
+    await clock.advance(601)
+    store.put("b.yaml", load_text(DR, "b.yaml"))
+    assert store.problems().fixed == ()
+
+
+def test_problems_name_the_line_and_serve_as_json() -> None:
+    store = ConfigStore()
+    store.put("a.yaml", load_text(DR + "---\n" + DR.replace("host: reviews", "host: 7"),
+                                  "a.yaml"))
+    data = store.problems().to_json()
+    assert data["errors"] >= 1 and data["files"][0]["rejected"] is True
+    first = data["files"][0]["problems"][0]
+    assert first["severity"] == "error" and first["line"] > 6
+    assert first["text"].startswith(f"a.yaml:{first['line']}:")
 
 
 def test_a_higher_layer_replaces_and_hides_what_the_layers_below_define() -> None:

@@ -190,3 +190,15 @@ async def test_a_big_file_loads_without_stalling_the_event_loop(watched: Watched
 def write_services(path: Path, count: int) -> Path:
     path.write_text("---\n".join(service_entry(f"svc-{i}") for i in range(count)))
     return path
+
+
+async def test_a_binary_file_is_a_problem_naming_the_file(tmp_path: Path) -> None:
+    binary = tmp_path / "logo.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
+    store = ConfigStore()
+    await DirectorySource(tmp_path, store).load()
+    [problems] = store.problems().files
+    assert problems.file == str(binary.resolve()) and problems.rejected
+    [error] = problems.problems
+    assert str(error).startswith(f"{binary.resolve()}:1:1: error: {binary.resolve()} is not "
+                                 "UTF-8 text (byte 0)")
