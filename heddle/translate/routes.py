@@ -44,7 +44,7 @@ from heddle.translate.clusters import originates_tls
 from heddle.translate.delegation import merged_rules
 from heddle.translate.durations import parse_duration
 from heddle.translate.egress import BLACKHOLE_ROUTE, PASSTHROUGH_ROUTE, catch_all_routes
-from heddle.translate.names import outbound_cluster
+from heddle.translate.names import outbound_cluster, parse_cluster
 from heddle.translate.route_actions import (
     CORS_FILTER,
     FAULT_FILTER,
@@ -424,8 +424,7 @@ def proxy_route_config(snapshot: MeshSnapshot, name: str, proxy: Proxy | None = 
         for port in service.ports:
             http = _http_routes(snapshot, service, port.number, proxy) \
                 if speaks_http(port.protocol) else []
-            if port.protocol == AUTO:
-                _tell_server_it_is_http(snapshot, http, proxy)
+            _tell_auto_ports_it_is_http(snapshot, http, proxy)
             config.virtual_hosts.add(
                 name=f"{service.hostname}:{port.number}",
                 domains=_domains(service, port.number, port.number == 80, proxy),
@@ -438,18 +437,29 @@ def proxy_route_config(snapshot: MeshSnapshot, name: str, proxy: Proxy | None = 
     return config
 
 
-def _tell_server_it_is_http(snapshot: MeshSnapshot, routes: list[rc.Route],
-                            proxy: Proxy | None) -> None:
-    """HTTP requests to an AUTO port offer Istio's HTTP ALPN, so that the server's sidecar
-    serves them as HTTP inside mTLS (see alpn.py); not where a destination originates TLS of
-    its own, whose server expects the ALPN it configures."""
+def _is_auto_port(snapshot: MeshSnapshot, cluster: str) -> bool:
+    if not cluster.startswith("outbound|"):
+        return False
+    _, number, _, host = parse_cluster(cluster)
+    service = snapshot.registry.service(host)
+    port = service.port(number) if service is not None else None
+    return port is not None and port.protocol == AUTO
+
+
+def _tell_auto_ports_it_is_http(snapshot: MeshSnapshot, routes: list[rc.Route],
+                                proxy: Proxy | None) -> None:
+    """HTTP requests to an AUTO port (whichever host's route sends them there) offer
+    Istio's HTTP ALPN, so that the server's sidecar serves them as HTTP inside mTLS (see
+    alpn.py); not where a destination originates TLS of its own, whose server expects the
+    ALPN it configures. A declared HTTP port's server takes any ALPN as HTTP."""
     for route in routes:
         if not route.HasField("route"):
             continue  # redirects and direct responses open no upstream connection
         action = route.route
         clusters = [action.cluster] if action.cluster else \
             [c.name for c in action.weighted_clusters.clusters]
-        if not any(originates_tls(snapshot, cluster, proxy) for cluster in clusters):
+        if any(_is_auto_port(snapshot, c) for c in clusters) and \
+                not any(originates_tls(snapshot, c, proxy) for c in clusters):
             enable_alpn(route)
 
 

@@ -133,6 +133,28 @@ def test_http_to_an_auto_port_offers_istio_alpn_and_tunnels_do_not() -> None:
                    for r in _routes(resources(CLIENT), f"{WEB_HOST}:8081").values())
 
 
+def test_http_routed_from_a_declared_port_to_an_auto_port_offers_istio_alpn() -> None:
+    config = resources(CLIENT, """
+        apiVersion: v1
+        kind: Service
+        metadata: {name: api}
+        spec: {ports: [{name: http, port: 80}]}
+        ---
+        apiVersion: networking.istio.io/v1
+        kind: VirtualService
+        metadata: {name: api}
+        spec:
+          hosts: [api.default.svc.cluster.local]
+          http:
+          - match: [{uri: {prefix: /raw}}]
+            route: [{destination: {host: raw.default.svc.cluster.local, port: {number: 9000}}}]
+          - route: [{destination: {host: web.default.svc.cluster.local, port: {number: 8081}}}]
+        """)
+    routes = _routes(config, "api.default.svc.cluster.local:80")
+    assert {name: _offers_istio_alpn(r) for name, r in routes.items()} == {
+        "default.api.0": True, "default.api.1": False, "connect": False}
+
+
 def test_a_destination_that_originates_tls_is_offered_no_istio_alpn() -> None:
     config = resources(CLIENT, """
         apiVersion: networking.istio.io/v1
