@@ -21,6 +21,7 @@ from heddle.api.models._generated.networking_serviceentry import ServiceEntrySpe
 from heddle.api.models._generated.networking_workloadgroup import WorkloadGroupSpecTemplate
 from heddle.api.resource import Resource
 from heddle.api.specs import spec_of
+from heddle.registry import protocols
 from heddle.registry.model import (
     Endpoint,
     Location,
@@ -30,26 +31,6 @@ from heddle.registry.model import (
     Workload,
     service_fqdn,
 )
-
-# Istio's protocol selection from a port name prefix (`http-web`, `grpc`, ...).
-_NAMED_PROTOCOLS = {
-    "http": "HTTP", "http2": "HTTP2", "https": "HTTPS", "grpc": "GRPC", "grpc-web": "GRPC-WEB",
-    "tcp": "TCP", "tls": "TLS", "mongo": "Mongo", "mysql": "MySQL", "redis": "Redis",
-    "udp": "UDP",
-}
-_APP_PROTOCOLS = {"http": "HTTP", "http2": "HTTP2", "https": "HTTPS", "grpc": "GRPC",
-                  "tcp": "TCP", "tls": "TLS", "kubernetes.io/h2c": "HTTP2",
-                  "kubernetes.io/ws": "HTTP", "kubernetes.io/wss": "HTTPS"}
-
-
-def protocol_from_name(name: str) -> str:
-    lowered = name.lower()
-    if lowered in _NAMED_PROTOCOLS:
-        return _NAMED_PROTOCOLS[lowered]
-    prefix = lowered.split("-", 1)[0]
-    if lowered.startswith("grpc-web"):
-        return "GRPC-WEB"
-    return _NAMED_PROTOCOLS.get(prefix, "TCP")  # Istio sniffs unnamed ports; Heddle: TCP
 
 
 def _labels(value: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
@@ -78,7 +59,7 @@ def workload_from_entry(name: str, namespace: str, spec: WorkloadFields) -> Work
 def _service_entry(resource: Resource[Any]) -> list[tuple[Service, list[Workload]]]:
     spec = spec_of(resource, ServiceEntrySpec)
     ports = tuple(
-        ServicePort(p.number, p.name, (p.protocol or protocol_from_name(p.name)).upper(),
+        ServicePort(p.number, p.name, protocols.of_declared_port(p.protocol, p.name, p.number),
                     p.targetPort or None)
         for p in spec.ports or []
     )
@@ -109,7 +90,8 @@ def _kube_service(resource: Resource[Any]) -> Service:
     ports = []
     for p in spec.ports or []:
         name = p.name or ""
-        protocol = _APP_PROTOCOLS.get((p.appProtocol or "").lower()) or protocol_from_name(name)
+        protocol = protocols.of_kubernetes_port(name, p.port, p.appProtocol,
+                                                p.protocol.value if p.protocol else None)
         target = p.targetPort
         ports.append(ServicePort(p.port, name, protocol,
                                  target if isinstance(target, int) else None))

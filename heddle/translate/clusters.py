@@ -17,6 +17,7 @@ from heddle.model.destination_rules import MergedDestinationRule, destination_ru
 from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import Location, Resolution, Service, ServicePort
+from heddle.registry.protocols import AUTO, HTTP2_PROTOCOLS
 from heddle.translate.auto_mtls import endpoint_uses_mtls, service_may_use_mtls
 from heddle.translate.egress import passthrough_cluster
 from heddle.translate.locality import (
@@ -32,7 +33,7 @@ from heddle.translate.mtls import (
     tls_mode_match,
     tls_mode_metadata,
 )
-from heddle.translate.names import inbound_cluster, outbound_cluster
+from heddle.translate.names import inbound_cluster, outbound_cluster, parse_cluster
 from heddle.translate.traffic_policy import (
     ClusterPolicy,
     ProtocolOptions,
@@ -43,7 +44,6 @@ from heddle.translate.traffic_policy import (
 from heddle.translate.upstream_tls import origination_socket
 
 CONNECT_TIMEOUT = duration_pb2.Duration(seconds=istio_defaults.CONNECT_TIMEOUT_SECONDS)
-HTTP2_PROTOCOLS = frozenset({"HTTP2", "GRPC", "GRPC-WEB"})
 
 
 @dataclass(frozen=True)
@@ -247,8 +247,31 @@ def outbound_cluster_resource(target: OutboundTarget, snapshot: MeshSnapshot,
     if target.port.protocol in HTTP2_PROTOCOLS and not options.HasField(
             "use_downstream_protocol_config"):
         options.explicit_http_config.http2_protocol_options.SetInParent()  # gRPC needs h2
+    elif target.port.protocol == AUTO:
+        use_downstream_protocol(options)
     attach_protocol_options(cluster, options)
     return cluster
+
+
+def use_downstream_protocol(options: ProtocolOptions) -> None:
+    """A port of protocol AUTO is spoken upstream as the client spoke it (HTTP/1.1 or
+    HTTP/2), as Istio's sidecars do; streams (TCP) ignore HTTP options."""
+    options.ClearField("explicit_http_config")
+    options.use_downstream_protocol_config.http_protocol_options.SetInParent()
+    options.use_downstream_protocol_config.http2_protocol_options.SetInParent()
+
+
+def originates_tls(snapshot: MeshSnapshot, cluster: str, proxy: Proxy | None = None) -> bool:
+    """Whether the outbound `cluster` speaks TLS of the user's own (a DestinationRule's
+    SIMPLE or MUTUAL), rather than the mesh's mTLS or plaintext."""
+    if not cluster.startswith("outbound|"):
+        return False
+    _, port, subset, host = parse_cluster(cluster)
+    service = snapshot.registry.service(host)
+    if service is None:
+        return False
+    policy = effective_policy(_rule(snapshot, service, proxy), port, subset)
+    return _tls_mode(policy.tls) in ("SIMPLE", "MUTUAL")
 
 
 def is_eds(cluster: cluster_pb2.Cluster) -> bool:
@@ -260,13 +283,16 @@ def inbound_cluster_resource(port: int, app_address: str, app_port: int | None =
                              ) -> cluster_pb2.Cluster:
     """Where the inbound listener on `port` hands requests to the application itself: its
     address and port, or a Unix socket (in HTTP/2 for HTTP2 and gRPC ports, as the
-    application speaks it)."""
+    application speaks it; for AUTO ports as the client spoke it)."""
     name = inbound_cluster(port)
     cluster = cluster_pb2.Cluster(name=name, connect_timeout=CONNECT_TIMEOUT,
                                   type=cluster_pb2.Cluster.STATIC)
-    if protocol in HTTP2_PROTOCOLS:
+    if protocol in HTTP2_PROTOCOLS or protocol == AUTO:
         options = ProtocolOptions()
-        options.explicit_http_config.http2_protocol_options.SetInParent()
+        if protocol == AUTO:
+            use_downstream_protocol(options)
+        else:
+            options.explicit_http_config.http2_protocol_options.SetInParent()
         attach_protocol_options(cluster, options)
     cluster.load_assignment.cluster_name = name
     address = cluster.load_assignment.endpoints.add().lb_endpoints.add().endpoint.address

@@ -17,6 +17,7 @@ from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2
+from envoy.extensions.filters.listener.http_inspector.v3 import http_inspector_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
@@ -31,9 +32,11 @@ from heddle.model.mesh_config import MeshConfig
 from heddle.model.proxy import Proxy
 from heddle.model.scope import sidecar_for
 from heddle.model.snapshot import MeshSnapshot
-from heddle.registry.from_config import protocol_from_name
+from heddle.registry import protocols
 from heddle.registry.model import ServicePort
+from heddle.registry.protocols import HTTP_PROTOCOLS
 from heddle.translate import ports
+from heddle.translate.alpn import ISTIO_HTTP_ALPNS
 from heddle.translate.authz import network_rbac_filters
 from heddle.translate.clusters import inbound_cluster_resource
 from heddle.translate.filters.context import Direction, FilterContext
@@ -48,7 +51,6 @@ from heddle.translate.mtls import (
 )
 from heddle.translate.names import inbound_cluster
 from heddle.translate.path_normalization import apply_path_normalization
-from heddle.translate.routes import HTTP_PROTOCOLS
 
 OUTBOUND_LISTENER = "virtualOutbound"
 OUTBOUND_ROUTE = "http_proxy"
@@ -174,8 +176,8 @@ def _ingress_overrides(snapshot: MeshSnapshot, proxy: Proxy) -> list[InboundPort
         app_port = int(endpoint.rsplit(":", 1)[1]) if ":" in endpoint and not socket_path \
             else port.targetPort or number
         name = port.name or ""
-        protocol = port.protocol or protocol_from_name(name)
-        found.append(InboundPort(number, ServicePort(number, name, protocol.upper()), app_port,
+        protocol = protocols.of_declared_port(port.protocol, name, number)
+        found.append(InboundPort(number, ServicePort(number, name, protocol), app_port,
                                  socket_path))
     return found
 
@@ -199,36 +201,63 @@ def inbound_ports(snapshot: MeshSnapshot, proxy: Proxy) -> list[InboundPort]:
     return [InboundPort(number, port, number) for number, port in sorted(found.items())]
 
 
+# ALPN that says what a detected connection carries (Istio's names). Plaintext: what the HTTP
+# inspector reports (HTTP/1.0 is left to the TCP chain, as Istio does by default: the HTTP
+# connection manager would refuse it). Over mTLS the client sidecar names it: see alpn.py.
+PLAINTEXT_HTTP_ALPNS = ("http/1.1", "h2c")
+MTLS_HTTP_ALPNS = ISTIO_HTTP_ALPNS
+
+
 def _inbound_listener(snapshot: MeshSnapshot, proxy: Proxy, number: int, port: ServicePort,
                       mode: str) -> listener_pb2.Listener:
     """One filter chain per accepted transport: mTLS (STRICT), plaintext (DISABLE) or both
     (PERMISSIVE), told apart by the TLS inspector. A connection no chain accepts is closed
-    before the application sees it."""
-    http = port.protocol in HTTP_PROTOCOLS
+    before the application sees it. A port of protocol AUTO has an HTTP and a TCP chain for
+    each transport: the HTTP inspector (plaintext) or the client sidecar's ALPN (mTLS) picks
+    HTTP, anything else is TCP."""
+    auto = port.protocol == protocols.AUTO
+    http = protocols.speaks_http(port.protocol)
+    tcp = port.protocol not in HTTP_PROTOCOLS
     # In the registry's order: authentication, then CUSTOM, DENY, ALLOW and AUDIT
     # authorization, as Istio orders them (authorization reads the verified token's claims).
     http_chain = http_filters(FilterContext(snapshot, proxy, Direction.INBOUND, number)) \
         if http else []
-    policy: Named = [] if http else network_rbac_filters(snapshot, proxy, number)
-
-    def filters(mtls: bool) -> list[listener_components_pb2.Filter]:
-        if http:
-            return [_inbound_http(number, http_chain, snapshot.mesh_config, mtls=mtls)]
-        return _inbound_tcp(number, policy)
+    policy: Named = network_rbac_filters(snapshot, proxy, number) if tcp else []
 
     listener = _listener(f"{proxy.address}_{number}", proxy.address, number, [])
     del listener.filter_chains[:]
     listener.listener_filters.add(name="envoy.filters.listener.tls_inspector",
                                   typed_config=_pack(tls_inspector_pb2.TlsInspector()))
+    if auto:
+        listener.listener_filters.add(name="envoy.filters.listener.http_inspector",
+                                      typed_config=_pack(http_inspector_pb2.HttpInspector()))
+        # Istio's protocolDetectionTimeout default: wait for the client's first bytes with
+        # no deadline (a server-first protocol needs an explicit port name).
+        listener.listener_filters_timeout.SetInParent()
+        listener.continue_on_listener_filters_timeout = True
+
+    def add(name: str, mtls: bool, as_http: bool, alpns: tuple[str, ...] = ()) -> None:
+        chain = listener.filter_chains.add(name=name)
+        chain.filter_chain_match.transport_protocol = "tls" if mtls else "raw_buffer"
+        chain.filter_chain_match.application_protocols.extend(alpns)
+        if mtls:
+            chain.transport_socket.CopyFrom(inbound_mutual_socket())
+        chain.filters.extend(
+            [_inbound_http(number, http_chain, snapshot.mesh_config, mtls=mtls)] if as_http
+            else _inbound_tcp(number, policy))
+
     if mode in (STRICT, PERMISSIVE):
-        chain = listener.filter_chains.add(name="mtls")
-        chain.filter_chain_match.transport_protocol = "tls"
-        chain.transport_socket.CopyFrom(inbound_mutual_socket())
-        chain.filters.extend(filters(mtls=True))
+        if auto:
+            add("mtls-http", True, True, MTLS_HTTP_ALPNS)
+            add("mtls-tcp", True, False)
+        else:
+            add("mtls", True, http)
     if mode in (PERMISSIVE, DISABLE):
-        chain = listener.filter_chains.add(name="plaintext")
-        chain.filter_chain_match.transport_protocol = "raw_buffer"
-        chain.filters.extend(filters(mtls=False))
+        if auto:
+            add("plaintext-http", False, True, PLAINTEXT_HTTP_ALPNS)
+            add("plaintext-tcp", False, False)
+        else:
+            add("plaintext", False, http)
     return listener
 
 

@@ -38,10 +38,13 @@ from heddle.model.proxy import Proxy
 from heddle.model.scope import ALLOW_ANY, REGISTRY_ONLY, delegate_of, delegates
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import Service, ServicePort, resolve_host
+from heddle.registry.protocols import AUTO, TLS_PROTOCOLS, speaks_http
+from heddle.translate.alpn import enable_alpn
+from heddle.translate.clusters import originates_tls
 from heddle.translate.delegation import merged_rules
 from heddle.translate.durations import parse_duration
 from heddle.translate.egress import BLACKHOLE_ROUTE, PASSTHROUGH_ROUTE, catch_all_routes
-from heddle.translate.names import outbound_cluster
+from heddle.translate.names import outbound_cluster, parse_cluster
 from heddle.translate.route_actions import (
     CORS_FILTER,
     FAULT_FILTER,
@@ -54,10 +57,6 @@ from heddle.translate.route_actions import (
     redirect,
 )
 from heddle.translate.traffic_policy import hash_policies
-
-HTTP_PROTOCOLS = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB"}
-TLS_PROTOCOLS = {"TLS", "HTTPS"}
-
 
 _NO_RETRIES = HTTPRetry()
 _EVERY_REQUEST = HTTPMatch()  # a rule without matches
@@ -403,7 +402,7 @@ def outbound_route_config(snapshot: MeshSnapshot, port: int, proxy: Proxy | None
         name=str(port), validate_clusters=wrappers_pb2.BoolValue(value=False))
     for service in snapshot.registry.services:
         service_port = service.port(port)
-        if service_port is None or service_port.protocol not in HTTP_PROTOCOLS:
+        if service_port is None or not speaks_http(service_port.protocol):
             continue
         config.virtual_hosts.add(name=f"{service.hostname}:{port}",
                                  domains=_domains(service, port, True, proxy),
@@ -415,27 +414,55 @@ def proxy_route_config(snapshot: MeshSnapshot, name: str, proxy: Proxy | None = 
                        mode: str = ALLOW_ANY) -> route_pb2.RouteConfiguration:
     """Routes for the sidecar's HTTP proxy listener: every service port, told apart by the
     `host:port` the application asked for (the bare name too on port 80); CONNECT tunnels
-    for TCP (and for HTTP ports, whose clients may tunnel too).
+    for TCP (and for HTTP ports, whose clients may tunnel too). A port of protocol AUTO gets
+    both, as Istio detects HTTP there: what the application sends through its proxy says
+    which it is (a request is HTTP, a CONNECT tunnel a stream).
     Any other host goes where the outbound traffic policy `mode` says."""
     config = route_pb2.RouteConfiguration(
         name=name, validate_clusters=wrappers_pb2.BoolValue(value=False))
     for service in snapshot.registry.services:
         for port in service.ports:
-            http = port.protocol in HTTP_PROTOCOLS
+            http = _http_routes(snapshot, service, port.number, proxy) \
+                if speaks_http(port.protocol) else []
+            _tell_auto_ports_it_is_http(snapshot, http, proxy)
             config.virtual_hosts.add(
                 name=f"{service.hostname}:{port.number}",
                 domains=_domains(service, port.number, port.number == 80, proxy),
                 # A CONNECT tunnel to an HTTP port carries what the client speaks inside it
                 # (gRPC clients use CONNECT when told of a proxy): the mesh sees a stream.
-                routes=([*_http_routes(snapshot, service, port.number, proxy),
-                         *_connect_routes(snapshot, service, port, proxy)] if http
-                        else _connect_routes(snapshot, service, port, proxy)),
+                routes=[*http, *_connect_routes(snapshot, service, port, proxy)],
             )
     config.virtual_hosts.add(name=BLACKHOLE_ROUTE if mode == REGISTRY_ONLY
                              else PASSTHROUGH_ROUTE, domains=["*"], routes=catch_all_routes(mode))
     return config
 
 
+def _is_auto_port(snapshot: MeshSnapshot, cluster: str) -> bool:
+    if not cluster.startswith("outbound|"):
+        return False
+    _, number, _, host = parse_cluster(cluster)
+    service = snapshot.registry.service(host)
+    port = service.port(number) if service is not None else None
+    return port is not None and port.protocol == AUTO
+
+
+def _tell_auto_ports_it_is_http(snapshot: MeshSnapshot, routes: list[rc.Route],
+                                proxy: Proxy | None) -> None:
+    """HTTP requests to an AUTO port (whichever host's route sends them there) offer
+    Istio's HTTP ALPN, so that the server's sidecar serves them as HTTP inside mTLS (see
+    alpn.py); not where a destination originates TLS of its own, whose server expects the
+    ALPN it configures. A declared HTTP port's server takes any ALPN as HTTP."""
+    for route in routes:
+        if not route.HasField("route"):
+            continue  # redirects and direct responses open no upstream connection
+        action = route.route
+        clusters = [action.cluster] if action.cluster else \
+            [c.name for c in action.weighted_clusters.clusters]
+        if any(_is_auto_port(snapshot, c) for c in clusters) and \
+                not any(originates_tls(snapshot, c, proxy) for c in clusters):
+            enable_alpn(route)
+
+
 def outbound_http_ports(snapshot: MeshSnapshot) -> list[int]:
     return sorted({p.number for s in snapshot.registry.services for p in s.ports
-                   if p.protocol in HTTP_PROTOCOLS})
+                   if speaks_http(p.protocol)})

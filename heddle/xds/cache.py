@@ -127,7 +127,7 @@ class RouteKey:
     outbound_traffic_mode: str  # the catch-all virtual host
     services: tuple[Service, ...]  # the services in the proxy's scope, in order
     virtual_services: tuple[tuple[ResourceKey, str], ...]  # in scope, with content digests
-    destination_rules: tuple[tuple[ResourceKey, str], ...]  # hash policies, subsets
+    destination_rules: tuple[tuple[ResourceKey, str], ...]  # hash policies, subsets, TLS mode
     mesh_config: str
 
 

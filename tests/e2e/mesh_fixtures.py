@@ -127,11 +127,14 @@ def port_args() -> list[str]:
 
 @contextlib.contextmanager
 def running_mesh(base: Path, *up_args: str, example: str = "hello",
-                 target: str = "") -> Iterator[LocalMesh]:
+                 target: str = "", extra: dict[str, str] | None = None) -> Iterator[LocalMesh]:
     """`heddle up` on a copy of examples/EXAMPLE (or on the file `target` in it) with its
-    own addresses and ports; on exit, `heddle down`, then check that no process it started
+    own addresses and ports, and the files `extra` names added to it (`SUBNET.` in them is
+    the mesh's loopback /24); on exit, `heddle down`, then check that no process it started
     is left."""
     config_dir, subnet = mesh_copy(base, example)
+    for name, text in (extra or {}).items():
+        (config_dir / name).write_text(text.replace("SUBNET.", subnet))
     running = LocalMesh(config_dir, base / "home", subnet)
     try:
         running.heddle("up", str(config_dir / target), "--detach", *port_args(), *up_args)

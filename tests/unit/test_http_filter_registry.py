@@ -34,7 +34,8 @@ def _names(chain: list[hcm.HttpFilter]) -> list[str]:
 def test_registry_orders_authentication_then_authorization_then_route_filters_then_router(
         ) -> None:
     assert [name for name, _ in HTTP_FILTERS] == [
-        "jwt_authn", "ext_authz", "rbac", "cors", "fault", "dynamic_forward_proxy", "router"]
+        "jwt_authn", "ext_authz", "rbac", "cors", "fault", "dynamic_forward_proxy", "alpn",
+        "router"]
 
 
 def test_inbound_chain_runs_jwt_then_custom_then_deny_allow_audit_then_the_router() -> None:
@@ -48,11 +49,13 @@ def test_inbound_chain_runs_jwt_then_custom_then_deny_allow_audit_then_the_route
     assert "envoy.filters.http.cors" not in names  # route filters act on the outbound side
 
 
-def test_outbound_chain_is_cors_fault_forward_proxy_then_the_router() -> None:
+def test_outbound_chain_is_cors_fault_forward_proxy_alpn_then_the_router() -> None:
     chain = http_filters(FilterContext(hello_snapshot(), FRONTEND, Direction.OUTBOUND))
     assert _names(chain) == ["envoy.filters.http.cors", "envoy.filters.http.fault",
-                             "envoy.filters.http.dynamic_forward_proxy",
+                             "envoy.filters.http.dynamic_forward_proxy", "heddle.alpn",
                              "envoy.filters.http.router"]
+    # The ALPN filter runs only on the routes that carry its configuration.
+    assert [f.name for f in chain if f.disabled] == ["heddle.alpn"]
 
 
 def test_a_registered_builder_shows_up_in_the_chain_at_its_position() -> None:

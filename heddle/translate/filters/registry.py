@@ -2,10 +2,10 @@
 
 As Istio orders them: authentication (jwt_authn) first, since authorization reads the
 verified token's claims; then authorization, CUSTOM (ext_authz) before DENY, ALLOW and
-AUDIT (rbac); then the filters that act per route (cors, fault) and the outbound proxy's
-resolver of unknown hosts; the router last. Each builder decides whether it applies to the
-chain being built (inbound or outbound, which proxy, which port) and returns its filters,
-or none.
+AUDIT (rbac); then the filters that act per route (cors, fault), the outbound proxy's
+resolver of unknown hosts and its ALPN for HTTP to ports of protocol AUTO; the router last.
+Each builder decides whether it applies to the chain being built (inbound or outbound,
+which proxy, which port) and returns its filters, or none.
 
 Where the next ones go: rate limit after authorization and before the router (a request
 that is denied spends no quota), telemetry (stats) just before the router, ext_proc after
@@ -19,6 +19,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 
 from heddle.translate.filters import (
+    alpn,
     cors,
     dynamic_forward_proxy,
     ext_authz,
@@ -36,6 +37,7 @@ HTTP_FILTERS: tuple[tuple[str, FilterBuilder], ...] = (
     ("cors", cors.build),
     ("fault", fault.build),
     ("dynamic_forward_proxy", dynamic_forward_proxy.build),
+    ("alpn", alpn.build),
     ("router", router.build),
 )
 
