@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
 from aiohttp import web
 
+from heddle.agent.http import HttpError, fetch
 from heddle.api.diagnostics import Diagnostic
 from heddle.ca.authority import CertificateAuthority
 from heddle.ca.service import CertificateService
@@ -122,12 +122,13 @@ def port_of(address: str) -> int:
 
 
 async def probe_readiness(workload: Workload) -> bool:
-    """A registered instance is healthy while its agent reports ready on the health port."""
+    """A registered instance (or a watched WorkloadEntry) is healthy while its agent reports
+    ready on the health port. The agent's own lean HTTP: probes run twice a second per
+    watched workload, and an httpx client costs more to make than the probe."""
     url = f"http://{workload.address}:{ports.HEALTH}/healthz/ready"
     try:
-        async with httpx.AsyncClient(timeout=1.0) as client:
-            return (await client.get(url)).status_code == 200
-    except httpx.HTTPError:
+        return (await fetch(url, timeout=1.0)).status_code == 200
+    except HttpError:
         return False
 
 
@@ -194,7 +195,7 @@ class ControlPlane:
                     log.error("%s", diagnostic)
             self._snapshot = MeshSnapshot.build(
                 self._snapshot.version + 1, self.store.resources(), self.membership.healthy(),
-                mesh_config)
+                mesh_config, self.membership.unready())
             settle()  # the snapshot lives until the next change
         return self._snapshot
 
