@@ -311,10 +311,13 @@ def api_token(path: Path) -> Path:
     return path
 
 
-def local_mesh(options: MeshOptions, home: Path, delta: bool = False) -> LocalMesh:
+def local_mesh(options: MeshOptions, home: Path, delta: bool = False,
+               restart_delay: float = 10.0, log_max_bytes: int = 10 * 1024 * 1024,
+               ) -> LocalMesh:
     """`heddle up`: the supervisor, which starts the control plane built from `options`
     (with the CA, the applied state and the API token in the mesh home) as its own
-    process, reading them from one file."""
+    process, reading them from one file. `restart_delay` and `log_max_bytes` reach every
+    agent: the first wait before restarting an application, and where logs rotate."""
     options = dataclasses.replace(options, ca_dir=home / "ca", applied_dir=home / "applied",
                                   api_token_file=api_token(home / "api-token"))
     options_file = options.write(home / OPTIONS_FILE)
@@ -322,6 +325,7 @@ def local_mesh(options: MeshOptions, home: Path, delta: bool = False) -> LocalMe
         options.config_dir, home, applied_dir=home / "applied",
         xds_port=options.xds_port, debug_port=options.debug_port,
         delta=delta, ca_port=options.secure_port, cert_lifetime=options.cert_lifetime,
-        join_port=options.join_port, ca_dir=home / "ca",
+        join_port=options.join_port, ca_dir=home / "ca", restart_delay=restart_delay,
+        log_max_bytes=log_max_bytes,
         control_plane_command=(*heddle_command(), "control-plane", "--options-file",
                                str(options_file))))
