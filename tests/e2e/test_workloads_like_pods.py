@@ -95,8 +95,10 @@ def test_a_killed_application_is_restarted_and_out_of_eds_until_ready(
         sent = len(results)
         wait_for(lambda: len(results) >= sent + 50, 20, "traffic after the restart")
     failed = [(at, status) for at, status in results if status != 200]
-    print("failed at (s after the kill):", [(round(at - killed, 2), s) for at, s in failed])
-    print(f"{len(results)} requests; {len(failed)} failed, all while backend-1 was down "
+    window = (f"{failed[0][0] - killed:.2f}s to {failed[-1][0] - killed:.2f}s after the kill"
+              if failed else "none")
+    print(f"{len(results)} requests; {len(failed)} failed ({window}): those the route sent "
+          "to subset v1 (half), whose only endpoint is backend-1 "
           f"(restarted {restarted:.1f}s after the kill with a {RESTART_DELAY:g}s back-off, "
           f"out of EDS {left:.1f}s after it, back in EDS {back - killed:.1f}s after it)")
     assert RESTART_DELAY - 0.5 <= restarted <= RESTART_DELAY + 10
