@@ -74,7 +74,7 @@ class AgentConfig:
 
 __all__ = ["Agent", "AgentConfig", "sds_socket_for"]
 
-INBOUND_REFRESH = 2.0  # how long the application's ports, read from Envoy, are trusted (s)
+INBOUND_REFRESH = 5.0  # how long the application's ports, read from Envoy, are trusted (s)
 
 
 class Agent:

@@ -242,6 +242,40 @@ def _wait_gone(pids: list[int], deadline: float) -> list[int]:
     return alive
 
 
+def _home_of(pid: int) -> str | None:
+    """The HEDDLE_HOME in process `pid`'s environment ("" when it has none; None when it
+    cannot be read)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    found = [e[len(b"HEDDLE_HOME="):] for e in environ if e.startswith(b"HEDDLE_HOME=")]
+    return os.fsdecode(found[-1]) if found else ""
+
+
+def group_members(groups: set[int]) -> list[int]:
+    """Every running process in one of the process groups `groups` (from /proc) that has
+    this process's HEDDLE_HOME: what the mesh's processes started and left behind (a
+    certificate helper of a stopped agent), as their groups are the mesh's own (each of
+    its processes leads a session), and every one of them inherits the mesh's home (so a
+    group number reused by someone else's process is never taken for the mesh's)."""
+    home = os.environ.get("HEDDLE_HOME", "")
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rpartition(")")[2].split()
+            if (len(fields) > 2 and fields[0] != "Z" and int(fields[2]) in groups
+                    and _home_of(int(entry.name)) == home):
+                found.append(int(entry.name))
+    return found
+
+
 GRACE = 3.0  # after a hung supervisor: how long its agents have to stop cleanly (s)
 KILL_WAIT = 2.0  # after SIGKILL: how long until the kernel has taken them all (s)
 
@@ -280,7 +314,12 @@ def stop(home: Path, state: MeshState, timeout: float) -> list[int]:
     alive = _wait_gone(pids, deadline)
     for pid in alive:
         _signal_group(pid, signal.SIGKILL)
-    left = _wait_gone(alive, time.monotonic() + KILL_WAIT)
+    # What the mesh's processes left in their groups, their leaders gone.
+    leftovers = [p for p in group_members(set(pids)) if p not in alive and p != os.getpid()]
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    left = _wait_gone(alive + leftovers, time.monotonic() + KILL_WAIT)
     from heddle.model.sockets import sds_socket_for
 
     for workdir in {w.workdir for s in states for w in s.workloads.values()}:
