@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
 from aiohttp import web
 
+from heddle.agent.http import HttpError, fetch
 from heddle.api.diagnostics import Diagnostic
 from heddle.ca.authority import CertificateAuthority
 from heddle.ca.service import CertificateService
@@ -128,12 +128,13 @@ def port_of(address: str) -> int:
 
 
 async def probe_readiness(workload: Workload) -> bool:
-    """A registered instance is healthy while its agent reports ready on the health port."""
+    """A registered instance (or a watched WorkloadEntry) is healthy while its agent reports
+    ready on the health port. The agent's own lean HTTP: probes run twice a second per
+    watched workload, and an httpx client costs more to make than the probe."""
     url = f"http://{workload.address}:{ports.HEALTH}/healthz/ready"
     try:
-        async with httpx.AsyncClient(timeout=1.0) as client:
-            return (await client.get(url)).status_code == 200
-    except httpx.HTTPError:
+        return (await fetch(url, timeout=1.0)).status_code == 200
+    except HttpError:
         return False
 
 
@@ -199,7 +200,7 @@ class ControlPlane:
                     log.error("%s", diagnostic)
             self._snapshot = MeshSnapshot.build(
                 self._snapshot.version + 1, self.store.resources(), self.membership.healthy(),
-                mesh_config)
+                mesh_config, self.membership.unready())
             settle()  # the snapshot lives until the next change
         return self._snapshot
 
@@ -343,10 +344,13 @@ def api_token(path: Path) -> Path:
 
 
 def local_mesh(options: MeshOptions, home: Path, delta: bool = False,
-               narrate: bool = False) -> LocalMesh:
+               narrate: bool = False, restart_delay: float = 10.0,
+               log_max_bytes: int = 10 * 1024 * 1024) -> LocalMesh:
     """`heddle up`: the supervisor, which starts the control plane built from `options`
     (with the CA, the applied state and the API token in the mesh home) as its own
-    process, reading them from one file; `narrate`: tell what happens (foreground)."""
+    process, reading them from one file. `narrate`: tell what happens (foreground);
+    `restart_delay` and `log_max_bytes` reach every agent: the first wait before
+    restarting an application, and where logs rotate."""
     options = dataclasses.replace(options, ca_dir=home / "ca", applied_dir=home / "applied",
                                   api_token_file=api_token(home / "api-token"))
     options_file = options.write(home / OPTIONS_FILE)
@@ -355,5 +359,6 @@ def local_mesh(options: MeshOptions, home: Path, delta: bool = False,
         xds_port=options.xds_port, debug_port=options.debug_port,
         delta=delta, ca_port=options.secure_port, cert_lifetime=options.cert_lifetime,
         join_port=options.join_port, ca_dir=home / "ca", narrate=narrate,
+        restart_delay=restart_delay, log_max_bytes=log_max_bytes,
         control_plane_command=(*heddle_command(), "control-plane", "--options-file",
                                str(options_file))))

@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
 import logging
 import os
 import signal
-import tempfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,11 +24,15 @@ from heddle.agent.certificates import (
 from heddle.agent.csr_helper import HelperCertificateClient
 from heddle.agent.environment import application_env
 from heddle.agent.envoy_process import EnvoyProcess
+from heddle.agent.http import HttpError
+from heddle.agent.logrotate import FILES, MAX_BYTES, keep_rotated
 from heddle.agent.sds import SdsServer, serve_sds
 from heddle.ca.identity import Identity
 from heddle.clock import Clock, LoopClock
 from heddle.model import ports
 from heddle.model.proxy import Proxy
+from heddle.model.sockets import sds_socket_for
+from heddle.supervise import KUBELET_BACKOFF, Backoff, keep_running
 
 if TYPE_CHECKING:
     import grpc
@@ -56,15 +59,22 @@ class AgentConfig:
     root_cert: bytes = b""  # the mesh root, to trust the control plane
     token: str = ""  # the join token bound to this workload's namespace and service account
     cert_lifetime: float = 0.0  # seconds; 0: the CA's default
+    # The application restarts as a container with `restartPolicy: Always`: kubelet's
+    # back-off (10 s doubling to 5 min, reset after 10 min running), from `restart_delay`.
+    restart_delay: float = KUBELET_BACKOFF.initial
+    # app.log, envoy.log (with the access logs) and agent.log rotate past this size.
+    log_max_bytes: int = MAX_BYTES
+    log_files: int = FILES
+
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.restart_delay, max(KUBELET_BACKOFF.cap, self.restart_delay),
+                       KUBELET_BACKOFF.reset_after)
 
 
-def sds_socket_for(workdir: Path) -> Path:
-    """A short path for the SDS socket (Unix socket paths are limited to ~100 bytes), named
-    by a 64-bit checksum of the workdir: a name, not a secret, so no hashlib (loading OpenSSL
-    for it would cost every agent 3.7 MB)."""
-    path = str(workdir.resolve()).encode()
-    digest = f"{zlib.crc32(path):08x}{zlib.adler32(path):08x}"
-    return Path(tempfile.gettempdir()) / f"heddle-sds-{digest}.sock"
+__all__ = ["Agent", "AgentConfig", "sds_socket_for"]
+
+INBOUND_REFRESH = 5.0  # how long the application's ports, read from Envoy, are trusted (s)
 
 
 class Agent:
@@ -79,14 +89,19 @@ class Agent:
         if self.sds_socket is not None:
             host, port = config.ca_address.rsplit(":", 1)
             xds = bootstrap(proxy, host.strip("[]"), int(port), delta=config.delta,
-                            sds_socket=str(self.sds_socket), xds_mtls=True)
+                            sds_socket=str(self.sds_socket), xds_mtls=True,
+                            health_checks=True)
         else:
-            xds = bootstrap(proxy, config.xds_host, config.xds_port, delta=config.delta)
+            xds = bootstrap(proxy, config.xds_host, config.xds_port, delta=config.delta,
+                            health_checks=True)
         self.envoy = EnvoyProcess(xds, config.workdir, log_level="warning", clock=self.clock)
         self.app: asyncio.subprocess.Process | None = None
         self.envoy_ready = asyncio.Event()
         self.rotator: CertificateRotator | None = None
         self._rotation: asyncio.Task[None] | None = None
+        # Where the application serves, as Envoy's inbound clusters send there, and when
+        # that was read: (monotonic time, addresses).
+        self._inbound: tuple[float, list[tuple[str, int] | str]] | None = None
 
     async def _start_identity(self, stop: asyncio.Event) -> grpc.aio.Server | None:
         """Get the first certificate (waiting for the CA if it is not up yet), serve it to
@@ -124,18 +139,66 @@ class Agent:
             return 404, "not found"
         if method not in ("GET", "HEAD"):
             return 405, "method not allowed"
-        app_up = not self.config.command or (self.app is not None
-                                             and self.app.returncode is None)
-        if self.envoy_ready.is_set() and app_up:
-            return 200, "ready"
-        return 503, "not ready"
+        if not self.envoy_ready.is_set():
+            return 503, "not ready: the sidecar has no configuration yet"
+        if self.config.command:
+            if self.app is None or self.app.returncode is not None:
+                return 503, "not ready: the application is not running"
+            if not await self._app_serving():
+                return 503, "not ready: the application does not accept connections yet"
+        return 200, "ready"
+
+    async def _inbound_targets(self) -> list[tuple[str, int] | str]:
+        """Where Envoy's inbound clusters hand requests to the application (host, port) or
+        a Unix socket path, read from its admin API at most every INBOUND_REFRESH seconds;
+        those last read when Envoy does not answer."""
+        now = self.clock.now()
+        if self._inbound is not None and now - self._inbound[0] < INBOUND_REFRESH:
+            return self._inbound[1]
+        try:
+            text = (await self.envoy.admin(
+                "/config_dump?resource=dynamic_active_clusters&name_regex=%5Einbound")).text
+            dump = json.loads(text)
+        except (HttpError, ValueError):
+            return self._inbound[1] if self._inbound is not None else []
+        targets: list[tuple[str, int] | str] = []
+        for entry in dump.get("configs", []):
+            assignment = entry.get("cluster", {}).get("load_assignment", {})
+            for group in assignment.get("endpoints", []):
+                for lb in group.get("lb_endpoints", []):
+                    address = lb.get("endpoint", {}).get("address", {})
+                    if "pipe" in address:
+                        targets.append(str(address["pipe"]["path"]))
+                    elif "socket_address" in address:
+                        sa = address["socket_address"]
+                        targets.append((str(sa["address"]), int(sa.get("port_value", 0))))
+        self._inbound = (now, targets)
+        return targets
+
+    async def _app_serving(self) -> bool:
+        """The application accepts connections wherever its sidecar sends requests (a
+        tcpSocket readiness probe on each of its ports, as kubelet would run it)."""
+        for target in await self._inbound_targets():
+            try:
+                if isinstance(target, str):
+                    opening = asyncio.open_unix_connection(target)
+                else:
+                    opening = asyncio.open_connection(*target)
+                _, writer = await asyncio.wait_for(opening, timeout=0.5)
+            except (OSError, TimeoutError):
+                return False
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        return True
 
     async def _start_health(self) -> asyncio.Server:
         return await http.serve(self._health, self.config.proxy.address, ports.HEALTH)
 
-    async def _start_app(self) -> None:
-        if not self.config.command:
-            return
+    async def _start_app(self) -> asyncio.subprocess.Process:
+        if self.app is not None:  # what the last one left in its group goes with it
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.app.pid, signal.SIGKILL)
         env = application_env(self.config.proxy)
         env.update(self.config.extra_env)
         out = (self.config.workdir / "app.log").open("ab")
@@ -143,7 +206,15 @@ class Agent:
             "/bin/sh", "-c", self.config.command, env=env, cwd=self.config.cwd,
             stdout=out, stderr=out, start_new_session=True)
         out.close()
+        (self.config.workdir / "app.pid").write_text(f"{self.app.pid}\n")
         log.info("started application (pid %d): %s", self.app.pid, self.config.command)
+        return self.app
+
+    async def _keep_app_running(self, stop: asyncio.Event) -> None:
+        """Start the application and restart it whenever it exits, backing off as kubelet
+        does, until `stop`; each exit is logged with its exit code or signal."""
+        await keep_running(self._start_app, stop, "application", backoff=self.config.backoff,
+                           clock=self.clock)
 
     async def _stop_app(self) -> None:
         if self.app is None or self.app.returncode is not None:
@@ -157,30 +228,52 @@ class Agent:
                 os.killpg(self.app.pid, signal.SIGKILL)
             await self.app.wait()
 
+    def _logs(self) -> list[Path]:
+        workdir = self.config.workdir
+        return [workdir / "app.log", self.envoy.log_path, workdir / "agent.log"]
+
     async def run(self, stop: asyncio.Event) -> None:
-        self.config.workdir.mkdir(parents=True, exist_ok=True)
-        sds_server = await self._start_identity(stop)
-        health = await self._start_health()
+        config = self.config
+        config.workdir.mkdir(parents=True, exist_ok=True)
+        rotation = asyncio.create_task(keep_rotated(
+            self._logs(), stop, self.clock, config.log_max_bytes, config.log_files))
+        sds_server: grpc.aio.Server | None = None
+        health: asyncio.Server | None = None
         envoy_stop = asyncio.Event()
-        supervisor = asyncio.create_task(self.envoy.supervise(envoy_stop))
+        app_stop = asyncio.Event()
+        supervisor: asyncio.Task[None] | None = None
+        app_keeper: asyncio.Task[None] | None = None
         try:
-            if self.config.hold_application:
+            sds_server = await self._start_identity(stop)
+            health = await self._start_health()
+            supervisor = asyncio.create_task(self.envoy.supervise(envoy_stop))
+            if config.hold_application:
                 while not self.envoy.running:
                     await asyncio.sleep(0.02)
                 await self.envoy.wait_ready(timeout=120)
             self.envoy_ready.set()
-            await self._start_app()
-            if not self.config.hold_application:
+            if config.command:
+                app_keeper = asyncio.create_task(self._keep_app_running(app_stop))
+            if not config.hold_application:
                 await self.envoy.wait_ready(timeout=120)
             await stop.wait()
         finally:
             log.info("stopping: draining Envoy, then the application")
             await self.envoy.drain()
+            app_stop.set()
+            if app_keeper is not None:
+                await app_keeper
             await self._stop_app()
             envoy_stop.set()
-            await supervisor
+            if supervisor is not None:
+                await supervisor
             await self.envoy.stop()
-            health.close()
-            await health.wait_closed()
+            if health is not None:
+                health.close()
+                await health.wait_closed()
             if sds_server is not None:
                 await sds_server.stop(grace=None)
+            if self.sds_socket is not None:
+                self.sds_socket.unlink(missing_ok=True)
+            stop.set()
+            await rotation

@@ -11,6 +11,7 @@ from heddle.model.proxy import Proxy
 
 XDS_CLUSTER = "xds-grpc"
 SDS_CLUSTER = "sds-grpc"  # the agent's SDS server on a Unix socket, as Istio names it
+HEALTH_CHECKS = "HEALTH_CHECKS"  # node metadata: the agent serves readiness on 15021
 
 
 def _http2_cluster(name: str, address: dict[str, Any]) -> dict[str, Any]:
@@ -65,10 +66,13 @@ def _control_plane_mtls() -> dict[str, Any]:
 
 def bootstrap(proxy: Proxy, xds_host: str, xds_port: int, delta: bool = False,
               admin_port: int = ports.ADMIN, sds_socket: str = "",
-              xds_mtls: bool = False) -> dict[str, Any]:
+              xds_mtls: bool = False, health_checks: bool = False) -> dict[str, Any]:
     """Everything else arrives over ADS; the admin API listens on the pod IP; certificates
     come from the agent's SDS socket when one is given. `xds_mtls`: ADS over mutual TLS with
-    the workload certificate (the control plane's secure port; needs `sds_socket`)."""
+    the workload certificate (the control plane's secure port; needs `sds_socket`).
+    `health_checks`: the agent answers readiness on the health port, so the control plane
+    may take a WorkloadEntry's endpoint out of EDS while it is not ready (what Istio's
+    `proxy.istio.io/health-checks-enabled` annotation asks of an entry's agent)."""
     if xds_mtls and not sds_socket:
         raise ValueError("ADS over mutual TLS needs the agent's SDS socket")
     xds = _http2_cluster(XDS_CLUSTER, {"socket_address": {
@@ -90,6 +94,7 @@ def bootstrap(proxy: Proxy, xds_host: str, xds_port: int, delta: bool = False,
                 "APP_ADDRESS": proxy.app_address,
                 "NAMESPACE": proxy.namespace,
                 **({"WORKLOAD_GROUP": proxy.workload_group} if proxy.workload_group else {}),
+                **({HEALTH_CHECKS: "true"} if health_checks else {}),
             },
         },
         "admin": {"address": {"socket_address": {"address": proxy.address,

@@ -64,6 +64,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--token-file", type=Path, default=None, help="File holding the join token.")
     p.add_argument("--cert-lifetime", type=float, default=0.0,
                    help="Ask for certificates this long (s).")
+    p.add_argument("--restart-delay", type=float, default=10.0,
+                   help="Seconds before the first restart of an application that exited; "
+                        "each next waits twice as long, up to 5 min (kubelet's back-off).")
+    p.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024,
+                   help="Rotate app.log, envoy.log and agent.log past this size.")
     p.add_argument("command", nargs=argparse.REMAINDER,
                    help="The application command (after --).")
     return p
@@ -89,5 +94,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                                            if ca_address else ""),
         root_cert=args.root_cert.read_bytes() if args.root_cert else b"",
         token=args.token_file.read_text().strip() if args.token_file else "",
-        cert_lifetime=args.cert_lifetime)
+        cert_lifetime=args.cert_lifetime, restart_delay=args.restart_delay,
+        log_max_bytes=args.log_max_bytes)
     run_until_signalled(Agent(config).run)

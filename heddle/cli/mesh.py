@@ -58,6 +58,13 @@ def register(commands: Commands) -> None:
                            help="Push at the latest this long after a change (s).")
     up_parser.add_argument("--cert-lifetime", type=float, default=86400.0,
                            help="Workload certificate lifetime (s).")
+    up_parser.add_argument("--restart-delay", type=float, default=10.0,
+                           help="Before restarting an application that exited (s); each "
+                                "next restart waits twice as long, up to 5 min, as kubelet's "
+                                "back-off (reset after 10 min running).")
+    up_parser.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024,
+                           help="Each workload's app, agent and Envoy logs rotate past this "
+                                "size (4 older files kept).")
     down_parser = command(commands, "down", down, "Stop the running mesh: drain and stop "
                           "every workload, then the control plane.")
     down_parser.add_argument("--timeout", type=float, default=30.0,
@@ -120,7 +127,9 @@ def _check_options(args: argparse.Namespace) -> dict[str, int]:
         raise CliError("--xds-port, --ca-port, --join-port and --debug-port must all differ "
                        f"(got {', '.join(f'{f} {p}' for f, p in ports.items())})")
     for flag, value in (("--timeout", args.timeout), ("--cert-lifetime", args.cert_lifetime),
-                        ("--debounce-max", args.debounce_max)):
+                        ("--debounce-max", args.debounce_max),
+                        ("--restart-delay", args.restart_delay),
+                        ("--log-max-bytes", args.log_max_bytes)):
         if value <= 0:
             raise CliError(f"{flag} {value}: must be more than 0")
     if args.debounce_quiet < 0:
@@ -191,7 +200,8 @@ def _start(args: argparse.Namespace, config: Path, home: Path) -> int | None:
 
     home.mkdir(parents=True, exist_ok=True)
     (home / "state.json").unlink(missing_ok=True)
-    mesh = local_mesh(_options(args, config), home, args.delta, narrate=not args.detach)
+    mesh = local_mesh(_options(args, config), home, args.delta, narrate=not args.detach,
+                      restart_delay=args.restart_delay, log_max_bytes=args.log_max_bytes)
     if not args.detach:  # tell what happens until Ctrl-C (or SIGTERM) stops everything
         configure_foreground_logging()
         run_until_signalled(mesh.run)

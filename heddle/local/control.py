@@ -199,35 +199,133 @@ def start_failure(home: Path, state: MeshState | None) -> Failure | None:
     return None
 
 
+def _pid_file(path: Path) -> int:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def workload_pids(workload: WorkloadState) -> list[int]:
+    """Its agent, its Envoy and its application, as each was last started."""
+    workdir = Path(workload.workdir)
+    app = app_pid(workload) or _pid_file(workdir / "app.pid")
+    return [p for p in (workload.agent_pid, _pid_file(workdir / "envoy.pid"), app) if p > 0]
+
+
 def mesh_pids(state: MeshState) -> list[int]:
     """Every process the mesh's state names: supervisor, control plane, agents, their
     Envoys and applications."""
     pids = [state.supervisor_pid, state.control_plane_pid]
     for workload in state.workloads.values():
-        pids.append(workload.agent_pid)
-        with contextlib.suppress(OSError, ValueError):
-            pids.append(int((Path(workload.workdir) / "envoy.pid").read_text()))
-        pids.append(app_pid(workload) or 0)
-    return [p for p in pids if p > 0]
+        pids += workload_pids(workload)
+    return list(dict.fromkeys(p for p in pids if p > 0))
 
 
-def stop(home: Path, state: MeshState, timeout: float) -> None:
-    """Stop the supervisor (it drains and stops everything it started), then kill what is
-    left after `timeout` seconds; forget the mesh's state and claim."""
-    pids = mesh_pids(state)
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """`sig` to the process group `pid` leads (each of the mesh's processes starts its own
+    session), or to `pid` alone when it leads none (its number now names another
+    process's member: never a group that is not the mesh's)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
+def _wait_gone(pids: list[int], deadline: float) -> list[int]:
+    """Until none of `pids` runs or `deadline` (monotonic) passes; those still running."""
+    alive = [p for p in pids if pid_alive(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if pid_alive(p)]
+    return alive
+
+
+def _home_of(pid: int) -> str | None:
+    """The HEDDLE_HOME in process `pid`'s environment ("" when it has none; None when it
+    cannot be read)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    found = [e[len(b"HEDDLE_HOME="):] for e in environ if e.startswith(b"HEDDLE_HOME=")]
+    return os.fsdecode(found[-1]) if found else ""
+
+
+def group_members(groups: set[int]) -> list[int]:
+    """Every running process in one of the process groups `groups` (from /proc) that has
+    this process's HEDDLE_HOME: what the mesh's processes started and left behind (a
+    certificate helper of a stopped agent), as their groups are the mesh's own (each of
+    its processes leads a session), and every one of them inherits the mesh's home (so a
+    group number reused by someone else's process is never taken for the mesh's)."""
+    home = os.environ.get("HEDDLE_HOME", "")
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rpartition(")")[2].split()
+            if (len(fields) > 2 and fields[0] != "Z" and int(fields[2]) in groups
+                    and _home_of(int(entry.name)) == home):
+                found.append(int(entry.name))
+    return found
+
+
+GRACE = 3.0  # after a hung supervisor: how long its agents have to stop cleanly (s)
+KILL_WAIT = 2.0  # after SIGKILL: how long until the kernel has taken them all (s)
+
+
+def stop(home: Path, state: MeshState, timeout: float) -> list[int]:
+    """Stop the mesh within `timeout` (its drain window) plus a few seconds, whatever state
+    its supervisor is in; forget its state and claim, remove its agents' SDS sockets.
+    Returns the processes that could not be stopped (none, unless another user's).
+
+    The supervisor is asked first (SIGTERM: it drains and stops everything it started).
+    When it is gone (killed) or goes before the window ends while some of what it started
+    still runs, those are asked themselves: the agents drain their Envoys and stop their
+    applications, the control plane stops. When the supervisor is hung past the window, it
+    is killed and the rest get GRACE seconds. Whatever still runs then is killed, each by
+    its process group, from the PIDs the state records (the latest state, so workloads
+    started since `state` are included)."""
+    start = time.monotonic()
+    deadline = start + timeout
     with contextlib.suppress(ProcessLookupError):
         os.kill(state.supervisor_pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and pid_alive(state.supervisor_pid):
-        time.sleep(0.05)
-    latest = MeshState.load(home)  # workloads the supervisor started since `state`
-    if latest is not None:
-        pids += mesh_pids(latest)
-    for pid in pids:  # whatever did not stop in time: its whole process group
-        if pid_alive(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+    hung = bool(_wait_gone([state.supervisor_pid], deadline))
+    latest = MeshState.load(home)
+    states = [state, *([latest] if latest is not None else [])]
+    pids = list(dict.fromkeys(p for s in states for p in mesh_pids(s)))
+    # Each agent stops its own Envoy and application; those of a dead agent are asked.
+    rest = [s.control_plane_pid for s in states]
+    for workload in {w.workdir: w for s in states for w in s.workloads.values()}.values():
+        own = workload_pids(workload)
+        rest += own[:1] if pid_alive(workload.agent_pid) else own
+    rest = [p for p in dict.fromkeys(rest) if p > 0 and pid_alive(p)]
+    if hung:
+        _signal_group(state.supervisor_pid, signal.SIGKILL)
+        deadline = time.monotonic() + GRACE
+    for pid in rest:
+        _signal_group(pid, signal.SIGTERM)
+    alive = _wait_gone(pids, deadline)
+    for pid in alive:
+        _signal_group(pid, signal.SIGKILL)
+    # What the mesh's processes left in their groups, their leaders gone.
+    leftovers = [p for p in group_members(set(pids)) if p not in alive and p != os.getpid()]
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    left = _wait_gone(alive + leftovers, time.monotonic() + KILL_WAIT)
+    from heddle.model.sockets import sds_socket_for
+
+    for workdir in {w.workdir for s in states for w in s.workloads.values()}:
+        sds_socket_for(Path(workdir)).unlink(missing_ok=True)
     (home / "state.json").unlink(missing_ok=True)
     from heddle.local import claims
 
     claims.release(str(home.resolve().parent), state.supervisor_pid)
+    return left

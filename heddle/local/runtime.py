@@ -63,6 +63,8 @@ class LocalMeshConfig:
     # Foreground `heddle up`: say when workloads are ready and show the control plane's
     # lines for people (config changes, problems, pushes) as they are logged.
     narrate: bool = False
+    restart_delay: float = 10.0  # before an application's first restart (s), then doubling
+    log_max_bytes: int = 10 * 1024 * 1024  # each workload's logs rotate past this size
 
 
 def heddle_command() -> list[str]:
@@ -183,7 +185,9 @@ class LocalMesh:
                  "--join-address", f"127.0.0.1:{self.config.join_port}",
                  "--root-cert", str(self.ca_dir / "root-cert.pem"),
                  "--token-file", str(token_file),
-                 "--cert-lifetime", str(self.config.cert_lifetime)]
+                 "--cert-lifetime", str(self.config.cert_lifetime),
+                 "--restart-delay", str(self.config.restart_delay),
+                 "--log-max-bytes", str(self.config.log_max_bytes)]
         if self.config.delta:
             args.append("--delta")
         if command:

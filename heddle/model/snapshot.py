@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, TypeVar, cast
@@ -51,8 +51,10 @@ class MeshSnapshot:
     @classmethod
     def build(cls, version: int, resources: Iterable[Resource[Any]],
               registered: Iterable[Workload] = (),
-              mesh_config: MeshConfig | None = None) -> MeshSnapshot:
-        """`registered`: workloads that joined at run time, beside the configured ones."""
+              mesh_config: MeshConfig | None = None,
+              unready: Collection[tuple[str, str]] = frozenset()) -> MeshSnapshot:
+        """`registered`: workloads that joined at run time, beside the configured ones;
+        `unready`: WorkloadEntries (namespace, name) whose agents report them not ready."""
         by_key = {r.key: r for r in sorted(resources, key=lambda r: r.key)}
         by_kind: dict[GroupKind, list[Resource[Any]]] = defaultdict(list)
         select_all: dict[tuple[str, str, str], list[ResourceKey]] = defaultdict(list)
@@ -82,7 +84,7 @@ class MeshSnapshot:
                 )
                 for scope in scopes
             }),
-            registry=build_registry(by_key.values(), registered),
+            registry=build_registry(by_key.values(), registered, unready),
             mesh_config=mesh_config or MeshConfig(),
         )
 

@@ -5,7 +5,7 @@ Pure functions of the resources given: no I/O, so the snapshot can hold the resu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -159,6 +159,8 @@ class Registry:
         """Where `port` of `service` is served; a workload's named port overrides the number."""
         found = []
         for workload in self.workloads_of(service):
+            if not workload.ready:
+                continue
             labels = workload.label_map
             if subset_labels and any(labels.get(k) != v for k, v in subset_labels.items()):
                 continue
@@ -179,8 +181,11 @@ def workload_from_group(group: Resource[Any], name: str, address: str) -> Worklo
 
 
 def build_registry(resources: Iterable[Resource[Any]],
-                   registered: Iterable[Workload] = ()) -> Registry:
-    """`registered`: workloads that joined at run time (WorkloadGroup instances)."""
+                   registered: Iterable[Workload] = (),
+                   unready: Collection[tuple[str, str]] = frozenset()) -> Registry:
+    """`registered`: workloads that joined at run time (WorkloadGroup instances);
+    `unready`: the (namespace, name) of WorkloadEntries whose agents report them not
+    ready, kept out of the endpoints."""
     services: list[Service] = []
     workloads: list[Workload] = list(registered)
     inline: dict[tuple[str, str], tuple[Workload, ...]] = {}
@@ -191,8 +196,11 @@ def build_registry(resources: Iterable[Resource[Any]],
                 services.append(service)
                 inline[(service.namespace, service.hostname)] = tuple(endpoints)
         elif group == "networking.istio.io" and kind == "WorkloadEntry":
-            workloads.append(workload_from_entry(resource.name, resource.namespace,
-                                                 spec_of(resource, WorkloadEntrySpec)))
+            workload = workload_from_entry(resource.name, resource.namespace,
+                                           spec_of(resource, WorkloadEntrySpec))
+            if (workload.namespace, workload.name) in unready:
+                workload = replace(workload, ready=False)
+            workloads.append(workload)
         elif group == "" and kind == "Service":
             services.append(_kube_service(resource))
     services.sort(key=lambda s: (s.hostname, s.namespace, s.name))

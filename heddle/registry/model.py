@@ -91,6 +91,11 @@ class Workload:
     locality: str = ""
     weight: int = 1
     network: str = ""
+    # False while its agent reports it not ready: it stays a workload of its services (for
+    # their SANs, its own inbound side) but serves none of their endpoints, as a Pod that
+    # fails its readiness probe leaves the EndpointSlice and Istio leaves an unhealthy
+    # WorkloadEntry out of EDS.
+    ready: bool = True
 
     @property
     def label_map(self) -> dict[str, str]:

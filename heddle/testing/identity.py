@@ -9,11 +9,11 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from heddle.agent.agent import sds_socket_for
 from heddle.agent.certificates import WorkloadCertificate
 from heddle.agent.sds import SdsServer, serve_sds
 from heddle.ca.authority import CertificateAuthority, make_csr, new_key
 from heddle.ca.identity import Identity
+from heddle.model.sockets import sds_socket_for
 
 
 async def serve_identity(tmp: Path, namespace: str, service_account: str,

@@ -33,7 +33,7 @@ from heddle.heap import settle
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.from_config import workload_from_group
-from heddle.registry.membership import InstanceKey, Membership
+from heddle.registry.membership import EntryKey, InstanceKey, Membership
 from heddle.translate.sidecar import (
     CLUSTER,
     ENDPOINT,
@@ -44,7 +44,7 @@ from heddle.translate.sidecar import (
 from heddle.xds.authorize import NotAuthorized, authorize, authorize_instance
 from heddle.xds.cache import PackCache
 from heddle.xds.generator import CachedSidecarGenerator
-from heddle.xds.proxies import UnknownProxy, proxy_from_node
+from heddle.xds.proxies import UnknownProxy, node_metadata, proxy_from_node
 from heddle.xds.push import PushContext, PushRequest, inconsistencies
 from heddle.xds.status import ProxyStatus
 from heddle.xds.throttle import SendThrottle
@@ -488,6 +488,24 @@ class XdsServer:
         log.info("%s %s WorkloadGroup instance %s (healthy once its probe passes)",
                  connection_id, "registered" if new else "joined the existing", key)
 
+    def _watch_entry(self, connection_id: str, proxy: Proxy, node: Any,
+                     identity: Identity | None, snapshot: MeshSnapshot) -> None:
+        """A proxy that proved to be a WorkloadEntry's, and whose agent answers readiness
+        (HEALTH_CHECKS in its node metadata), has the entry health-checked while it is
+        connected: Istio's health-checked WorkloadEntry, whose agent reports its health
+        over its xDS connection. Never for an unauthenticated stream: the plaintext port
+        cannot take an endpoint away."""
+        if identity is None or str(node_metadata(node).get("HEALTH_CHECKS", "")) != "true":
+            return
+        entry = next((w for w in snapshot.registry.workloads
+                      if w.name == proxy.name and w.namespace == proxy.namespace
+                      and w.address == proxy.address), None)
+        if entry is None:
+            return
+        if self.membership.watch(connection_id, EntryKey(entry.namespace, entry.name), entry):
+            log.info("%s reports the readiness of WorkloadEntry %s/%s: out of the endpoints "
+                     "while it is not ready", connection_id, entry.namespace, entry.name)
+
     async def _open(self, node: Any, delta: bool, identity: Identity | None, peer: str,
                     ) -> _Stream:
         snapshot = self._snapshots()
@@ -501,6 +519,8 @@ class XdsServer:
             self._push_later(connection_id)
         if proxy.workload_group:
             self._register(connection_id, proxy, identity, snapshot)
+        else:
+            self._watch_entry(connection_id, proxy, node, identity, snapshot)
         others = self._streams_of(proxy.id)
         self._streams[connection_id] = stream
         self._by_node.setdefault(proxy.id, {})[connection_id] = stream

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from heddle.registry.membership import InstanceKey, Membership
+from heddle.registry.membership import EntryKey, InstanceKey, Membership
 from heddle.registry.model import Workload
 from heddle.testing.clock import FakeClock
 
@@ -101,3 +101,49 @@ async def test_health_checks_probe_once_per_period_of_the_clock() -> None:
     stop.set()
     await clock.advance(1)
     await checks
+
+
+# --- WorkloadEntries whose agent reports readiness ----------------------------------------
+
+ENTRY = Workload("default", "backend-1", "127.0.20.3", (("app", "backend"),))
+ENTRY_KEY = EntryKey("default", "backend-1")
+
+
+async def test_a_watched_entry_counts_as_ready_until_a_probe_fails() -> None:
+    """A configured entry is in the endpoints before any probe (a restarted control plane
+    takes no endpoint away while it learns health), and leaves them once its probe fails
+    `failure_threshold` times in a row."""
+    answers = {ENTRY.address: False}
+
+    async def probe(workload: Workload) -> bool:
+        return answers[workload.address]
+
+    notified: list[int] = []
+    members = Membership(on_change=lambda: notified.append(1))
+    assert members.watch("backend-1-1", ENTRY_KEY, ENTRY, period=0.5, failure_threshold=2)
+    assert members.unready() == frozenset() and notified == []
+    await members.check_due(probe, now=0)
+    assert members.unready() == frozenset()  # one failure is not enough
+    await members.check_due(probe, now=0.5)
+    assert members.unready() == {("default", "backend-1")} and len(notified) == 1
+    assert members.healthy() == []  # an entry is never a registered instance
+    answers[ENTRY.address] = True
+    await members.check_due(probe, now=1.0)
+    assert members.unready() == frozenset() and len(notified) == 2
+    assert members.entries() == {ENTRY_KEY: True}
+
+
+async def test_an_unready_entry_is_ready_again_once_its_last_stream_closes() -> None:
+    async def failing(_: Workload) -> bool:
+        return False
+
+    members = Membership()
+    members.watch("backend-1-1", ENTRY_KEY, ENTRY, failure_threshold=1)
+    assert members.watch("backend-1-2", ENTRY_KEY, ENTRY, failure_threshold=1) is False
+    await members.check_due(failing, now=0)
+    assert members.unready() == {("default", "backend-1")}
+    assert members.leave("backend-1-1") is False  # another of its streams is open
+    assert members.unready() == {("default", "backend-1")}
+    version = members.version
+    assert members.leave("backend-1-2") is True
+    assert members.unready() == frozenset() and members.version == version + 1
