@@ -6,6 +6,7 @@ workload's command fails) stops everything it started and says why."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -46,7 +47,9 @@ def up(home: Path, config: Path, *args: str) -> tuple[subprocess.CompletedProces
 def workloads_listed(mesh: LocalMesh) -> dict[str, str]:
     """Workload -> its pod IP, as `heddle status` lists them."""
     lines = mesh.heddle("status").stdout.splitlines()[2:]
-    return {line.split()[0]: line.split()[2] for line in lines if line.strip()}
+    table = itertools.takewhile(lambda line: line.strip() != "" and
+                                not line.startswith("configuration:"), lines)
+    return {line.split()[0]: line.split()[2] for line in table}
 
 
 def ports_of(mesh: LocalMesh) -> list[str]:
