@@ -397,8 +397,10 @@ _GRPC_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*")
 
 
 def _re2_ok(pattern: str) -> bool:
+    options = re2.Options()
+    options.log_errors = False
     try:
-        re2.compile(f"(?i){pattern}.*")
+        re2.compile(f"(?i){pattern}.*", options=options)
     except re2.error:
         return False
     return True

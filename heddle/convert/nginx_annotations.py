@@ -246,21 +246,20 @@ REDIRECT_DEPENDENTS = ("permanent-redirect-code", "temporal-redirect-code")
 
 def _redirect_url(ctx: _Context, name: str, code: int) -> Redirect | None:
     value = ctx.get(name) or ""
-    url = urlsplit(value)
-    path: str | None = url.path or "/"
+    keep_path = value.endswith("$request_uri")  # `https://host$request_uri`: the same path
+    url = urlsplit(value.removesuffix("$request_uri") if keep_path else value)
     if url.scheme not in ("http", "https") or not url.hostname:
         ctx.report(name, Verdict.IGNORED, "not an http(s) URL with a host, so ingress-nginx "
                    "refuses it")
         return None
-    if path == "$request_uri":
-        path = None
-    if url.query or url.fragment or (path and "$" in path) or "$" in url.netloc:
+    if url.query or url.fragment or "$" in url.netloc + url.path or (keep_path and url.path):
         ctx.report(name, Verdict.NOT_CONVERTED, "a Gateway API redirect sets scheme, host, port "
                    "and path, not a query, a fragment or nginx variables")
         return None
     ctx.report(name, Verdict.NOTE, "nginx's `return` drops the request's query string; a "
                "Gateway API redirect may keep it (Envoy does)")
-    return Redirect(url.scheme, url.hostname, url.port, path, code)
+    return Redirect(url.scheme, url.hostname, url.port, None if keep_path else url.path or "/",
+                    code)
 
 
 def _redirect(ctx: _Context, s: NginxSettings) -> NginxSettings:
