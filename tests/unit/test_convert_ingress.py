@@ -218,7 +218,8 @@ def test_force_ssl_redirect_redirects_without_tls_too() -> None:
 
 # --- canary -----------------------------------------------------------------------------------
 
-CANARY_PATH = "- {path: /, pathType: Prefix, backend: {service: {name: web-v2, port: {number: 80}}}}"
+CANARY_PATH = ("- {path: /, pathType: Prefix, "
+               "backend: {service: {name: web-v2, port: {number: 80}}}}")
 
 
 def test_canary_weight_splits_the_main_ingress_rule() -> None:
