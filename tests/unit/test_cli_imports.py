@@ -65,6 +65,7 @@ HEAVY = ("pydantic", "pydantic_core", "heddle.api.models", "heddle.api.loader",
          "heddle.api.schema_check", "jsonschema", "fastjsonschema", "cel", "re2", "grpc",
          "google.protobuf", "envoy", "xds", "heddle.translate", "heddle.xds", "heddle.app",
          "heddle.config.store", "heddle.config.applied", "heddle.agent", "heddle.ca",
+         "heddle.convert",
          "typer", "click", "rich", "httpx", "aiohttp", "watchfiles", "yaml", "cryptography",
          "asyncio", "http.client", "ssl", "email")
 

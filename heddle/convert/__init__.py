@@ -1,0 +1,1 @@
+"""Converters from other projects' configuration to what Heddle reads (`heddle convert`)."""
