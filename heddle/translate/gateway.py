@@ -341,7 +341,8 @@ def _passthrough_chains(snapshot: MeshSnapshot, server: BoundServer,
                 if not names or not tls.route:
                     continue
                 taken.update(names)
-                chain = listener_components_pb2.FilterChain(name=f"{server.ref}/{server.index}/{names[0]}")
+                chain = listener_components_pb2.FilterChain(
+                    name=f"{server.ref}/{server.index}/{names[0]}")
                 chain.filter_chain_match.server_names.extend([] if "*" in names else names)
                 chain.filters.append(_tcp_proxy(snapshot, vs.namespace, tls.route, port,
                                                 f"passthrough.{port}"))

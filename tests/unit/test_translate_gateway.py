@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from envoy.config.listener.v3 import listener_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
@@ -351,6 +351,7 @@ spec:
     assert classes.errors == []
     mesh = MeshSnapshot.build(1, classes.resources)
     [ingress, web] = gateway_workloads(mesh)
+    assert ingress.source == "default ingress gateway"
     assert (web.name, web.namespace, dict(web.labels)["gateway.networking.k8s.io/gateway-name"]
             ) == ("web-istio", "apps", "web")
 
