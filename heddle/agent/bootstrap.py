@@ -90,6 +90,8 @@ def bootstrap(proxy: Proxy, xds_host: str, xds_port: int, delta: bool = False,
                 "APP_ADDRESS": proxy.app_address,
                 "NAMESPACE": proxy.namespace,
                 **({"WORKLOAD_GROUP": proxy.workload_group} if proxy.workload_group else {}),
+                **({"LOW_PORT_OFFSET": str(proxy.low_port_offset)}
+                   if proxy.low_port_offset else {}),
             },
         },
         "admin": {"address": {"socket_address": {"address": proxy.address,
