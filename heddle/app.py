@@ -46,7 +46,7 @@ from heddle.translate import ports
 from heddle.xds.agent_ports import start_agent_ports
 from heddle.xds.debounce import Debouncer
 from heddle.xds.debug import debug_app
-from heddle.xds.generator import CachedSidecarGenerator
+from heddle.xds.generator import CachedSidecarGenerator, GatewayGenerator
 from heddle.xds.push import PushRequest
 from heddle.xds.server import Generator, XdsServer, start_grpc
 
@@ -138,11 +138,11 @@ async def probe_readiness(workload: Workload) -> bool:
         return False
 
 
-def sidecar_generators() -> dict[ProxyType, Generator]:
-    """One generator per proxy type. Only the sidecar's exists so far: routers get a
-    sidecar's configuration until the gateway generator replaces it here."""
-    sidecar = CachedSidecarGenerator()
-    return {ProxyType.SIDECAR: sidecar, ProxyType.ROUTER: sidecar}
+def proxy_generators() -> dict[ProxyType, Generator]:
+    """One generator per proxy type: sidecars through the shared caches, routers
+    (gateways) from their Gateways, their problems told in the people's log."""
+    return {ProxyType.SIDECAR: CachedSidecarGenerator(),
+            ProxyType.ROUTER: GatewayGenerator(events_log)}
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ class ControlPlane:
         self._snapshot = MeshSnapshot.build(0, [])
         self._snapshot_key = (0, 0)
         self.membership = Membership(on_change=self._membership_changed, clock=self.clock)
-        self.generators = generators if generators is not None else sidecar_generators()
+        self.generators = generators if generators is not None else proxy_generators()
         self.xds = XdsServer(self.snapshot, self.generators, membership=self.membership)
         self.debouncer = Debouncer(self._push, options.debounce_quiet,
                                    options.debounce_max, clock=self.clock)

@@ -95,6 +95,8 @@ def bootstrap(proxy: Proxy, xds_host: str, xds_port: int, delta: bool = False,
                 "NAMESPACE": proxy.namespace,
                 **({"WORKLOAD_GROUP": proxy.workload_group} if proxy.workload_group else {}),
                 **({HEALTH_CHECKS: "true"} if health_checks else {}),
+                **({"LOW_PORT_OFFSET": str(proxy.low_port_offset)}
+                   if proxy.low_port_offset else {}),
             },
         },
         "admin": {"address": {"socket_address": {"address": proxy.address,

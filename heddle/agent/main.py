@@ -44,6 +44,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--service-account", default="default")
     p.add_argument("--workload-group", default="",
                    help="Join as an instance of this WorkloadGroup.")
+    p.add_argument("--proxy-type", choices=("sidecar", "router"), default="sidecar",
+                   help="router: a gateway (a standalone Envoy, no application).")
+    p.add_argument("--low-port-offset", type=int, default=0,
+                   help="A router's listener ports below 1024 listen this much higher "
+                        "(where it may not bind them); 0: as written.")
     p.add_argument("--xds-host", default="127.0.0.1")
     p.add_argument("--xds-port", type=int, default=15010)
     p.add_argument("--workdir", type=Path, required=True, help="Where bootstrap and logs go.")
@@ -81,9 +86,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     configure_logging()
     labels = json.loads(args.labels)
-    proxy = Proxy(ProxyType.SIDECAR, args.name, args.namespace, args.address,
+    proxy = Proxy(ProxyType(args.proxy_type), args.name, args.namespace, args.address,
                   args.app_address, tuple(sorted(labels.items())), args.service_account,
-                  args.workload_group)
+                  args.workload_group, low_port_offset=args.low_port_offset)
     words = [w for i, w in enumerate(args.command) if not (i == 0 and w == "--")]
     ca_address: str = args.ca_address
     config = AgentConfig(

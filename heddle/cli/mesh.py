@@ -363,8 +363,8 @@ def _problems(state: MeshState) -> dict[str, Any] | None:
 def proxy_of(workload: WorkloadState) -> Proxy:
     from heddle.model.proxy import Proxy, ProxyType
 
-    return Proxy(ProxyType.SIDECAR, workload.name, workload.namespace, workload.address,
-                 workload.app_address, tuple(sorted(workload.labels.items())),
+    return Proxy(ProxyType(workload.proxy_type), workload.name, workload.namespace,
+                 workload.address, workload.app_address, tuple(sorted(workload.labels.items())),
                  workload.service_account)
 
 
@@ -396,6 +396,14 @@ def status(_: argparse.Namespace) -> None:
         rows.append([workload.name, workload.namespace, workload.address,
                      workload.app_address, readiness, proxy])
     print_table(["WORKLOAD", "NAMESPACE", "POD IP", "APP ADDRESS", "READY", "PROXY"], rows)
+    gateways = [state.workloads[k] for k in keys if state.workloads[k].proxy_type == "router"]
+    if gateways:
+        echo()
+        echo("gateways:")
+        for gateway in gateways:
+            echo(f"  {gateway.name}.{gateway.namespace} ({gateway.source}) at "
+                 f"{gateway.address}: " + (", ".join(gateway.listeners)
+                                           or "no listeners (no Gateway selects it)"))
     if sync is None:
         echo(f"control plane not answering on 127.0.0.1:{state.debug_port} (see "
              f"{mesh_home() / 'logs' / 'control-plane.log'}); proxy states unknown")

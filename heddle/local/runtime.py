@@ -30,9 +30,12 @@ from heddle.local.workloads import (
     ADDRESSES_ANNOTATION,
     COMMAND_ANNOTATION,
     app_address,
+    gateway_addresses,
     group_addresses,
     is_local,
+    low_port_offset,
 )
+from heddle.model.gateways import gateway_workloads
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.from_config import workload_from_group
 from heddle.registry.model import Workload
@@ -120,6 +123,8 @@ class LocalMesh:
         CertificateAuthority.load_or_create(self.ca_dir)
         self.tokens = TokenIssuer.load_or_create(self.ca_dir)
         self.readiness = Readiness()
+        self.gateways: dict[str, tuple[Workload, str]] = {}  # key -> (workload, source)
+        self.low_port_offset = low_port_offset()
 
     def _log(self, name: str) -> int:
         path = self.config.home / "logs" / name
@@ -140,10 +145,22 @@ class LocalMesh:
         self.state.save(self.config.home)
         return self.control_plane
 
+    def _gateways(self, snapshot: MeshSnapshot) -> dict[str, tuple[Workload, str]]:
+        """The gateway proxies the configuration asks for (see model.gateways), each at a
+        pod IP of its own, with what asked for it."""
+        gateways = gateway_workloads(snapshot, tuple(self.store.unmanaged()))
+        addresses = gateway_addresses([w.address for w in snapshot.registry.workloads],
+                                      len(gateways))
+        return {g.key: (Workload(g.namespace, g.name, address, g.labels, g.service_account),
+                        g.source) for g, address in zip(gateways, addresses, strict=False)}
+
     def _wanted(self) -> dict[str, tuple[Workload, str, str]]:
-        """(workload, command, WorkloadGroup it joins) for everything that runs here."""
+        """(workload, command, WorkloadGroup it joins) for everything that runs here;
+        gateways (in `self.gateways`) have no command."""
         snapshot = MeshSnapshot.of(self.store)
-        wanted: dict[str, tuple[Workload, str, str]] = {}
+        self.gateways = self._gateways(snapshot)
+        wanted: dict[str, tuple[Workload, str, str]] = {
+            key: (workload, "", "") for key, (workload, _) in self.gateways.items()}
         for workload in snapshot.registry.workloads:
             entry = snapshot.get("networking.istio.io", "WorkloadEntry", workload.namespace,
                                  workload.name)
@@ -170,6 +187,10 @@ class LocalMesh:
             command=command, restarts=self.exits.get(key, (0, None))[0],
             last_exit=self.exits.get(key, (0, None))[1],
             agent_log_from=_size(workdir / "agent.log"), app_log_from=_size(workdir / "app.log"))
+        gateway = self.gateways.get(key)
+        if gateway is not None:
+            state.app_address, state.proxy_type, state.source = (
+                workload.address, "router", gateway[1])
         args = [*agent_command(), "--name", workload.name,
                 "--namespace", workload.namespace, "--address", workload.address,
                 "--app-address", state.app_address, "--labels", json.dumps(state.labels),
@@ -178,6 +199,8 @@ class LocalMesh:
                 "--cwd", str(self.app_cwd)]
         if group:
             args += ["--workload-group", group]
+        if gateway is not None:
+            args += ["--proxy-type", "router", "--low-port-offset", str(self.low_port_offset)]
         token_file = workdir / "join-token"
         token_file.touch(mode=0o600)
         token_file.write_text(self.tokens.create(workload.namespace, workload.service_account))
@@ -239,6 +262,7 @@ class LocalMesh:
             await self._start_agent(key, workload, command, group)
             fresh.append(key)
         self._app_ports(fresh)
+        self._gateway_listeners()
         self.refused = {k: why for k, why in self.refused.items() if k in wanted}
         self.state.workloads = {k: s for k, (_, s) in self.agents.items()}
         self.state.refused = dict(sorted(self.refused.items()))
@@ -269,6 +293,28 @@ class LocalMesh:
                         state.app_ports.append(port.app_port)
         except Exception:  # readiness then rests on the agent's word alone
             log.exception("finding the applications' ports failed")
+
+    def _gateway_listeners(self) -> None:
+        """Each gateway's server ports as URLs, for `heddle status` (again at every change:
+        Gateways come and go while it runs)."""
+        gateways = [s for key, (_, s) in self.agents.items() if key in self.gateways]
+        if not gateways:
+            return
+        try:
+            from heddle.model.proxy import Proxy, ProxyType
+            from heddle.translate.gateway import gateway_listeners
+
+            snapshot = MeshSnapshot.of(self.store)
+            for state in gateways:
+                proxy = Proxy(ProxyType.ROUTER, state.name, state.namespace, state.address,
+                              state.address, tuple(sorted(state.labels.items())),
+                              state.service_account, low_port_offset=self.low_port_offset)
+                state.listeners = [
+                    listener.url + (f" (port {listener.number} + {self.low_port_offset}: "
+                                    "not root)" if listener.port != listener.number else "")
+                    for listener in gateway_listeners(snapshot, proxy)]
+        except Exception:  # status then shows no listeners
+            log.exception("finding the gateways' listeners failed")
 
     def _claim(self) -> None:
         """Record what this mesh holds, for a second `heddle up` to be refused by."""

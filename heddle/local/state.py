@@ -32,6 +32,10 @@ class WorkloadState:
     agent_log_from: int = 0
     app_log_from: int = 0
     last_exit: int | None = None  # the exit status of its last agent that exited
+    proxy_type: str = "sidecar"  # or "router": a gateway
+    # A gateway's server ports as URLs at its address, and what asked for it.
+    listeners: list[str] = field(default_factory=list)
+    source: str = ""
 
 
 @dataclass

@@ -7,6 +7,7 @@ a clash with a running mesh before the slow validation and before anything start
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,36 @@ def declared_addresses(files: list[Path]) -> dict[str, str]:
                 for address, name in _declared(item):
                     found.setdefault(address, name)
     return found
+
+
+GATEWAY_HOST_FROM = 250  # gateways take .250, .249, ... of the mesh's loopback /24
+LOW_PORT_OFFSET = 8000  # 80 -> 8080, 443 -> 8443: the ports Istio's unprivileged gateways use
+
+
+def gateway_addresses(workload_addresses: list[str], count: int) -> list[str]:
+    """Pod IPs for `count` gateways: from .250 down in the /24 of the mesh's first local
+    workload (127.0.0.0/24 without one), skipping addresses a workload has, so that a
+    second mesh in another /24 never shares a gateway's address."""
+    local = sorted(a for a in workload_addresses if is_local(a))
+    prefix = local[0].rsplit(".", 1)[0] if local else "127.0.0"
+    taken = set(local)
+    found: list[str] = []
+    host = GATEWAY_HOST_FROM
+    while len(found) < count and host > 1:
+        address = f"{prefix}.{host}"
+        if address not in taken:
+            found.append(address)
+        host -= 1
+    return found
+
+
+def low_port_offset() -> int:
+    """How far a gateway's ports below 1024 move: 0 where this user may bind them (root, or
+    `net.ipv4.ip_unprivileged_port_start` 0), else LOW_PORT_OFFSET."""
+    if os.geteuid() == 0:
+        return 0
+    try:
+        start = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    except (OSError, ValueError):
+        start = 1024
+    return 0 if start == 0 else LOW_PORT_OFFSET

@@ -30,6 +30,9 @@ class Proxy:
     labels: tuple[tuple[str, str], ...] = ()
     service_account: str = "default"
     workload_group: str = ""  # set when the proxy joins as an instance of a WorkloadGroup
+    # Gateways only: added to a listener port below 1024 where the proxy may not bind it
+    # (not root); 0 binds every port as written.
+    low_port_offset: int = 0
 
     @property
     def id(self) -> str:

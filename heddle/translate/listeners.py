@@ -75,7 +75,7 @@ def _pack(message: Message) -> any_pb2.Any:
     return packed
 
 
-def _access_log() -> accesslog_pb2.AccessLog:
+def access_log() -> accesslog_pb2.AccessLog:
     logger = stream_pb2.StdoutAccessLog()
     logger.log_format.text_format_source.inline_string = ACCESS_LOG_FORMAT
     return accesslog_pb2.AccessLog(name="envoy.access_loggers.stdout", typed_config=_pack(logger))
@@ -102,7 +102,7 @@ def outbound_listener(snapshot: MeshSnapshot, proxy: Proxy) -> listener_pb2.List
         # CORS and fault act only where a route carries their config (VirtualService corsPolicy,
         # fault); the forward proxy filter only on routes to the passthrough cluster.
         http_filters=http_filters(FilterContext(snapshot, proxy, Direction.OUTBOUND)),
-        access_log=[_access_log()],
+        access_log=[access_log()],
         # Absolute-form requests (GET http://frontend:8080/) arrive from HTTP proxy clients.
         http_protocol_options={"allow_absolute_url": {"value": True}},
         # CONNECT tunnels carry TCP (and TLS) to services through the same proxy.
@@ -130,7 +130,7 @@ def _inbound_http(port: int, chain: list[hcm.HttpFilter], mesh: MeshConfig, mtls
     manager = hcm.HttpConnectionManager(
         stat_prefix=f"inbound_{port}", route_config=route,
         http_filters=chain,
-        access_log=[_access_log()])
+        access_log=[access_log()])
     # Before any policy filter: rules match the path the application will receive.
     apply_path_normalization(manager, mesh)
     if mtls:  # tell the application who called, as Istio does (x-forwarded-client-cert)
@@ -142,7 +142,7 @@ def _inbound_http(port: int, chain: list[hcm.HttpFilter], mesh: MeshConfig, mtls
 
 def _inbound_tcp(port: int, policy: Named) -> list[listener_components_pb2.Filter]:
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=f"inbound_{port}", cluster=inbound_cluster(port),
-                                   access_log=[_access_log()])
+                                   access_log=[access_log()])
     return [*(listener_components_pb2.Filter(name=n, typed_config=_pack(c)) for n, c in policy),
             listener_components_pb2.Filter(name="envoy.filters.network.tcp_proxy",
                                            typed_config=_pack(proxy))]

@@ -172,7 +172,7 @@ def _route_match(match: HTTPMatch) -> rc.RouteMatch:
     return out
 
 
-def _destination_cluster(snapshot: MeshSnapshot, namespace: str, destination: Destination,
+def destination_cluster(snapshot: MeshSnapshot, namespace: str, destination: Destination,
                          port: int) -> str:
     host = resolve_host(destination.host, namespace)
     service = snapshot.registry.service(host)
@@ -182,17 +182,17 @@ def _destination_cluster(snapshot: MeshSnapshot, namespace: str, destination: De
     return outbound_cluster(number or port, host, destination.subset or "")
 
 
-def _set_destinations(action: rc.RouteAction, snapshot: MeshSnapshot, namespace: str,
+def set_destinations(action: rc.RouteAction, snapshot: MeshSnapshot, namespace: str,
                       destinations: Sequence[RouteDestination], port: int) -> None:
     """One destination: its cluster; several: weighted clusters (any rule kind)."""
     if len(destinations) == 1:
-        action.cluster = _destination_cluster(snapshot, namespace,
+        action.cluster = destination_cluster(snapshot, namespace,
                                               destinations[0].destination, port)
         return
     action.ClearField("cluster")
     for dest in destinations:
         action.weighted_clusters.clusters.add(
-            name=_destination_cluster(snapshot, namespace, dest.destination, port),
+            name=destination_cluster(snapshot, namespace, dest.destination, port),
             weight=wrappers_pb2.UInt32Value(value=dest.weight or 0))
 
 
@@ -203,7 +203,7 @@ def _client(proxy: Proxy | None) -> tuple[str | None, dict[str, str] | None]:
 def _route_action(snapshot: MeshSnapshot, vs: Resource[Any], http: HTTPRoute,
                   port: int, proxy: Proxy | None = None) -> rc.RouteAction:
     action = rc.RouteAction()
-    _set_destinations(action, snapshot, vs.namespace, http.route or [], port)
+    set_destinations(action, snapshot, vs.namespace, http.route or [], port)
     action.timeout.CopyFrom(
         parse_duration(http.timeout) if http.timeout is not None
         else duration_pb2.Duration(seconds=istio_defaults.ROUTE_TIMEOUT_SECONDS))
@@ -228,11 +228,11 @@ def _forwarding(snapshot: MeshSnapshot, vs: Resource[Any], http: HTTPRoute,
     if http.mirror is not None:
         percentage = http.mirrorPercentage
         action.request_mirror_policies.append(mirror_policy(
-            _destination_cluster(snapshot, vs.namespace, http.mirror, port),
+            destination_cluster(snapshot, vs.namespace, http.mirror, port),
             percentage.value if percentage is not None else None))
     for mirror in http.mirrors or []:
         action.request_mirror_policies.append(mirror_policy(
-            _destination_cluster(snapshot, vs.namespace, mirror.destination, port),
+            destination_cluster(snapshot, vs.namespace, mirror.destination, port),
             mirror.percentage.value if mirror.percentage is not None else None))
     if http.fault is not None and not is_empty(http.fault):
         # As in Istio the route keeps its retry policy and timeout: the fault filter acts
@@ -242,9 +242,26 @@ def _forwarding(snapshot: MeshSnapshot, vs: Resource[Any], http: HTTPRoute,
     return route
 
 
-def _applies_to(match: SourceMatch, proxy: Proxy | None) -> bool:
-    """Matches on who sends (sourceLabels, sourceNamespace, gateways) decide per proxy."""
-    if "mesh" not in (match.gateways or ["mesh"]):
+MESH_GATEWAY = "mesh"  # the reserved name of every sidecar in `gateways`
+
+
+def gateway_ref(name: str, namespace: str) -> str:
+    """A `gateways` entry as `NAMESPACE/NAME`: a bare name is of the VirtualService's
+    namespace; `mesh` stays itself."""
+    if name == MESH_GATEWAY or "/" in name:
+        return name
+    return f"{namespace}/{name}"
+
+
+def _applies_to(match: SourceMatch, proxy: Proxy | None, gateway: str | None = None,
+                namespace: str = "") -> bool:
+    """Matches on who sends (sourceLabels, sourceNamespace, gateways) decide per proxy.
+    `gateway`: the Gateway (`ns/name`) the routes are for; None: the mesh's sidecars. A
+    match that names no gateways takes its VirtualService's."""
+    if gateway is None:
+        if MESH_GATEWAY not in (match.gateways or [MESH_GATEWAY]):
+            return False
+    elif match.gateways and gateway not in {gateway_ref(g, namespace) for g in match.gateways}:
         return False
     if proxy is None:
         return not match.sourceLabels and not match.sourceNamespace
@@ -269,13 +286,14 @@ def _http_rules(snapshot: MeshSnapshot, vs: Resource[Any],
     return rules
 
 
-def _routes_for(snapshot: MeshSnapshot, vs: Resource[Any], port: int,
-                proxy: Proxy | None = None) -> list[rc.Route]:
-    """One Envoy route per (http rule, match), in order: the first match wins."""
+def routes_for(snapshot: MeshSnapshot, vs: Resource[Any], port: int,
+               proxy: Proxy | None = None, gateway: str | None = None) -> list[rc.Route]:
+    """One Envoy route per (http rule, match), in order: the first match wins. `gateway`:
+    the routes are for that Gateway's server on `port` (None: for sidecars)."""
     routes: list[rc.Route] = []
     for owner, i, http in _http_rules(snapshot, vs):
         matches = [m for m in http.match or [_EVERY_REQUEST]
-                   if m.port in (None, port) and _applies_to(m, proxy)]
+                   if m.port in (None, port) and _applies_to(m, proxy, gateway, vs.namespace)]
         for j, match in enumerate(matches):
             if http.redirect is not None and not is_empty(http.redirect):
                 route = rc.Route(redirect=redirect(http.redirect))
@@ -345,7 +363,7 @@ def _domains(service: Service, port: int, with_bare_names: bool,
 def _http_routes(snapshot: MeshSnapshot, service: Service, port: int,
                  proxy: Proxy | None = None) -> list[rc.Route]:
     vs = _virtual_service_for(snapshot, service)
-    routes = _routes_for(snapshot, vs, port, proxy) if vs else []
+    routes = routes_for(snapshot, vs, port, proxy) if vs else []
     return routes or [rc.Route(
         name="default",
         match=rc.RouteMatch(prefix="/"),
@@ -391,7 +409,7 @@ def _connect_routes(snapshot: MeshSnapshot, service: Service, port: ServicePort,
     vs = _virtual_service_for(snapshot, service)
     rules = _stream_rules(vs, service, port, proxy) if vs else []
     if vs and rules and rules[0].route:
-        _set_destinations(action, snapshot, vs.namespace, rules[0].route, port.number)
+        set_destinations(action, snapshot, vs.namespace, rules[0].route, port.number)
     return [rc.Route(name="connect", match=rc.RouteMatch(connect_matcher={}), route=action)]
 
 
@@ -424,7 +442,7 @@ def proxy_route_config(snapshot: MeshSnapshot, name: str, proxy: Proxy | None = 
         for port in service.ports:
             http = _http_routes(snapshot, service, port.number, proxy) \
                 if speaks_http(port.protocol) else []
-            _tell_auto_ports_it_is_http(snapshot, http, proxy)
+            tell_auto_ports_it_is_http(snapshot, http, proxy)
             config.virtual_hosts.add(
                 name=f"{service.hostname}:{port.number}",
                 domains=_domains(service, port.number, port.number == 80, proxy),
@@ -446,7 +464,7 @@ def _is_auto_port(snapshot: MeshSnapshot, cluster: str) -> bool:
     return port is not None and port.protocol == AUTO
 
 
-def _tell_auto_ports_it_is_http(snapshot: MeshSnapshot, routes: list[rc.Route],
+def tell_auto_ports_it_is_http(snapshot: MeshSnapshot, routes: list[rc.Route],
                                 proxy: Proxy | None) -> None:
     """HTTP requests to an AUTO port (whichever host's route sends them there) offer
     Istio's HTTP ALPN, so that the server's sidecar serves them as HTTP inside mTLS (see

@@ -31,7 +31,7 @@ SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 TLS_SOCKET = "envoy.transport_sockets.tls"
 
 
-def _san_matcher(san: str) -> common_pb2.SubjectAltNameMatcher:
+def san_matcher(san: str) -> common_pb2.SubjectAltNameMatcher:
     if "://" in san:
         kind = common_pb2.SubjectAltNameMatcher.URI
     else:
@@ -106,7 +106,7 @@ def origination_socket(snapshot: MeshSnapshot, tls: ClientTLS, rule_namespace: s
     if ca is not None and not skip_verify:
         validation = common.validation_context
         validation.trusted_ca.CopyFrom(ca)
-        validation.match_typed_subject_alt_names.extend(_san_matcher(s) for s in sans)
+        validation.match_typed_subject_alt_names.extend(san_matcher(s) for s in sans)
     if not context.sni:
         options.upstream_http_protocol_options.auto_sni = True
     if not context.sni and not sans and not skip_verify:

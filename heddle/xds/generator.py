@@ -10,6 +10,7 @@ workloads of one namespace that no such rule tells apart share one outbound side
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
@@ -32,6 +33,7 @@ from heddle.translate.clusters import (
     outbound_targets,
 )
 from heddle.translate.egress import passthrough_cluster
+from heddle.translate.gateway import gateway_config
 from heddle.translate.listeners import OUTBOUND_ROUTE, inbound_clusters, sidecar_listeners
 from heddle.translate.mtls import namespace_mtls_mode, workload_mtls_mode
 from heddle.translate.routes import proxy_route_config
@@ -219,3 +221,23 @@ class CachedSidecarGenerator:
         return self.routes.get(key, lambda: proxy_route_config(
             outbound, OUTBOUND_ROUTE, client, scope.outbound_traffic_mode))
 
+
+
+class GatewayGenerator:
+    """A Generator for routers (gateway proxies): translate.gateway's resources, with what
+    the configuration gets wrong there (a conflicting server, a credentialName without a
+    usable Secret) logged for people once, when it appears."""
+
+    def __init__(self, problems_log: logging.Logger | None = None) -> None:
+        self._log = problems_log or logging.getLogger(__name__)
+        self._said: dict[str, tuple[str, ...]] = {}
+
+    def __call__(self, snapshot: MeshSnapshot, proxy: Proxy) -> ProxyResources:
+        config = gateway_config(snapshot, proxy)
+        problems = tuple(config.problems)
+        said = self._said.get(proxy.id, ())
+        for problem in problems:
+            if problem not in said:
+                self._log.error("gateway %s.%s: %s", proxy.name, proxy.namespace, problem)
+        self._said[proxy.id] = problems
+        return config.resources

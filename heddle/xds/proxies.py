@@ -40,4 +40,12 @@ def proxy_from_node(node: base_pb2.Node, snapshot: MeshSnapshot) -> Proxy:
         service_account=str(meta.get("SERVICE_ACCOUNT")
                             or (entry.service_account if entry else "default")),
         workload_group=str(meta.get("WORKLOAD_GROUP", "")),
+        low_port_offset=_offset(meta.get("LOW_PORT_OFFSET")),
     )
+
+
+def _offset(value: Any) -> int:
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError) as err:
+        raise UnknownProxy(f"node metadata LOW_PORT_OFFSET {value!r} is not a number") from err

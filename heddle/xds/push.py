@@ -21,7 +21,7 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from heddle.api.resource import Resource, ResourceKey
-from heddle.model.proxy import Proxy
+from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.scope import NETWORKING, ROOT_NAMESPACE, ProxyScope, proxy_scope
 from heddle.model.selectors import matches, selector_of
 from heddle.model.snapshot import MeshSnapshot
@@ -146,8 +146,8 @@ class PushContext:
         return joined
 
     def needs_push(self, proxy: Proxy) -> bool:
-        if self.everyone:
-            return True
+        if self.everyone or proxy.type is ProxyType.ROUTER:
+            return True  # a gateway depends on Gateways and Secrets too: few, always pushed
         hosts, namespaces, scoped = self._facts_before_and_after(proxy)
         for key in self.changes:
             group_kind = (key.group, key.kind)

@@ -44,6 +44,19 @@ def hello_store(subnet: str) -> ConfigStore:
 
 
 HEDDLE = str(Path(sys.executable).with_name("heddle"))
+# examples/hello's workloads as `heddle status` lists them, with the default ingress gateway.
+HELLO_WORKLOADS = {"client", "frontend", "backend-1", "backend-2", "echo",
+                   "istio-ingressgateway"}
+
+
+def status_workloads(status: str) -> dict[str, str]:
+    """Workload -> its pod IP, from the table `heddle status` prints after its first line."""
+    found = {}
+    for line in status.splitlines()[2:]:
+        if not line.strip() or line.split()[0] in ("configuration:", "gateways:"):
+            break  # the sections after the table
+        found[line.split()[0]] = line.split()[2]
+    return found
 
 
 @dataclass

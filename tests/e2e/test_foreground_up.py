@@ -13,7 +13,7 @@ from heddle.testing.waiting import wait_for
 from .mesh_fixtures import HEDDLE, mesh_copy, port_args, processes_of
 
 WORKLOADS = ("client.default", "frontend.default", "backend-1.default", "backend-2.default",
-             "echo.default")
+             "echo.default", "istio-ingressgateway.istio-system")
 
 
 def test_foreground_up_narrates_the_mesh_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
@@ -28,7 +28,7 @@ def test_foreground_up_narrates_the_mesh_and_ctrl_c_stops_everything(tmp_path: P
         def said(text: str) -> bool:
             return text in output.read_text()
 
-        wait_for(lambda: said("all 5 workloads ready; Ctrl-C stops the mesh"), 90,
+        wait_for(lambda: said("all 6 workloads ready; Ctrl-C stops the mesh"), 90,
                  "every workload ready, said")
         text = output.read_text()
         for workload in WORKLOADS:

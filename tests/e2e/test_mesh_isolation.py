@@ -6,7 +6,6 @@ workload's command fails) stops everything it started and says why."""
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import shutil
@@ -22,12 +21,14 @@ from heddle.testing.waiting import wait_for
 
 from .mesh_fixtures import (
     HEDDLE,
+    HELLO_WORKLOADS,
     LocalMesh,
     hello_text,
     mesh_copy,
     port_args,
     processes_of,
     running_mesh,
+    status_workloads,
 )
 
 
@@ -46,10 +47,7 @@ def up(home: Path, config: Path, *args: str) -> tuple[subprocess.CompletedProces
 
 def workloads_listed(mesh: LocalMesh) -> dict[str, str]:
     """Workload -> its pod IP, as `heddle status` lists them."""
-    lines = mesh.heddle("status").stdout.splitlines()[2:]
-    table = itertools.takewhile(lambda line: line.strip() != "" and
-                                not line.startswith("configuration:"), lines)
-    return {line.split()[0]: line.split()[2] for line in table}
+    return status_workloads(mesh.heddle("status").stdout)
 
 
 def ports_of(mesh: LocalMesh) -> list[str]:
@@ -68,8 +66,7 @@ def assert_refused_naming(first: LocalMesh, out: subprocess.CompletedProcess[str
         assert word in out.stderr, out.stderr
     assert elapsed < 2.0
     assert processes_of(home) == [] and not (home / "mesh" / "state.json").exists()
-    assert set(workloads_listed(first)) == {"client", "frontend", "backend-1", "backend-2",
-                                            "echo"}
+    assert set(workloads_listed(first)) == HELLO_WORKLOADS
 
 
 def test_a_second_mesh_on_the_same_ports_is_refused_naming_the_first(
@@ -95,7 +92,7 @@ def test_a_second_mesh_of_its_own_runs_beside_the_first(first: LocalMesh,
         assert second.subnet != first.subnet
         for mesh in (first, second):
             listed = workloads_listed(mesh)
-            assert set(listed) == {"client", "frontend", "backend-1", "backend-2", "echo"}
+            assert set(listed) == HELLO_WORKLOADS
             assert all(ip.startswith(mesh.subnet) for ip in listed.values()), listed
             status, body = mesh.get("http://frontend:8080/")
             assert status == 200

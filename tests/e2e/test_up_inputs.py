@@ -14,7 +14,15 @@ import pytest
 
 from heddle.testing.waiting import wait_for
 
-from .mesh_fixtures import HEDDLE, ROOT, mesh_copy, processes_of, running_mesh
+from .mesh_fixtures import (
+    HEDDLE,
+    HELLO_WORKLOADS,
+    ROOT,
+    mesh_copy,
+    processes_of,
+    running_mesh,
+    status_workloads,
+)
 
 
 def up(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -101,8 +109,7 @@ def test_one_yaml_file_is_a_mesh_of_its_own(tmp_path: Path) -> None:
             "  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: DNS\n")
         status = mesh.heddle("status").stdout
         assert f"mesh from {mesh.config_dir / 'mesh.yaml'}" in status
-        listed = {line.split()[0] for line in status.splitlines()[2:]}
-        assert listed == {"client", "frontend", "backend-1", "backend-2", "echo"}, status
+        assert set(status_workloads(status)) == HELLO_WORKLOADS, status
         assert mesh.get("http://frontend:8080/")[0] == 200
         text = (mesh.config_dir / "mesh.yaml").read_text()
         (mesh.config_dir / "mesh.yaml").write_text(
