@@ -11,7 +11,6 @@ validation or is left out, with an error naming the route it came from.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -38,6 +37,7 @@ from heddle.model.gateway_api.gateways import (
     ListenerInfo,
     _Inputs,
     class_conditions,
+    derived_name,
     gateway_conditions,
     listener_conditions,
     managed_classes,
@@ -60,7 +60,6 @@ from heddle.registry.from_config import Registry
 ROUTE_SEMANTICS = "internal.istio.io/route-semantics"
 DERIVED_FROM = "heddle.dev/derived-from"
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute")
-_MAX_NAME = 253
 
 
 @dataclass(frozen=True)
@@ -88,16 +87,6 @@ def _age(resource: Resource[Any]) -> tuple[str, str, str]:
     meta = resource.body.get("metadata") or {}
     created = meta.get("creationTimestamp") if isinstance(meta, Mapping) else None
     return (str(created or ""), resource.namespace, resource.name)
-
-
-def derived_name(*parts: str) -> str:
-    """A Kubernetes name from parts (`*` reads `wildcard`), shortened with a hash of the whole
-    when too long."""
-    name = "-".join(parts).replace("*", "wildcard").lower()
-    if len(name) <= _MAX_NAME:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
-    return f"{name[:_MAX_NAME - 11].rstrip('-.')}-{digest}"
 
 
 @dataclass
@@ -239,10 +228,12 @@ class _Builder:
     def _parent_status(self, written: tuple[tuple[str, Any], ...], controller: str,
                        denied: Condition | None, rules: Rules | None,
                        bound: int) -> RouteParentStatus:
-        accepted = denied or condition(
-            "Accepted", "Accepted",
-            "Route was valid" if bound <= 1 else f"Route was valid, bound to {bound} parents")
-        error = rules.fatal or rules.error if rules is not None else None
+        fatal = rules.fatal if rules is not None else None
+        accepted = denied or (
+            condition("Accepted", "UnsupportedValue", fatal.message, ok=False) if fatal else
+            condition("Accepted", "Accepted", "Route was valid" if bound <= 1
+                      else f"Route was valid, bound to {bound} parents"))
+        error = rules.error if rules is not None else None
         resolved = (condition("ResolvedRefs", error.reason, error.message, ok=False)
                     if error is not None else
                     condition("ResolvedRefs", "ResolvedRefs", "All references resolved"))
@@ -340,7 +331,7 @@ class _Builder:
 
 
 _HEDDLE = "heddle.dev/gateway-controller"
-_ALLOW_ALL = Grants(MappingProxyType({}))
+_ALLOW_ALL = Grants(MappingProxyType({}), enforced=False)
 
 
 def _taken_by_narrower(host: str, ours: str | None, others: Sequence[str | None]) -> bool:
@@ -471,16 +462,15 @@ def _gateway_resources(plan: GatewayPlan, builder: _Builder) -> list[Resource[An
     gateway = plan.gateway
     made: list[Resource[Any]] = []
     broken: set[str] = set()
-    for body in plan.bodies:
+    for listener_name, body in plan.bodies:
         made_one, problems = build_resource(body, gateway.source)
         if made_one is not None:
             made.append(made_one)
             continue
         error = next(p for p in problems if p.severity is Severity.ERROR)
-        listener = body["metadata"]["name"].rsplit(f"-{DERIVED_SUFFIX}-", 1)[-1]
-        broken.add(listener)
+        broken.add(listener_name)
         builder.diagnostics.append(Diagnostic(
-            Severity.ERROR, f"listener {listener!r} cannot be converted to a valid Istio "
+            Severity.ERROR, f"listener {listener_name!r} cannot be converted to a valid Istio "
             f"Gateway: {format_path(error.path)}: {error.message}", position=gateway.source,
             resource=ResourceRef("Gateway", gateway.namespace, gateway.name),
             fix="correct the listener"))

@@ -194,10 +194,16 @@ def _destinations(refs: Sequence[WeightedBackendRef], backends: Backends, rules:
         entry: dict[str, Any] = {"destination": destination or unusable(ref)}
         if len(weighted) > 1:
             entry["weight"] = weight
-        filters = getattr(ref, "filters", None) or []
-        fatal = _apply_filters(entry, filters, backends, rules)
-        if fatal is not None:
-            return [], fatal
+        for f in getattr(ref, "filters", None) or []:
+            kind = str(f.type)
+            if kind == "RequestHeaderModifier" and (h := _headers(f.requestHeaderModifier)):
+                entry.setdefault("headers", {})["request"] = h
+            elif kind == "ResponseHeaderModifier" and (
+                    h := _headers(f.responseHeaderModifier)):
+                entry.setdefault("headers", {})["response"] = h
+            elif kind not in ("RequestHeaderModifier", "ResponseHeaderModifier"):
+                return [], RouteError("UnsupportedValue",
+                                      f"unsupported filter type {kind!r} on a backendRef")
         out.append(entry)
     return out, None
 

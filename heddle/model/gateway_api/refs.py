@@ -19,6 +19,7 @@ class Grants:
     """The ReferenceGrants in force, by the namespace they are in (the referent's)."""
 
     by_namespace: Mapping[str, tuple[ReferenceGrantSpec, ...]]
+    enforced: bool = True  # False: every reference is allowed (routes of the mesh, as Istio)
 
     @classmethod
     def of(cls, grants: Iterable[Resource[Any]]) -> Grants:
@@ -31,7 +32,7 @@ class Grants:
                to_group: str, to_kind: str, to_namespace: str, to_name: str) -> bool:
         """Whether a `from_kind` in `from_namespace` may refer to `to_namespace/to_name`;
         always within one namespace."""
-        if from_namespace == to_namespace:
+        if from_namespace == to_namespace or not self.enforced:
             return True
         for spec in self.by_namespace.get(to_namespace, ()):
             if not any(f.group == from_group and f.kind == from_kind
