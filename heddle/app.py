@@ -206,13 +206,17 @@ class ControlPlane:
 
     def diagnostics(self) -> list[Diagnostic]:
         """Every problem in force: each file's, the duplicates, the applied state's
-        overrides, and the mesh config's."""
+        overrides, the mesh config's, and Gateway API routes whose Istio form is invalid."""
+        snapshot = self.snapshot()
         return (self.store.diagnostics() + self.store.overrides()
-                + list(self.snapshot().mesh_config.diagnostics))
+                + list(snapshot.mesh_config.diagnostics)
+                + list(snapshot.gateway_api.diagnostics))
 
     def problems(self) -> ConfigProblems:
         """The same problems by file, with the files fixed lately."""
-        return self.store.problems().including(self.snapshot().mesh_config.diagnostics)
+        snapshot = self.snapshot()
+        return self.store.problems().including(
+            [*snapshot.mesh_config.diagnostics, *snapshot.gateway_api.diagnostics])
 
     async def _push(self, request: PushRequest) -> None:
         before = self.xds.pushed_proxies

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from heddle.api.cel_rules import check_rules
-from heddle.api.diagnostics import Diagnostic, ResourceRef, Severity
+from heddle.api.diagnostics import Diagnostic, ResourceRef, Severity, SourcePosition
 from heddle.api.files import (
     MAX_FILE_BYTES,
     YAML_SUFFIXES,
@@ -37,8 +37,9 @@ from heddle.api.yaml_documents import PathKey, YamlDocument, iter_documents
 from heddle.heap import settle
 
 SCHEMA_ERROR = "IST0106"
-__all__ = ["MAX_FILE_BYTES", "YAML_SUFFIXES", "LoadResult", "UnreadableConfig", "load_paths",
-           "load_text", "load_text_cooperatively", "read_config_text", "yaml_files"]
+__all__ = ["MAX_FILE_BYTES", "YAML_SUFFIXES", "LoadResult", "UnreadableConfig", "build_resource",
+           "load_paths", "load_text", "load_text_cooperatively", "read_config_text",
+           "yaml_files"]
 
 # Kinds of the groups Heddle serves that it accepts but does not act on.
 _KNOWN_UNUSED = {
@@ -160,6 +161,17 @@ def load_object(obj: _Document, result: LoadResult) -> None:
         result.diagnostics.append(obj.diagnostic(FieldProblem(
             ("apiVersion",), f"{api_version} is deprecated and no longer served upstream",
             "use " + " or ".join(info.api_versions(served_only=True)), Severity.WARNING), ref))
+    resource, problems = _validated(info, version, body, ref, here)
+    result.diagnostics += [obj.diagnostic(p, ref) for p in problems]
+    if resource is not None:
+        result.resources.append(resource)
+
+
+def _validated(info: KindInfo, version: str, body: dict[str, Any], ref: ResourceRef,
+               source: SourcePosition | None,
+               ) -> tuple[Resource[Any] | None, list[FieldProblem]]:
+    """Every check a document of a known kind and served version goes through; the resource
+    when none of them found an error."""
     # The API server fills in defaults before it validates; so does Heddle.
     schema = info.schema(version)
     defaulted = apply_defaults(schema, {k: v for k, v in body.items() if k != "metadata"})
@@ -167,22 +179,19 @@ def load_object(obj: _Document, result: LoadResult) -> None:
     problems += check_schema(info, version, defaulted)
     if not problems:
         problems += check_rules(schema, defaulted)
-        problems += check_semantics(group, kind, defaulted, body["metadata"])
-    result.diagnostics += [obj.diagnostic(p, ref) for p in problems]
+        problems += check_semantics(info.group, info.kind, defaulted, body["metadata"])
     if any(p.severity is Severity.ERROR for p in problems):
-        return
+        return None, problems
     spec_body = defaulted.get("spec", {}) if info.has_spec else defaulted
     try:
         spec = info.spec_model.model_validate(spec_body or {})
     except ValidationError as err:  # the schema passed, so this is a model generation gap
-        result.diagnostics.append(Diagnostic(
-            Severity.ERROR, f"cannot read spec: {err.errors()[0]['msg']}",
-            position=here, resource=ref, field="spec"))
-        return
+        return None, [*problems, FieldProblem(("spec",),
+                                              f"cannot read spec: {err.errors()[0]['msg']}")]
     meta = body["metadata"]
-    result.resources.append(Resource(
-        api_version=api_version,
-        key=ResourceKey(group, kind, ref.namespace, ref.name),
+    return Resource(
+        api_version=body["apiVersion"],
+        key=ResourceKey(info.group, info.kind, ref.namespace, ref.name),
         metadata=ObjectMeta(
             name=ref.name,
             namespace=ref.namespace,
@@ -190,9 +199,22 @@ def load_object(obj: _Document, result: LoadResult) -> None:
             annotations=MappingProxyType(dict(meta.get("annotations") or {})),
         ),
         spec=spec,
-        source=here,
+        source=source,
         body=MappingProxyType(body),
-    ))
+    ), problems
+
+
+def build_resource(body: dict[str, Any], source: SourcePosition | None = None,
+                   ) -> tuple[Resource[Any] | None, list[FieldProblem]]:
+    """A resource made by Heddle itself (as the Gateway API conversion makes Istio Gateways
+    and VirtualServices), checked exactly as a loaded one is: None and the problems when any
+    is an error. `source`: where what it was made from was written."""
+    group, version = split_api_version(str(body.get("apiVersion", "")))
+    info = lookup(group, str(body.get("kind", "")))
+    if info is None or version not in info.versions:
+        return None, [FieldProblem(("apiVersion",),
+                                   f"unknown kind {body.get('apiVersion')} {body.get('kind')}")]
+    return _validated(info, version, body, _ref(body, info.kind, info.namespaced), source)
 
 
 def _load_steps(text: str, file: str, result: LoadResult) -> Iterator[None]:

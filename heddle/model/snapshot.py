@@ -10,6 +10,7 @@ from typing import Any, TypeVar, cast
 
 from heddle.api.resource import Resource, ResourceKey
 from heddle.config.store import ConfigStore
+from heddle.model.gateway_api import Conversion, convert
 from heddle.model.mesh_config import MeshConfig
 from heddle.model.selectors import matches, selector_of
 from heddle.registry.from_config import Registry, build_registry
@@ -37,6 +38,9 @@ class MeshSnapshot:
     _selectors: Mapping[tuple[str, str, str], _SelectorIndex] = field(repr=False)
     registry: Registry = field(repr=False)
     mesh_config: MeshConfig = field(default_factory=MeshConfig, repr=False)
+    # What the Gateway API resources came to: their status, and the problems of any whose
+    # Istio form is invalid (the Istio resources themselves are among `_resources`).
+    gateway_api: Conversion = field(default_factory=Conversion, repr=False)
     # Derived lookups, computed once per snapshot (a narrowed view starts a new memo).
     _memo: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False,
                                        compare=False)
@@ -54,8 +58,15 @@ class MeshSnapshot:
               mesh_config: MeshConfig | None = None,
               unready: Collection[tuple[str, str]] = frozenset()) -> MeshSnapshot:
         """`registered`: workloads that joined at run time, beside the configured ones;
-        `unready`: WorkloadEntries (namespace, name) whose agents report them not ready."""
-        by_key = {r.key: r for r in sorted(resources, key=lambda r: r.key)}
+        `unready`: WorkloadEntries (namespace, name) whose agents report them not ready.
+        Gateway API resources are converted here, and the Istio Gateways and VirtualServices
+        they come to are carried as any other (one written by hand of the same name wins)."""
+        configured = {r.key: r for r in resources}
+        registry = build_registry(configured.values(), registered, unready)
+        gateway_api = convert(configured.values(), registry)
+        for derived in gateway_api.resources:
+            configured.setdefault(derived.key, derived)
+        by_key = {key: configured[key] for key in sorted(configured)}
         by_kind: dict[GroupKind, list[Resource[Any]]] = defaultdict(list)
         select_all: dict[tuple[str, str, str], list[ResourceKey]] = defaultdict(list)
         by_label: dict[tuple[str, str, str], dict[tuple[str, str], list[ResourceKey]]] = (
@@ -84,8 +95,9 @@ class MeshSnapshot:
                 )
                 for scope in scopes
             }),
-            registry=build_registry(by_key.values(), registered, unready),
+            registry=registry,
             mesh_config=mesh_config or MeshConfig(),
+            gateway_api=gateway_api,
         )
 
     @classmethod

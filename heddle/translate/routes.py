@@ -7,6 +7,7 @@ VirtualService routes gets Istio's default route with its default retry policy.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +35,7 @@ from heddle.api.models.virtual_service_parts import (
 )
 from heddle.api.resource import Resource
 from heddle.api.specs import is_empty, spec_of
+from heddle.model.gateway_api import ROUTE_SEMANTICS
 from heddle.model.proxy import Proxy
 from heddle.model.scope import ALLOW_ANY, REGISTRY_ONLY, delegate_of, delegates
 from heddle.model.snapshot import MeshSnapshot
@@ -291,6 +293,7 @@ def routes_for(snapshot: MeshSnapshot, vs: Resource[Any], port: int,
     """One Envoy route per (http rule, match), in order: the first match wins. `gateway`:
     the routes are for that Gateway's server on `port` (None: for sidecars)."""
     routes: list[rc.Route] = []
+    gateway_semantics = vs.metadata.annotations.get(ROUTE_SEMANTICS) == "gateway"
     for owner, i, http in _http_rules(snapshot, vs):
         matches = [m for m in http.match or [_EVERY_REQUEST]
                    if m.port in (None, port) and _applies_to(m, proxy, gateway, vs.namespace)]
@@ -306,12 +309,34 @@ def routes_for(snapshot: MeshSnapshot, vs: Resource[Any], port: int,
             name = http.name or f"{owner.namespace}.{owner.name}.{i}"
             route.name = f"{name}.{j}" if len(matches) > 1 else name
             route.match.CopyFrom(_route_match(match))
+            if gateway_semantics:
+                _use_gateway_semantics(route)
             if http.headers is not None:
                 apply_headers(route, http.headers)
             if http.corsPolicy is not None and not is_empty(http.corsPolicy):
                 route.typed_per_filter_config[CORS_FILTER].CopyFrom(cors(http.corsPolicy))
             routes.append(route)
     return routes
+
+
+def _use_gateway_semantics(route: rc.Route) -> None:
+    """What a VirtualService made from a Gateway API route means, as Istio reads it: a
+    PathPrefix matches whole path segments (`/api` is not `/apifoo`), and a backend with no
+    cluster answers 500, as the Gateway API spec asks."""
+    prefix = route.match.prefix
+    if route.match.WhichOneof("path_specifier") == "prefix" and prefix != "/":
+        route.match.path_separated_prefix = prefix.rstrip("/")
+    if not route.HasField("route"):
+        return
+    action = route.route
+    action.cluster_not_found_response_code = (
+        rc.RouteAction.ClusterNotFoundResponseCode.INTERNAL_SERVER_ERROR)
+    separated = route.match.path_separated_prefix
+    if separated and action.prefix_rewrite == "/":
+        # ReplacePrefixMatch "": drop the prefix, keeping a `/` when nothing is left.
+        action.ClearField("prefix_rewrite")
+        action.regex_rewrite.pattern.regex = f"^{re.escape(separated)}(/?)(.*)"
+        action.regex_rewrite.substitution = "/\\2"
 
 
 def _mesh_virtual_services(snapshot: MeshSnapshot,

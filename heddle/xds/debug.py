@@ -10,6 +10,7 @@ from aiohttp import web
 from google.protobuf.json_format import MessageToDict
 
 from heddle.api.diagnostics import Diagnostic
+from heddle.api.resource import Resource
 from heddle.config.problems import ConfigProblems
 from heddle.model.snapshot import MeshSnapshot
 from heddle.xds.server import XdsServer
@@ -25,9 +26,16 @@ def _resource_json(snapshot: MeshSnapshot, rejected: dict[str, Diagnostic]
          "source": str(r.source) if r.source else "",
          "rejected": str(rejected[r.source.file]) if r.source and r.source.file in rejected
          else "",
-         "object": dict(r.body)}
+         "object": _with_status(snapshot, r)}
         for r in snapshot.resources()
     ]
+
+
+def _with_status(snapshot: MeshSnapshot, resource: Resource[Any]) -> dict[str, Any]:
+    """The document as written, with the status the control plane keeps for it (Gateway
+    API resources: their conditions, listeners and per-parent route status)."""
+    status = snapshot.gateway_api.status_json(resource.key)
+    return dict(resource.body) if status is None else {**resource.body, "status": status}
 
 
 def debug_app(xds: XdsServer, snapshots: Callable[[], MeshSnapshot],
