@@ -8,6 +8,10 @@ one Envoy policy named `ns[NS]-policy[NAME]-rule[I]`, so a denied request's
 
 A rule: `from` sources OR'ed, `to` operations OR'ed, `when` conditions AND'ed; within a source
 or operation the fields are AND'ed and each field's values OR'ed; `notX` negates the OR.
+
+Which policies a proxy gets (`applicable_policies`) is Istio's attachment: sidecars and
+gateways alike by selector (root namespace and their own), Gateway API gateways also by
+`targetRefs` naming their Gateway.
 """
 
 from __future__ import annotations
