@@ -1,5 +1,6 @@
 """Server certificates for tests of TLS at a gateway: a throwaway CA, certificates it signs
-for DNS names (server or client), and the Secret a `credentialName` names, as YAML."""
+for DNS names (server or client; a client's may carry URI SANs, such as a SPIFFE id), and the
+Secret a `credentialName` names, as YAML."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 class TestCA:
-    """A self-signed CA (P-256) that signs leaf certificates for DNS names."""
+    """A self-signed CA (P-256) that signs leaf certificates for DNS names (and URIs)."""
 
     __test__ = False  # not a pytest class
 
@@ -50,7 +51,9 @@ class TestCA:
     def cert_pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
-    def issue(self, *names: str, client: bool = False) -> Issued:
+    def issue(self, *names: str, client: bool = False, uris: tuple[str, ...] = ()) -> Issued:
+        """A certificate for DNS `names` (the first is its common name), with `uris` as URI
+        SANs before them, as a SPIFFE certificate has its id."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
@@ -60,8 +63,9 @@ class TestCA:
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(now - datetime.timedelta(minutes=5))
                 .not_valid_after(now + datetime.timedelta(days=3650))
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
-                               False)
+                .add_extension(x509.SubjectAlternativeName(
+                    [*(x509.UniformResourceIdentifier(u) for u in uris),
+                     *(x509.DNSName(n) for n in names)]), False)
                 .add_extension(x509.ExtendedKeyUsage([usage]), False)
                 .sign(self.key, hashes.SHA256()))
         return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))

@@ -8,6 +8,10 @@ one Envoy policy named `ns[NS]-policy[NAME]-rule[I]`, so a denied request's
 
 A rule: `from` sources OR'ed, `to` operations OR'ed, `when` conditions AND'ed; within a source
 or operation the fields are AND'ed and each field's values OR'ed; `notX` negates the OR.
+
+Which policies a proxy gets (`applicable_policies`) is Istio's attachment: sidecars and
+gateways alike by selector (root namespace and their own), Gateway API gateways also by
+`targetRefs` naming their Gateway.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from heddle.api.models._generated.security_authorizationpolicy import (
 from heddle.api.resource import Resource
 from heddle.api.semantics.security import DRY_RUN_ANNOTATION, parse_go_bool
 from heddle.api.specs import spec_of
+from heddle.model.gateways import GATEWAY_API, GATEWAY_NAME_LABEL
 from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
 from heddle.translate.mtls import ROOT_NAMESPACE
@@ -374,16 +379,34 @@ _POLICY_SPECS: dict[str, type[AuthorizationPolicySpec] | type[RequestAuthenticat
 }
 
 
+def _attaches(policy: Resource[Any], spec: AuthorizationPolicySpec | RequestAuthenticationSpec,
+              proxy: Proxy) -> bool:
+    """Whether a policy that selects the workload (or has no selector) applies to it, as
+    Istio's WorkloadPolicyMatcher decides. A policy with `targetRefs` (or `targetRef`)
+    applies only to the gateway workload deployed for a Gateway API Gateway it names (kind
+    Gateway, group gateway.networking.k8s.io, in the policy's own namespace); sidecars and
+    Istio-installed gateways ignore it. Policies without targets apply by their selector,
+    to Gateway API gateways too (Istio's default ENABLE_SELECTOR_BASED_K8S_GATEWAY_POLICY)."""
+    refs = spec.targetRefs or ([spec.targetRef] if spec.targetRef else [])
+    if not refs:
+        return True
+    gateway = proxy.label_map.get(GATEWAY_NAME_LABEL)
+    if gateway is None or policy.namespace != proxy.namespace:
+        return False
+    return any(ref.group == GATEWAY_API and ref.kind == "Gateway" and ref.name == gateway
+               and ref.namespace in (None, "", proxy.namespace) for ref in refs)
+
+
 def applicable_policies(snapshot: MeshSnapshot, proxy: Proxy,
                         kind: str = "AuthorizationPolicy") -> list[Resource[Any]]:
     """Security policies of `kind` in the root namespace (mesh-wide) and the workload's
-    namespace whose selector matches the workload (no selector: all of them)."""
+    namespace whose selector matches the workload (no selector: all of them), and those
+    whose `targetRefs` name the Gateway a gateway workload was deployed for."""
     found = []
     for namespace in dict.fromkeys([ROOT_NAMESPACE, proxy.namespace]):
         for policy in snapshot.selecting("security.istio.io", kind, namespace,
                                          proxy.label_map):
-            spec = spec_of(policy, _POLICY_SPECS[kind])
-            if not (spec.targetRef or spec.targetRefs):  # not for gateways
+            if _attaches(policy, spec_of(policy, _POLICY_SPECS[kind]), proxy):
                 found.append(policy)
     return found
 

@@ -17,6 +17,11 @@ bound to them, as istiod builds them.
   names. `httpsRedirect` makes the server's virtual hosts redirect to HTTPS.
 - Clusters and endpoints are a sidecar's outbound ones (ISTIO_MUTUAL to workloads with a
   sidecar); `credentialName` certificates are served by the control plane (gateway_tls).
+- RequestAuthentication and AuthorizationPolicy apply as on a sidecar's inbound side, to
+  every HTTP connection manager (jwt_authn, ext_authz, RBAC from the filter registry) and
+  every TCP chain (network RBAC), with the policies `authz.applicable_policies` picks for
+  the gateway workload: by selector, mesh-wide from the root namespace, or by `targetRefs`
+  naming its Gateway API Gateway. Remote JWKS are fetched through their own clusters.
 
 What the configuration gets wrong (a server that conflicts with another on its port, a
 credential without a usable Secret) is skipped and said in `GatewayConfig.problems`.
@@ -51,11 +56,12 @@ from heddle.model.scope import NETWORKING, proxy_scope
 from heddle.model.selectors import matches
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import resolve_host
+from heddle.translate.authz import network_rbac_filters
 from heddle.translate.clusters import outbound_clusters, outbound_endpoints
-from heddle.translate.filters import alpn, cors, fault, router
-from heddle.translate.filters.context import Direction, FilterBuilder, FilterContext
+from heddle.translate.filters.context import Direction, FilterContext
 from heddle.translate.filters.registry import http_filters
 from heddle.translate.gateway_tls import CredentialProblem, credential_secrets, server_tls
+from heddle.translate.jwt import jwks_clusters
 from heddle.translate.listeners import access_log
 from heddle.translate.path_normalization import apply_path_normalization
 from heddle.translate.routes import (
@@ -72,11 +78,6 @@ TCP_PROXY = "envoy.filters.network.tcp_proxy"
 PRIVILEGED_BELOW = 1024
 HTTP_PROTOCOLS = ("HTTP", "HTTP2", "GRPC", "GRPC-WEB")
 PASSTHROUGH_MODES = ("PASSTHROUGH", "AUTO_PASSTHROUGH")
-# A gateway's HTTP filters: those that act per route, and the router. Authentication and
-# authorization on gateways are not translated yet.
-GATEWAY_FILTERS: tuple[tuple[str, FilterBuilder], ...] = (
-    ("cors", cors.build), ("fault", fault.build), ("alpn", alpn.build),
-    ("router", router.build))
 
 
 def _pack(message: Message) -> any_pb2.Any:
@@ -282,8 +283,9 @@ def _manager(snapshot: MeshSnapshot, proxy: Proxy, route_name: str,
         rds=hcm.Rds(route_config_name=route_name, config_source=config_source_pb2.ConfigSource(
             ads=config_source_pb2.AggregatedConfigSource(),
             resource_api_version=config_source_pb2.V3)),
-        http_filters=http_filters(FilterContext(snapshot, proxy, Direction.OUTBOUND, port),
-                                  GATEWAY_FILTERS),
+        # From the registry, as a gateway's: authentication, authorization (the deciding
+        # policy lands in the access log, as on sidecars), route filters, the router.
+        http_filters=http_filters(FilterContext(snapshot, proxy, Direction.GATEWAY, port)),
         access_log=[access_log()],
         # The gateway is the edge: the client's address is the peer's, as in Istio.
         use_remote_address=wrappers_pb2.BoolValue(value=True))
@@ -291,8 +293,12 @@ def _manager(snapshot: MeshSnapshot, proxy: Proxy, route_name: str,
     return listener_components_pb2.Filter(name=HCM, typed_config=_pack(manager))
 
 
-def _tcp_proxy(snapshot: MeshSnapshot, namespace: str, destinations: Sequence[RouteDestination],
-               port: int, stat_prefix: str) -> listener_components_pb2.Filter:
+def _tcp_proxy(snapshot: MeshSnapshot, gateway: Proxy, namespace: str,
+               destinations: Sequence[RouteDestination], port: int, stat_prefix: str,
+               ) -> list[listener_components_pb2.Filter]:
+    """The gateway's AuthorizationPolicies on the connection (network RBAC: HTTP-only
+    fields make ALLOW rules match nothing and are ignored by DENY rules, as on sidecars),
+    then the TCP proxy to the destinations."""
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix, access_log=[access_log()])
     clusters = [(destination_cluster(snapshot, namespace, d.destination, port), d.weight or 0)
                 for d in destinations]
@@ -301,11 +307,13 @@ def _tcp_proxy(snapshot: MeshSnapshot, namespace: str, destinations: Sequence[Ro
     else:
         for name, weight in clusters:
             proxy.weighted_clusters.clusters.add(name=name, weight=weight)
-    return listener_components_pb2.Filter(name=TCP_PROXY, typed_config=_pack(proxy))
+    return [*(listener_components_pb2.Filter(name=name, typed_config=_pack(config))
+              for name, config in network_rbac_filters(snapshot, gateway, port)),
+            listener_components_pb2.Filter(name=TCP_PROXY, typed_config=_pack(proxy))]
 
 
 def _tcp_route(snapshot: MeshSnapshot, proxy: Proxy, server: BoundServer,
-               ) -> listener_components_pb2.Filter | None:
+               ) -> list[listener_components_pb2.Filter] | None:
     """The first `tcp` rule of a bound VirtualService that applies on this port."""
     port = server.server.port.number
     for vs, _ in _bound_virtual_services(snapshot, server):
@@ -317,12 +325,12 @@ def _tcp_route(snapshot: MeshSnapshot, proxy: Proxy, server: BoundServer,
                                                  for g in m.gateways})]
             if tcp.match and not applies:
                 continue
-            return _tcp_proxy(snapshot, vs.namespace, tcp.route, port,
+            return _tcp_proxy(snapshot, proxy, vs.namespace, tcp.route, port,
                               f"{server.route_name or 'tcp'}.{port}")
     return None
 
 
-def _passthrough_chains(snapshot: MeshSnapshot, server: BoundServer,
+def _passthrough_chains(snapshot: MeshSnapshot, proxy: Proxy, server: BoundServer,
                         ) -> list[listener_components_pb2.FilterChain]:
     """One chain per `tls` rule match of a bound VirtualService: its SNI hosts within the
     server's hosts, forwarded still encrypted."""
@@ -344,7 +352,7 @@ def _passthrough_chains(snapshot: MeshSnapshot, server: BoundServer,
                 chain = listener_components_pb2.FilterChain(
                     name=f"{server.ref}/{server.index}/{names[0]}")
                 chain.filter_chain_match.server_names.extend([] if "*" in names else names)
-                chain.filters.append(_tcp_proxy(snapshot, vs.namespace, tls.route, port,
+                chain.filters.extend(_tcp_proxy(snapshot, proxy, vs.namespace, tls.route, port,
                                                 f"passthrough.{port}"))
                 chains.append(chain)
     return chains
@@ -370,13 +378,13 @@ def _listener(snapshot: MeshSnapshot, proxy: Proxy, number: int, servers: list[B
             config.problems.append(f"{first.describe()}: no VirtualService bound to it has a "
                                    "tcp route for this port; nothing listens there")
             return None
-        listener.filter_chains.add(name=f"tcp.{number}").filters.append(found)
+        listener.filter_chains.add(name=f"tcp.{number}").filters.extend(found)
     else:
         listener.listener_filters.add(name="envoy.filters.listener.tls_inspector",
                                       typed_config=_pack(tls_inspector_pb2.TlsInspector()))
         for server in servers:
             if server.kind == "passthrough":
-                listener.filter_chains.extend(_passthrough_chains(snapshot, server))
+                listener.filter_chains.extend(_passthrough_chains(snapshot, proxy, server))
                 continue
             assert server.server.tls is not None
             tls = server_tls(server.server.tls, http=server.kind == "https")
@@ -399,7 +407,7 @@ def _listener(snapshot: MeshSnapshot, proxy: Proxy, number: int, servers: list[B
                     config.problems.append(f"{server.describe()}: no VirtualService bound to "
                                            "it has a tcp route for this port; skipped")
                     continue
-                chain.filters.append(found)
+                chain.filters.extend(found)
             listener.filter_chains.append(chain)
         if not listener.filter_chains:
             return None
@@ -412,7 +420,7 @@ def gateway_config(snapshot: MeshSnapshot, proxy: Proxy) -> GatewayConfig:
     outbound = scope.snapshot
     clusters = outbound_clusters(outbound, proxy)
     config = GatewayConfig(ProxyResources({
-        CLUSTER: {c.name: c for c in clusters},
+        CLUSTER: {c.name: c for c in [*clusters, *jwks_clusters(snapshot, proxy)]},
         ENDPOINT: {e.cluster_name: e for e in outbound_endpoints(outbound, proxy, clusters)},
         LISTENER: {}, ROUTE: {}, SECRET: {}}))
     listeners = config.resources.by_type[LISTENER]

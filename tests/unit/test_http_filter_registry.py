@@ -58,6 +58,18 @@ def test_outbound_chain_is_cors_fault_forward_proxy_alpn_then_the_router() -> No
     assert [f.name for f in chain if f.disabled] == ["heddle.alpn"]
 
 
+def test_a_gateway_chain_authenticates_and_authorizes_then_routes_without_a_forward_proxy(
+        ) -> None:
+    # The backend's policies, on a proxy they would select, built as a gateway's chain.
+    chain = http_filters(FilterContext(snapshot(), BACKEND, Direction.GATEWAY, 80))
+    names = _names(chain)
+    assert names[0] == "envoy.filters.http.jwt_authn"
+    assert "envoy.filters.http.rbac.deny" in names and "envoy.filters.http.cors" in names
+    assert names.index("envoy.filters.http.rbac.audit") < names.index("envoy.filters.http.cors")
+    assert names[-3:] == ["envoy.filters.http.fault", "heddle.alpn", "envoy.filters.http.router"]
+    assert "envoy.filters.http.dynamic_forward_proxy" not in names  # routes name services
+
+
 def test_a_registered_builder_shows_up_in_the_chain_at_its_position() -> None:
     def stats(context: FilterContext) -> list[hcm.HttpFilter]:
         return [http_filter("example.stats", router_pb2.Router())] \

@@ -19,12 +19,26 @@ from heddle.model.snapshot import MeshSnapshot
 class Direction(StrEnum):
     INBOUND = "inbound"  # a listener peers reach the workload through
     OUTBOUND = "outbound"  # the HTTP proxy the application calls out through
+    # A gateway's listener: it authenticates and authorizes what arrives, as an inbound
+    # side does, and routes it to services, as an outbound side does.
+    GATEWAY = "gateway"
+
+    @property
+    def authorizes(self) -> bool:
+        """Whether RequestAuthentication and AuthorizationPolicy act on this side."""
+        return self in (Direction.INBOUND, Direction.GATEWAY)
+
+    @property
+    def routes(self) -> bool:
+        """Whether VirtualService routes (and the filters they configure) act here."""
+        return self in (Direction.OUTBOUND, Direction.GATEWAY)
 
 
 @dataclass(frozen=True)
 class FilterContext:
     """One HTTP connection manager being built: for which proxy, which side, which port
-    (the inbound listener's; 0 for the outbound proxy listener, which serves every port)."""
+    (the inbound listener's or the gateway server's; 0 for the outbound proxy listener,
+    which serves every port)."""
 
     snapshot: MeshSnapshot
     proxy: Proxy

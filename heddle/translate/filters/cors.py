@@ -1,4 +1,5 @@
-"""CORS on the outbound proxy: acts only on routes carrying a VirtualService corsPolicy."""
+"""CORS where routes are (the outbound proxy, gateways): acts only on routes carrying a
+VirtualService corsPolicy."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
 
-from heddle.translate.filters.context import Direction, FilterContext, http_filter
+from heddle.translate.filters.context import FilterContext, http_filter
 from heddle.translate.route_actions import CORS_FILTER
 
 
 def build(context: FilterContext) -> list[hcm.HttpFilter]:
-    if context.direction is not Direction.OUTBOUND:
+    if not context.direction.routes:
         return []
     return [http_filter(CORS_FILTER, cors_pb2.Cors())]

@@ -8,11 +8,11 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 
 from heddle.translate.authz import custom_filters
-from heddle.translate.filters.context import Direction, FilterContext, http_filter
+from heddle.translate.filters.context import FilterContext, http_filter
 
 
 def build(context: FilterContext) -> list[hcm.HttpFilter]:
-    if context.direction is not Direction.INBOUND:
+    if not context.direction.authorizes:
         return []
     return [http_filter(name, config) for name, config in custom_filters(context.snapshot,
                                                                           context.proxy)]

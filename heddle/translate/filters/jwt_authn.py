@@ -1,4 +1,5 @@
-"""RequestAuthentication: verify JWTs before any authorization reads their claims."""
+"""RequestAuthentication: verify JWTs before any authorization reads their claims (on a
+sidecar's inbound side and on gateways)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
 
-from heddle.translate.filters.context import Direction, FilterContext, http_filter
+from heddle.translate.filters.context import FilterContext, http_filter
 from heddle.translate.jwt import jwt_filter
 
 
 def build(context: FilterContext) -> list[hcm.HttpFilter]:
-    if context.direction is not Direction.INBOUND:
+    if not context.direction.authorizes:
         return []
     return [http_filter(name, config) for name, config in jwt_filter(context.snapshot,
                                                                       context.proxy)]

@@ -1,4 +1,5 @@
-"""AuthorizationPolicy DENY, ALLOW and AUDIT: one RBAC filter each, in that order."""
+"""AuthorizationPolicy DENY, ALLOW and AUDIT: one RBAC filter each, in that order (on a
+sidecar's inbound side and on gateways)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 
 from heddle.translate.authz import http_rbac_filters
-from heddle.translate.filters.context import Direction, FilterContext, http_filter
+from heddle.translate.filters.context import FilterContext, http_filter
 
 
 def build(context: FilterContext) -> list[hcm.HttpFilter]:
-    if context.direction is not Direction.INBOUND:
+    if not context.direction.authorizes:
         return []
     return [http_filter(name, config) for name, config in http_rbac_filters(context.snapshot,
                                                                              context.proxy)]

@@ -1,11 +1,13 @@
-"""The order HTTP filters run in on a sidecar, one entry per builder.
+"""The order HTTP filters run in on a sidecar or a gateway, one entry per builder.
 
 As Istio orders them: authentication (jwt_authn) first, since authorization reads the
 verified token's claims; then authorization, CUSTOM (ext_authz) before DENY, ALLOW and
 AUDIT (rbac); then the filters that act per route (cors, fault), the outbound proxy's
 resolver of unknown hosts and its ALPN for HTTP to ports of protocol AUTO; the router last.
-Each builder decides whether it applies to the chain being built (inbound or outbound,
-which proxy, which port) and returns its filters, or none.
+Each builder decides whether it applies to the chain being built (inbound, outbound or a
+gateway's, which proxy, which port) and returns its filters, or none: a gateway gets the
+authentication and authorization filters, as an inbound side does, and the route filters,
+as an outbound side does.
 
 Where the next ones go: rate limit after authorization and before the router (a request
 that is denied spends no quota), telemetry (stats) just before the router, ext_proc after
