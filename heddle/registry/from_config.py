@@ -141,8 +141,30 @@ class Registry:
             found.setdefault(workload.namespace, []).append(workload)
         return found
 
+    @cached_property
+    def _by_name(self) -> dict[tuple[str, str], Workload]:
+        found: dict[tuple[str, str], Workload] = {}
+        for workload in self.workloads:
+            found.setdefault((workload.namespace, workload.name), workload)
+        return found
+
+    @cached_property
+    def _by_address(self) -> dict[tuple[str, str], Workload]:
+        found: dict[tuple[str, str], Workload] = {}
+        for workload in self.workloads:
+            found.setdefault((workload.namespace, workload.address), workload)
+        return found
+
     def service(self, hostname: str) -> Service | None:
         return self._by_hostname.get(hostname)
+
+    def workload(self, namespace: str, name: str) -> Workload | None:
+        """The first workload of that name (a thousand proxies connecting each ask)."""
+        return self._by_name.get((namespace, name))
+
+    def workload_at(self, namespace: str, address: str) -> Workload | None:
+        """The first workload of that namespace at `address`."""
+        return self._by_address.get((namespace, address))
 
     def workloads_of(self, service: Service) -> tuple[Workload, ...]:
         if service.selector is None:

@@ -98,9 +98,8 @@ def client_locality(snapshot: MeshSnapshot, proxy: Proxy | None) -> str:
     """The locality of the workload behind `proxy` (its WorkloadEntry's), or ""."""
     if proxy is None:
         return ""
-    return snapshot.memo(("client_locality", proxy.address, proxy.namespace), lambda: next(
-        (w.locality for w in snapshot.registry.workloads
-         if w.address == proxy.address and w.namespace == proxy.namespace), ""))
+    workload = snapshot.registry.workload_at(proxy.namespace, proxy.address)
+    return workload.locality if workload is not None else ""
 
 
 def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget, proxy: Proxy | None = None,

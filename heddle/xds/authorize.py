@@ -46,8 +46,7 @@ def authorize(proxy: Proxy, node: base_pb2.Node, identity: Identity | None,
     if claimed and claimed != identity.service_account:
         raise NotAuthorized(f"service account {claimed} is not the certificate's ({identity})")
     proxy = dataclasses.replace(proxy, service_account=identity.service_account)
-    entry = next((w for w in snapshot.registry.workloads
-                  if w.name == proxy.name and w.namespace == proxy.namespace), None)
+    entry = snapshot.registry.workload(proxy.namespace, proxy.name)
     if entry is not None and entry.service_account != identity.service_account:
         raise NotAuthorized(f"WorkloadEntry {entry.namespace}/{entry.name} runs as service "
                             f"account {entry.service_account}, not the certificate's "

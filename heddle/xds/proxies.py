@@ -27,8 +27,7 @@ def proxy_from_node(node: base_pb2.Node, snapshot: MeshSnapshot) -> Proxy:
     except ValueError as err:
         raise UnknownProxy(f"node id {node.id!r} is not TYPE~IP~NAME.NAMESPACE~DOMAIN") from err
     meta = node_metadata(node)
-    entry = next((w for w in snapshot.registry.workloads
-                  if w.name == name and w.namespace == namespace), None)
+    entry = snapshot.registry.workload(namespace, name)
     labels = meta.get("LABELS") or (entry.label_map if entry else {})
     return Proxy(
         type=kind,

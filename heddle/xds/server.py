@@ -497,10 +497,8 @@ class XdsServer:
         cannot take an endpoint away."""
         if identity is None or str(node_metadata(node).get("HEALTH_CHECKS", "")) != "true":
             return
-        entry = next((w for w in snapshot.registry.workloads
-                      if w.name == proxy.name and w.namespace == proxy.namespace
-                      and w.address == proxy.address), None)
-        if entry is None:
+        entry = snapshot.registry.workload(proxy.namespace, proxy.name)
+        if entry is None or entry.address != proxy.address:
             return
         if self.membership.watch(connection_id, EntryKey(entry.namespace, entry.name), entry):
             log.info("%s reports the readiness of WorkloadEntry %s/%s: out of the endpoints "
