@@ -26,7 +26,7 @@ from heddle.testing.loopback import free_port, unique_subnet
 ROOT = Path(__file__).resolve().parents[2]
 
 # The loopback /24 each example's mesh.yaml puts its workloads in.
-EXAMPLE_SUBNETS = {"hello": "127.0.10.", "bookinfo": "127.0.20."}
+EXAMPLE_SUBNETS = {"hello": "127.0.10.", "bookinfo": "127.0.20.", "nginx-cutover": "127.0.30."}
 
 
 def hello_text(subnet: str, example: str = "hello") -> str:
