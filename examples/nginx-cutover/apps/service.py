@@ -1,11 +1,12 @@
 """A migrated service of the shop (orders, catalog): answers every GET with its name and
-the path it was asked for, as JSON, on $HEDDLE_APP_ADDRESS:8080. `SERVICE` names it."""
+the path it was asked for, as JSON, on $HEDDLE_APP_ADDRESS:$PORT (8080). `SERVICE` names
+it."""
 
 import json
 import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-PORT = 8080
+PORT = int(os.environ.get("PORT", "8080"))
 SERVICE = os.environ.get("SERVICE", "service")
 
 

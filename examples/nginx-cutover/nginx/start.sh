@@ -7,4 +7,5 @@ dir="${HEDDLE_WORKLOAD_DIR:?run by heddle up}/nginx"
 mkdir -p "$dir/tmp"
 sed -e "s|@ADDRESS@|${HEDDLE_APP_ADDRESS:?run by heddle up}|g" -e "s|@DIR@|$dir|g" \
     nginx/legacy.conf > "$dir/nginx.conf"
-exec nginx -e stderr -p "$dir" -c "$dir/nginx.conf" -g "daemon off; pid $dir/nginx.pid;"
+nginx=$(command -v nginx || echo /usr/sbin/nginx)  # sbin: not on every user's PATH
+exec "$nginx" -e stderr -p "$dir" -c "$dir/nginx.conf" -g "daemon off; pid $dir/nginx.pid;"
