@@ -4,11 +4,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # The end-to-end tests drive the mesh with curl, as a user would; openssl checks certificate
-# chains independently of Heddle's own code.
-for tool in curl openssl; do
-  if ! command -v "$tool" >/dev/null; then
+# chains independently of Heddle's own code; Debian's nginx is the legacy ingress of
+# examples/nginx-cutover and what converted Ingresses are compared with (it is in /usr/sbin,
+# which not every user's PATH has).
+# Installed with no service started: Debian's nginx package would start one on port 80,
+# where the tests' gateways listen (policy-rc.d answering 101 is Debian's way to say so).
+apt_install() {
+  local policy=/usr/sbin/policy-rc.d added="" status=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && added=1
+  fi
+  apt-get update -qq && apt-get install -y -qq "$1" || status=$?
+  if [ -n "$added" ]; then rm -f "$policy"; fi
+  return "$status"
+}
+for tool in curl openssl nginx; do
+  if ! command -v "$tool" >/dev/null && [ ! -x "/usr/sbin/$tool" ]; then
     if [ "$(id -u)" = 0 ]; then
-      apt-get update -qq && apt-get install -y -qq "$tool"
+      apt_install "$tool"
     else
       echo "error: the tests need $tool; install it (apt-get install $tool)" >&2
       exit 1

@@ -11,7 +11,7 @@ import pytest
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.fail(f"the shared corpus is missing at {CORPUS}: clone the repo beside shared/")

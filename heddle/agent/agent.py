@@ -200,6 +200,9 @@ class Agent:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.app.pid, signal.SIGKILL)
         env = application_env(self.config.proxy)
+        # The workload's own folder (its logs beside it), for what the app writes: an
+        # NGINX's generated configuration and temp files, say.
+        env["HEDDLE_WORKLOAD_DIR"] = str(self.config.workdir.resolve())
         env.update(self.config.extra_env)
         out = (self.config.workdir / "app.log").open("ab")
         self.app = await asyncio.create_subprocess_exec(

@@ -238,6 +238,9 @@ def _app_root(ctx: _Context, s: NginxSettings) -> NginxSettings:
         ctx.report("app-root", Verdict.IGNORED, "not a path (it must start with '/'), so "
                    "ingress-nginx refuses it")
         return s
+    if value:
+        ctx.report("app-root", Verdict.NOTE, "nginx's `return` drops the query string of a "
+                   "request for '/'; a Gateway API redirect may keep it (Envoy does)")
     return replace(s, app_root=value)
 
 
@@ -256,7 +259,7 @@ def _redirect_url(ctx: _Context, name: str, code: int) -> Redirect | None:
         ctx.report(name, Verdict.NOT_CONVERTED, "a Gateway API redirect sets scheme, host, port "
                    "and path, not a query, a fragment or nginx variables")
         return None
-    ctx.report(name, Verdict.NOTE, "nginx's `return` drops the request's query string; a "
+    ctx.report(name, Verdict.NOTE, "nginx's `return` drops the query string of the request; a "
                "Gateway API redirect may keep it (Envoy does)")
     return Redirect(url.scheme, url.hostname, url.port, None if keep_path else url.path or "/",
                     code)

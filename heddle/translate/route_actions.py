@@ -50,9 +50,10 @@ def redirect(spec: HTTPRedirect) -> rc.RedirectAction:
         action.scheme_redirect = spec.scheme
     if spec.port is not None:
         action.port_redirect = spec.port
-    elif spec.derivePort == "FROM_PROTOCOL_DEFAULT":  # 80 for http, 443 for https
-        action.port_redirect = 443 if spec.scheme == "https" else 80
-    # FROM_REQUEST_PORT: Envoy keeps the request's port when none is given.
+    # FROM_PROTOCOL_DEFAULT, as Istio: no port, so that Envoy writes none, where a
+    # port_redirect of 443 would put ":443" in the Location (Gateway API: a redirect to
+    # https on 443 or http on 80 SHOULD NOT name the port); a request's explicit :80 is
+    # dropped with a change to https. FROM_REQUEST_PORT: Envoy keeps the request's port.
     return action
 
 

@@ -26,7 +26,7 @@ from heddle.testing.loopback import free_port, unique_subnet
 ROOT = Path(__file__).resolve().parents[2]
 
 # The loopback /24 each example's mesh.yaml puts its workloads in.
-EXAMPLE_SUBNETS = {"hello": "127.0.10.", "bookinfo": "127.0.20."}
+EXAMPLE_SUBNETS = {"hello": "127.0.10.", "bookinfo": "127.0.20.", "nginx-cutover": "127.0.30."}
 
 
 def hello_text(subnet: str, example: str = "hello") -> str:
@@ -141,12 +141,13 @@ def port_args() -> list[str]:
 @contextlib.contextmanager
 def running_mesh(base: Path, *up_args: str, example: str = "hello",
                  target: str = "", extra: dict[str, str] | None = None) -> Iterator[LocalMesh]:
-    """`heddle up` on a copy of examples/EXAMPLE (or on the file `target` in it) with its
-    own addresses and ports, and the files `extra` names added to it (`SUBNET.` in them is
-    the mesh's loopback /24); on exit, `heddle down`, then check that no process it started
-    is left."""
+    """`heddle up` on a copy of examples/EXAMPLE (or on the file or folder `target` in it)
+    with its own addresses and ports, and the files `extra` names added to it (`SUBNET.` in
+    them is the mesh's loopback /24; a name may be in a new folder); on exit, `heddle down`,
+    then check that no process it started is left."""
     config_dir, subnet = mesh_copy(base, example)
     for name, text in (extra or {}).items():
+        (config_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (config_dir / name).write_text(text.replace("SUBNET.", subnet))
     running = LocalMesh(config_dir, base / "home", subnet)
     try:

@@ -376,6 +376,9 @@ def test_app_root_redirects_exactly_slash_with_302() -> None:
         "filters": [{"type": "RequestRedirect", "requestRedirect": {
             "path": {"type": "ReplaceFullPath", "replaceFullPath": "/app1"},
             "statusCode": 302}}]}
+    # Side by side with NGINX (tests/e2e/test_ingress_nginx_parity.py), the one difference.
+    [note] = findings(result, Verdict.NOTE)
+    assert note.subject.startswith(N + "app-root=") and "drops the query" in note.reason
 
 
 def test_permanent_redirect_sends_every_path_to_the_url_with_301_or_its_code() -> None:

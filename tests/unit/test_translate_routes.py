@@ -184,8 +184,10 @@ def test_redirect_direct_response_rewrite_headers_and_mirror(
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_redirect_derive_port_from_protocol_default_uses_the_schemes_port(
+def test_redirect_derive_port_from_protocol_default_names_no_port(
         corpus: Path, tmp_path: Path) -> None:
+    """As Istio: Envoy then writes no port, which is the scheme's own (a port_redirect of
+    443 would put ":443" in the Location)."""
     vs = tmp_path / "vs.yaml"
     vs.write_text("""
 apiVersion: networking.istio.io/v1
@@ -201,7 +203,7 @@ spec:
     snapshot = MeshSnapshot.build(1, [*bookinfo(corpus).resources(),
                                       *load_paths([vs]).resources])
     secure, other = reviews_routes(snapshot)
-    assert (secure.redirect.scheme_redirect, secure.redirect.port_redirect) == ("https", 443)
+    assert (secure.redirect.scheme_redirect, secure.redirect.port_redirect) == ("https", 0)
     assert other.redirect.port_redirect == 0  # the request's port is kept
 
 
