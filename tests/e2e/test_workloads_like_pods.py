@@ -179,9 +179,9 @@ def test_down_after_the_supervisor_is_killed_or_hung_leaves_no_process_listener_
         ours = {(a, p) for a, p in listening_sockets()
                 if a.startswith(subnet) or a in app_addresses or (a == "127.0.0.1" and p in (
                     state.xds_port, state.ca_port, state.join_port, state.debug_port))}
-        # supervisor, control plane, 5 agents and their Envoys, 4 applications (the
-        # client runs none)
-        assert len(pids) == 2 + 5 + 5 + 4
+        # supervisor, control plane, 5 agents and their Envoys, the default ingress
+        # gateway's agent and Envoy, 4 applications (the client and the gateway run none)
+        assert len(pids) == 2 + 6 + 6 + 4
         assert all(s.exists() for s in sockets)
         assert {(f"{subnet}2", 15001), (f"{subnet}2", 8080), ("127.0.0.1", state.ca_port)
                 } <= ours
