@@ -1,0 +1,93 @@
+"""The run's report: a line per scenario (pass / fail / skip and why), the counts, and the
+upstream suite's ConformanceReport (per profile: core and extended results, statistics and
+the supported features, the extended features whose every scenario passed)."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+
+import yaml
+
+from heddle.conformance.runner import Outcome
+from heddle.conformance.scenarios import Scenario
+
+# The features a profile's Core conformance is made of (pkg/features); the rest are Extended.
+CORE_FEATURES = {"Gateway", "HTTPRoute", "ReferenceGrant", "GRPCRoute"}
+PROFILES = (("GATEWAY-HTTP", "HTTPRoute"), ("GATEWAY-GRPC", "GRPCRoute"))
+GATEWAY_API_VERSION = "v1.4.0-dev (corpus commit 4564255ac2c3)"
+
+
+def is_core(scenario: Scenario) -> bool:
+    return all(f in CORE_FEATURES for f in scenario.features)
+
+
+def summary(scenarios: Iterable[Scenario], outcomes: Iterable[Outcome]) -> str:
+    by_name = {o.scenario: o for o in outcomes}
+    lines = []
+    counts = {"pass": 0, "fail": 0, "skip": 0}
+    for scenario in scenarios:
+        outcome = by_name.get(scenario.name)
+        if outcome is None:
+            continue
+        counts[outcome.result] += 1
+        level = "core" if is_core(scenario) else "extended"
+        lines.append(f"{outcome.result.upper():4}  {scenario.name} [{level}]"
+                     + (f": {outcome.reason}" if outcome.reason else ""))
+    total = sum(counts.values())
+    lines.append(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped "
+                 f"of {total} scenarios")
+    return "\n".join(lines)
+
+
+def _result(passed: int, failed: int, skipped: int) -> str:
+    if failed:
+        return "failure"
+    return "partial" if skipped else "success"
+
+
+def conformance_report(scenarios: list[Scenario], outcomes: list[Outcome],
+                       now: datetime.datetime | None = None) -> str:
+    by_name = {o.scenario: o for o in outcomes}
+    profiles = []
+    for profile, kind in PROFILES:
+        mine = [s for s in scenarios if s.name in by_name and (
+            kind in s.features or s.route_kind == kind) and not s.mesh]
+        if not mine:
+            continue
+        entry: dict[str, object] = {"name": profile}
+        for level, chosen in (("core", [s for s in mine if is_core(s)]),
+                              ("extended", [s for s in mine if not is_core(s)])):
+            results = [by_name[s.name].result for s in chosen]
+            stats = {"Passed": results.count("pass"), "Failed": results.count("fail"),
+                     "Skipped": results.count("skip")}
+            block: dict[str, object] = {
+                "result": _result(stats["Passed"], stats["Failed"], stats["Skipped"]),
+                "statistics": stats}
+            failed = sorted(s.name for s in chosen if by_name[s.name].result == "fail")
+            skipped = sorted(s.name for s in chosen if by_name[s.name].result == "skip")
+            if failed:
+                block["failedTests"] = failed
+            if skipped:
+                block["skippedTests"] = skipped
+            if level == "extended":
+                features: dict[str, bool] = {}
+                for s in chosen:
+                    ok = by_name[s.name].result == "pass"
+                    for feature in s.features:
+                        if feature not in CORE_FEATURES:
+                            features[feature] = features.get(feature, True) and ok
+                block["supportedFeatures"] = sorted(f for f, ok in features.items() if ok)
+                block["unsupportedFeatures"] = sorted(f for f, ok in features.items() if not ok)
+            entry[level] = block
+        profiles.append(entry)
+    report = {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "ConformanceReport",
+        "date": (now or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "gatewayAPIVersion": GATEWAY_API_VERSION, "gatewayAPIChannel": "experimental",
+        "implementation": {"organization": "heddle", "project": "heddle",
+                           "url": "https://github.com/heddle-mesh/heddle", "version": "0.1.0",
+                           "contact": []},
+        "mode": "default", "profiles": profiles,
+    }
+    return yaml.safe_dump(report, sort_keys=False)
