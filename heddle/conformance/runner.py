@@ -184,14 +184,17 @@ def check_condition(resources: list[dict[str, Any]], want: Condition) -> str | N
     if want.kind == "Gateway":
         block: Mapping[str, Any] | None = status
         if want.listener:
-            block = next((lst for lst in status.get("listeners") or []
-                          if lst.get("name") == want.listener), None)
-            if block is None:
+            listeners = [lst for lst in status.get("listeners") or []
+                         if want.listener in ("*", lst.get("name"))]
+            if not listeners:
                 return f"Gateway {want.name} has no status for listener {want.listener}"
-            if want.attached_routes is not None and \
-                    block.get("attachedRoutes") != want.attached_routes:
-                return (f"listener {want.listener} of Gateway {want.name}: attachedRoutes "
-                        f"{block.get('attachedRoutes')}, expected {want.attached_routes}")
+            for listener in listeners:
+                if want.attached_routes is not None and \
+                        listener.get("attachedRoutes") != want.attached_routes:
+                    return (f"listener {listener.get('name')} of Gateway {want.name}: "
+                            f"attachedRoutes {listener.get('attachedRoutes')}, expected "
+                            f"{want.attached_routes}")
+            block = listeners[0]
     else:
         block = next((p for p in status.get("parents") or []
                       if _parent_ref(p, want.name) == want.parent), None)
@@ -370,8 +373,8 @@ def run_scenario(mesh: ConformanceMesh, scenario: Scenario, sender: Sender) -> O
         return Outcome(scenario.name, "skip", scenario.skip)
     mesh.apply_scenario(scenario)
     try:
-        wanted = [route_accepted(scenario.route_kind, r, scenario.gateway)
-                  for r in scenario.routes]
+        wanted = [route_accepted(scenario.route_kind, route, parent)
+                  for route, parent in scenario.routes]
         if scenario.gateway:
             wanted.insert(0, Condition("Gateway", scenario.gateway, "Programmed", "True"))
         wanted += scenario.conditions

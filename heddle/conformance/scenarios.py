@@ -103,7 +103,7 @@ class Scenario:
     features: tuple[str, ...]
     manifests: tuple[str, ...]
     gateway: str
-    routes: tuple[str, ...]
+    routes: tuple[tuple[str, str], ...]  # (route ns/name, its parent ns/name) to be Accepted
     cases: tuple[Case, ...]
     conditions: tuple[Condition, ...] = ()
     skip: str = ""
@@ -126,6 +126,9 @@ def _case(raw: Mapping[str, Any], index: int, where: str) -> Case:
         raise ScenarioError(f"{where}: case {index} has no request")
     request = _request(raw["request"])
     exp_raw = raw.get("expectedRequest")
+    if isinstance(exp_raw, Mapping) and isinstance(exp_raw.get("request"), Mapping):
+        # Go's ExpectedRequest embeds a Request: its fields sit under `request`
+        exp_raw = {**exp_raw["request"], **{k: v for k, v in exp_raw.items() if k != "request"}}
     if exp_raw is None:
         expected = ExpectedRequest(request.host, request.method, request.path, request.headers)
     else:
@@ -147,8 +150,8 @@ def _case(raw: Mapping[str, Any], index: int, where: str) -> Case:
     redirect_raw = raw.get("redirectRequest")
     redirect = None if redirect_raw is None else Redirect(
         **{k: str(redirect_raw.get(k, "")) for k in ("scheme", "host", "port", "path")})
-    mirrors = tuple(f"{m.get('namespace') or raw.get('namespace', '')}/{m['name']}"
-                    for m in raw.get("mirroredTo") or ())
+    mirrors = tuple(f"{ref.get('namespace') or raw.get('namespace', '')}/{ref['name']}"
+                    for ref in (m.get("backendRef", m) for m in raw.get("mirroredTo") or ()))
     name = str(raw.get("testCaseName") or "")
     if not name:
         label = f"{index} request to '{request.host}{request.path}'" + (
@@ -174,16 +177,26 @@ def _condition(raw: Mapping[str, Any]) -> Condition:
                      attached_routes=int(attached) if attached is not None else None)
 
 
+def _route(raw: Any, gateway: str) -> tuple[str, str]:
+    if isinstance(raw, Mapping):
+        return str(raw["name"]), str(raw.get("parent") or gateway)
+    return str(raw), gateway
+
+
 def load_scenario(path: Path) -> Scenario:
+    """One scenario file; a scenario that would check nothing (no case, no condition, no
+    `skip`) is an error, so that none passes by having nothing to fail."""
     where = path.name
     try:
         raw = yaml.safe_load(path.read_text())
+        if not (raw.get("cases") or raw.get("conditions") or raw.get("skip")):
+            raise ScenarioError(f"{where}: no cases, no conditions and no skip reason")
         return Scenario(
             name=str(raw["name"]), description=str(raw.get("description", "")),
             features=tuple(map(str, raw.get("features") or ())),
             manifests=tuple(map(str, raw.get("manifests") or ())),
             gateway=str(raw.get("gateway", "")),
-            routes=tuple(map(str, raw.get("routes") or ())),
+            routes=tuple(_route(r, str(raw.get("gateway", ""))) for r in raw.get("routes") or ()),
             cases=tuple(_case(c, i, where) for i, c in enumerate(raw.get("cases") or ())),
             conditions=tuple(_condition(c) for c in raw.get("conditions") or ()),
             skip=str(raw.get("skip", "")), provisional=bool(raw.get("provisional", False)),
