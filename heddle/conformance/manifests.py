@@ -13,7 +13,7 @@ its own Gateways.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +81,7 @@ def echo_command(python: str, env: Mapping[str, str]) -> str:
     return f"{assignments} {shlex.quote(python)} -m {ECHO_MODULE}"
 
 
-def workload_entries(deployment: Mapping[str, Any], services: list[Mapping[str, Any]],
+def workload_entries(deployment: Mapping[str, Any], services: Sequence[Mapping[str, Any]],
                      pods: Pods, python: str, max_replicas: int) -> list[dict[str, Any]]:
     """The WorkloadEntries standing for a Deployment's pods: `NAME-I` (the upstream checks a
     pod's name by the Deployment's as its prefix)."""

@@ -17,8 +17,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ MAX_TIME_TO_CONSISTENCY = 30.0
 POLL_INTERVAL = 0.1  # DefaultPollInterval
 REQUEST_TIMEOUT = 10.0
 STATUS_TIMEOUT = 60.0  # HTTPRouteMustHaveCondition, GatewayMustHaveCondition (180 s upstream)
+PARALLEL_CASES = 8
 MIRROR_LOG = "Echoing back request made to {path} to client"
 
 
@@ -228,7 +231,7 @@ def wait_for(check: Callable[[], str | None], timeout: float, interval: float = 
     while time.monotonic() < deadline:
         try:
             why = check()
-        except (httpx.HTTPError, OSError, ValueError) as err:
+        except (httpx.HTTPError, OSError, ValueError, ScenarioFailed) as err:
             why = str(err)
         if why is None:
             return
@@ -263,22 +266,15 @@ class Sender:
     def __init__(self, trusted: Mapping[str, bytes]) -> None:
         self.plain = httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT,
                                   follow_redirects=False)
-        self.trusted = trusted
-        self.tls: httpx.Client | None = None
+        context = ssl.create_default_context()
+        for pem in trusted.values():  # the suite's certificates, as the upstream trusts them
+            context.load_verify_locations(cadata=pem.decode())
+        self.tls = httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT, verify=context,
+                                follow_redirects=False)
 
     def close(self) -> None:
         self.plain.close()
-        if self.tls is not None:
-            self.tls.close()
-
-    def _tls_client(self) -> httpx.Client:
-        if self.tls is None:
-            context = ssl.create_default_context()
-            for pem in self.trusted.values():
-                context.load_verify_locations(cadata=pem.decode())
-            self.tls = httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT, verify=context,
-                                    follow_redirects=False)
-        return self.tls
+        self.tls.close()
 
     def send(self, case: Case, address: str, port: int) -> Captured:
         https = case.request.protocol == "HTTPS"
@@ -290,7 +286,7 @@ class Sender:
             f"{k}:{v}" for k, v in case.backend_set_response_headers)))
         if case.request.host:
             headers.append(("Host", case.request.host))
-        client = self._tls_client() if https else self.plain
+        client = self.tls if https else self.plain
         extensions = {}
         if https:
             extensions["sni_hostname"] = case.server_name or case.request.host
@@ -339,13 +335,14 @@ def run_case(mesh: ConformanceMesh, sender: Sender, scenario: Scenario, case: Ca
     gateway = case.gateway or scenario.gateway
     protocol = case.request.protocol
     port = case.port or _listener_port(resources, gateway, protocol)
-    address = mesh.gateway_address(gateway)
 
     def once() -> str | None:
         try:
-            got = sender.send(case, address, port)
+            got = sender.send(case, mesh.gateway_address(gateway), port)
         except httpx.HTTPError as err:
             return f"request failed: {type(err).__name__}: {err}"
+        except ScenarioFailed as err:
+            return str(err)
         if case.expect_failure:
             if got.status in (408, 504):
                 return f"timeout status {got.status}"
@@ -359,12 +356,35 @@ def run_case(mesh: ConformanceMesh, sender: Sender, scenario: Scenario, case: Ca
         for mirror in case.mirrored_to:
             namespace, name = mirror.split("/", 1)
             try:
-                wait_for(lambda ns=namespace, n=name: None if pattern.search(
-                    mesh.app_logs(ns, n)) else f"no mirrored request in {ns}/{n}'s log",
-                    REQUEST_TIMEOUT, 0.5)
+                wait_for(partial(_mirrored, mesh, pattern, namespace, name), REQUEST_TIMEOUT,
+                         0.5)
             except ScenarioFailed as err:
                 return str(err)
     return why
+
+
+def _mirrored(mesh: ConformanceMesh, pattern: re.Pattern[str], namespace: str,
+              name: str) -> str | None:
+    """The mirror backend's log proves the mirroring (as the upstream reads the pod's)."""
+    if pattern.search(mesh.app_logs(namespace, name)):
+        return None
+    return f"no mirrored request in the log of {namespace}/{name}"
+
+
+def _status(mesh: ConformanceMesh, condition: Condition) -> str | None:
+    return check_condition(mesh.resources(), condition)
+
+
+def _listening(mesh: ConformanceMesh, gateway: str, port: int) -> str | None:
+    return _accepts(mesh.gateway_address(gateway), port)
+
+
+def _case_result(mesh: ConformanceMesh, sender: Sender, scenario: Scenario,
+                 resources: list[dict[str, Any]], case: Case) -> str:
+    try:
+        return run_case(mesh, sender, scenario, case, resources) or ""
+    except ScenarioFailed as err:
+        return str(err)
 
 
 def run_scenario(mesh: ConformanceMesh, scenario: Scenario, sender: Sender) -> Outcome:
@@ -379,7 +399,7 @@ def run_scenario(mesh: ConformanceMesh, scenario: Scenario, sender: Sender) -> O
             wanted.insert(0, Condition("Gateway", scenario.gateway, "Programmed", "True"))
         wanted += scenario.conditions
         for condition in wanted:
-            wait_for(lambda c=condition: check_condition(mesh.resources(), c), STATUS_TIMEOUT)
+            wait_for(partial(_status, mesh, condition), STATUS_TIMEOUT)
         resources = mesh.resources()
         gateways = {c.gateway or scenario.gateway for c in scenario.cases}
         for gateway in sorted(g for g in gateways if g):
@@ -387,18 +407,15 @@ def run_scenario(mesh: ConformanceMesh, scenario: Scenario, sender: Sender) -> O
                 if (case.gateway or scenario.gateway) == gateway:
                     port = case.port or _listener_port(resources, gateway,
                                                        case.request.protocol)
-                    wait_for(lambda g=gateway, p=port: _accepts(mesh.gateway_address(g), p),
-                             STATUS_TIMEOUT)
+                    wait_for(partial(_listening, mesh, gateway, port), STATUS_TIMEOUT)
     except ScenarioFailed as err:
         return Outcome(scenario.name, "fail", f"not ready: {err}",
                        seconds=time.monotonic() - start)
-    results = []
-    for case in scenario.cases:
-        try:
-            why = run_case(mesh, sender, scenario, case, resources)
-        except ScenarioFailed as err:
-            why = str(err)
-        results.append((case.name, why or ""))
+    # The upstream runs a scenario's cases in parallel (t.Parallel()): each converges apart.
+    with ThreadPoolExecutor(max_workers=PARALLEL_CASES) as pool:
+        whys = list(pool.map(partial(_case_result, mesh, sender, scenario, resources),
+                             scenario.cases))
+    results = [(case.name, why) for case, why in zip(scenario.cases, whys, strict=True)]
     failed = [(n, w) for n, w in results if w]
     reason = f"{len(failed)}/{len(results)} cases failed; first: {failed[0][0]}: " \
              f"{failed[0][1]}" if failed else ""
@@ -428,7 +445,10 @@ def run(scenarios: list[Scenario], corpus: Path, subnet: str,
         sender = Sender(mesh.trusted)
         try:
             for scenario in scenarios:
-                outcome = run_scenario(mesh, scenario, sender)
+                try:
+                    outcome = run_scenario(mesh, scenario, sender)
+                except (httpx.HTTPError, OSError, ValueError, KeyError) as err:
+                    outcome = Outcome(scenario.name, "fail", f"the runner failed: {err!r}")
                 log(f"{outcome.result.upper():4} {scenario.name}"
                     + (f": {outcome.reason}" if outcome.reason else "")
                     + (f" ({outcome.seconds:.1f}s)" if outcome.result != "skip" else ""))

@@ -191,7 +191,7 @@ def load_scenario(path: Path) -> Scenario:
         raw = yaml.safe_load(path.read_text())
         if not (raw.get("cases") or raw.get("conditions") or raw.get("skip")):
             raise ScenarioError(f"{where}: no cases, no conditions and no skip reason")
-        return Scenario(
+        scenario = Scenario(
             name=str(raw["name"]), description=str(raw.get("description", "")),
             features=tuple(map(str, raw.get("features") or ())),
             manifests=tuple(map(str, raw.get("manifests") or ())),
@@ -203,10 +203,14 @@ def load_scenario(path: Path) -> Scenario:
             mesh=bool(raw.get("mesh", False)), file=where,
             route_kind=str(raw.get("routeKind", "HTTPRoute")),
             extra=dict(raw.get("extra") or {}))
+        for case in scenario.cases:
+            if not (case.gateway or scenario.gateway):
+                raise ScenarioError(f"{where}: case {case.name!r} names no gateway")
     except (KeyError, TypeError, ValueError, yaml.YAMLError) as err:
         if isinstance(err, ScenarioError):
             raise
         raise ScenarioError(f"{where}: {err}") from err
+    return scenario
 
 
 def load_all(folder: Path = SCENARIOS) -> list[Scenario]:

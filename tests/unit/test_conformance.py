@@ -3,6 +3,7 @@ in a row within 30 s), the scenario tables and the manifests turned into a local
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from heddle.conformance.compare import Captured, compare, redirect_of
 from heddle.conformance.echo import canonical, go_duration, reflect, response_headers
 from heddle.conformance.runner import converge
 from heddle.conformance.scenarios import (
+    Case,
     ScenarioError,
     load_all,
     load_scenario,
@@ -22,16 +24,12 @@ CORPUS = Path(__file__).resolve().parents[2].parent / "shared/corpus/gateway-api
 NS = "gateway-conformance-infra"
 
 
-def case(text: str) -> object:
-    return load_from(f"name: T\nmanifests: []\ncases:\n{text}").cases[0]
-
-
-def load_from(text: str, tmp: Path | None = None) -> object:
-    import tempfile
+def case(text: str) -> Case:
+    """The first case of a scenario file whose cases are `text`."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "t.yaml"
-        path.write_text(text)
-        return load_scenario(path)
+        path.write_text(f"name: T\nmanifests: []\ngateway: {NS}/same-namespace\ncases:\n{text}")
+        return load_scenario(path).cases[0]
 
 
 def echoed(**fields: object) -> dict[str, object]:
@@ -46,17 +44,17 @@ def test_request_header_values_are_joined_with_commas_and_names_fold_case() -> N
   backend: infra-backend-v1
   namespace: {NS}""")
     got = Captured(200, {}, echoed(headers={"X-Header-Add-Append": ["a", "b"]}))
-    assert compare(c, got) is None  # type: ignore[arg-type]
+    assert compare(c, got) is None
     wrong = Captured(200, {}, echoed(headers={"X-Header-Add-Append": ["a"]}))
-    assert compare(c, wrong) == (  # type: ignore[arg-type]
+    assert compare(c, wrong) == (
         "expected x-header-add-append header to be set to a,b, got a")
 
 
 def test_408_and_504_are_interchangeable_for_timeouts() -> None:
     c = case("- request: {path: /t}\n  response: {statusCode: 504}")
-    assert compare(c, Captured(408, {})) is None  # type: ignore[arg-type]
-    assert compare(c, Captured(504, {})) is None  # type: ignore[arg-type]
-    assert compare(c, Captured(503, {})) == (  # type: ignore[arg-type]
+    assert compare(c, Captured(408, {})) is None
+    assert compare(c, Captured(504, {})) is None
+    assert compare(c, Captured(503, {})) == (
         "expected status code to be one of [504], got 503")
 
 
@@ -65,20 +63,20 @@ def test_a_non_2xx_answer_is_compared_on_status_and_location_only() -> None:
   response: {statusCode: 302}
   redirectRequest: {host: example.org, path: /new}""")
     ok = Captured(302, {}, None, "http://example.org/new")
-    assert compare(c, ok) is None  # type: ignore[arg-type]
-    assert compare(c, Captured(302, {}, None, "http://example.org:8080/new")) == (  # type: ignore[arg-type]
+    assert compare(c, ok) is None
+    assert compare(c, Captured(302, {}, None, "http://example.org:8080/new")) == (
         "for http scheme, expected redirected port to be 80 or not set, got '8080'")
-    assert "redirected path" in str(compare(c, Captured(302, {}, None, "http://example.org/x")))  # type: ignore[arg-type]
+    assert "redirected path" in str(compare(c, Captured(302, {}, None, "http://example.org/x")))
     plain = case("- request: {path: /missing}\n  response: {statusCode: 404}")
-    assert compare(plain, Captured(404, {}, {"pod": "someone-else"})) is None  # type: ignore[arg-type]
+    assert compare(plain, Captured(404, {}, {"pod": "someone-else"})) is None
 
 
 def test_a_200_must_come_from_the_named_backend_in_its_namespace() -> None:
     c = case(f"- request: {{path: /}}\n  backend: infra-backend-v2\n  namespace: {NS}")
-    assert compare(c, Captured(200, {}, echoed(pod="infra-backend-v2-0"))) is None  # type: ignore[arg-type]
-    assert compare(c, Captured(200, {}, echoed())) == (  # type: ignore[arg-type]
+    assert compare(c, Captured(200, {}, echoed(pod="infra-backend-v2-0"))) is None
+    assert compare(c, Captured(200, {}, echoed())) == (
         "expected pod name to start with infra-backend-v2, got infra-backend-v1-0")
-    assert compare(c, Captured(200, {}, echoed(pod="infra-backend-v2-0", namespace="x"))) == (  # type: ignore[arg-type]
+    assert compare(c, Captured(200, {}, echoed(pod="infra-backend-v2-0", namespace="x"))) == (
         f"expected namespace to be {NS}, got x")
 
 
@@ -87,8 +85,8 @@ def test_response_headers_and_absent_headers() -> None:
   response: {{headers: {{x-set: v}}, absentHeaders: [x-gone]}}
   backend: infra-backend-v1
   namespace: {NS}""")
-    assert compare(c, Captured(200, {"x-set": ("v",)}, echoed())) is None  # type: ignore[arg-type]
-    assert "x-gone header to not be set" in str(compare(  # type: ignore[arg-type]
+    assert compare(c, Captured(200, {"x-set": ("v",)}, echoed())) is None
+    assert "x-gone header to not be set" in str(compare(
         c, Captured(200, {"x-set": ("v",), "x-gone": ("1",)}, echoed())))
 
 
