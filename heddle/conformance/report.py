@@ -13,13 +13,20 @@ from heddle.conformance.runner import Outcome
 from heddle.conformance.scenarios import Scenario
 
 # The features a profile's Core conformance is made of (pkg/features); the rest are Extended.
-CORE_FEATURES = {"Gateway", "HTTPRoute", "ReferenceGrant", "GRPCRoute"}
-PROFILES = (("GATEWAY-HTTP", "HTTPRoute"), ("GATEWAY-GRPC", "GRPCRoute"))
+CORE_FEATURES = {"Gateway", "HTTPRoute", "ReferenceGrant", "GRPCRoute", "Mesh"}
+# (profile, route kind, GAMMA): the upstream's conformance profiles these scenarios belong to
+PROFILES = (("GATEWAY-HTTP", "HTTPRoute", False), ("GATEWAY-GRPC", "GRPCRoute", False),
+            ("MESH-HTTP", "HTTPRoute", True), ("MESH-GRPC", "GRPCRoute", True))
 GATEWAY_API_VERSION = "v1.4.0-dev (corpus commit 4564255ac2c3)"
 
 
 def is_core(scenario: Scenario) -> bool:
     return all(f in CORE_FEATURES for f in scenario.features)
+
+
+def _kind(scenario: Scenario) -> str:
+    grpc = scenario.route_kind == "GRPCRoute" or "GRPCRoute" in scenario.features
+    return "GRPCRoute" if grpc else "HTTPRoute"
 
 
 def summary(scenarios: Iterable[Scenario], outcomes: Iterable[Outcome]) -> str:
@@ -50,9 +57,9 @@ def conformance_report(scenarios: list[Scenario], outcomes: list[Outcome],
                        now: datetime.datetime | None = None) -> str:
     by_name = {o.scenario: o for o in outcomes}
     profiles = []
-    for profile, kind in PROFILES:
-        mine = [s for s in scenarios if s.name in by_name and (
-            kind in s.features or s.route_kind == kind) and not s.mesh]
+    for profile, kind, mesh in PROFILES:
+        mine = [s for s in scenarios if s.name in by_name and s.mesh == mesh and
+                _kind(s) == kind]
         if not mine:
             continue
         entry: dict[str, object] = {"name": profile}
