@@ -27,10 +27,13 @@ class Certificate:
     key_pem: bytes
 
 
-def self_signed(names: tuple[str, ...], now: datetime.datetime) -> Certificate:
+def self_signed(common_name: str, names: tuple[str, ...],
+                now: datetime.datetime) -> Certificate:
+    """A self-signed certificate for `names`; `common_name` tells it apart from the others
+    (a client's trust store finds a certificate by its subject: two alike would collide)."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Heddle conformance"),
-                         x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+                         x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1))
@@ -57,7 +60,7 @@ def suite_secrets(now: datetime.datetime) -> tuple[list[dict[str, Any]], dict[st
     trust."""
     secrets, trusted = [], {}
     for namespace, name, names in SUITE_SECRETS:
-        certificate = self_signed(names, now)
+        certificate = self_signed(f"{namespace}/{name}", names, now)
         secrets.append(tls_secret(namespace, name, certificate))
         trusted[f"{namespace}/{name}"] = certificate.cert_pem
     return secrets, trusted

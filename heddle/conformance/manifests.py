@@ -45,6 +45,11 @@ class Pods:
         return self.taken[key]
 
 
+def describe(doc: Mapping[str, Any]) -> str:
+    """`Kind ns/name`, as scenarios name a resource."""
+    return f"{doc.get('kind')} {_namespace(doc)}/{(doc.get('metadata') or {}).get('name')}"
+
+
 def _documents(text: str, class_name: str) -> list[dict[str, Any]]:
     text = text.replace("{GATEWAY_CLASS_NAME}", class_name)
     return [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
@@ -130,7 +135,7 @@ def convert(text: str, pods: Pods, python: str, *, class_name: str = "heddle",
     left_out: list[str] = []
     for doc in docs:
         kind = str(doc.get("kind"))
-        where = f"{kind} {_namespace(doc)}/{(doc.get('metadata') or {}).get('name')}"
+        where = describe(doc)
         if kind == "Deployment":
             if _echo_image(doc):
                 out += workload_entries(doc, services, pods, python, max_replicas)

@@ -89,7 +89,13 @@ class ConformanceMesh:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "HEDDLE_HOME": str(self.home)}
+        """The mesh's environment: its own HEDDLE_HOME, and this Heddle importable by the
+        echo servers (they run from the mesh's directory, where a relative PYTHONPATH is not)."""
+        source = str(Path(__file__).resolve().parents[2])
+        paths = [str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(
+            os.pathsep) if p]
+        return {**os.environ, "HEDDLE_HOME": str(self.home),
+                "PYTHONPATH": os.pathsep.join(dict.fromkeys([source, *paths]))}
 
     def heddle(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*_heddle(), *args], env=self.env, capture_output=True,
@@ -122,11 +128,16 @@ class ConformanceMesh:
         if out.returncode != 0 and "no mesh" not in (out.stdout + out.stderr).lower():
             self.log(f"heddle down: {out.stdout}{out.stderr}".strip())
 
-    def apply_scenario(self, scenario: Scenario) -> None:
+    def apply_scenario(self, scenario: Scenario, deleted: frozenset[str] = frozenset()) -> None:
+        """Write the scenario's manifests beside the base ones, less the resources named in
+        `deleted` ("Kind ns/name")."""
         text = "\n---\n".join((self.corpus / m).read_text() for m in scenario.manifests)
+        converted = manifests.convert(text, self.pods, sys.executable,
+                                      max_replicas=self.max_replicas)
+        documents = [d for d in converted.documents if manifests.describe(d) not in deleted]
         path = self.config_dir / "scenario.yaml"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(self._convert(text))
+        tmp.write_text(manifests.Converted(documents, []).text())
         tmp.rename(path)
 
     def clear_scenario(self) -> None:
@@ -411,10 +422,21 @@ def run_scenario(mesh: ConformanceMesh, scenario: Scenario, sender: Sender) -> O
     except ScenarioFailed as err:
         return Outcome(scenario.name, "fail", f"not ready: {err}",
                        seconds=time.monotonic() - start)
-    # The upstream runs a scenario's cases in parallel (t.Parallel()): each converges apart.
-    with ThreadPoolExecutor(max_workers=PARALLEL_CASES) as pool:
-        whys = list(pool.map(partial(_case_result, mesh, sender, scenario, resources),
-                             scenario.cases))
+    # The upstream runs a scenario's cases in parallel (t.Parallel()): each converges apart;
+    # a case that deletes something first starts a new phase once it is gone.
+    phases: list[list[Case]] = []
+    for case in scenario.cases:
+        if case.delete_before or not phases:
+            phases.append([])
+        phases[-1].append(case)
+    deleted: frozenset[str] = frozenset()
+    whys: list[str] = []
+    for phase in phases:
+        if phase[0].delete_before:
+            deleted |= frozenset(phase[0].delete_before)
+            mesh.apply_scenario(scenario, deleted)
+        with ThreadPoolExecutor(max_workers=PARALLEL_CASES) as pool:
+            whys += pool.map(partial(_case_result, mesh, sender, scenario, resources), phase)
     results = [(case.name, why) for case, why in zip(scenario.cases, whys, strict=True)]
     failed = [(n, w) for n, w in results if w]
     reason = f"{len(failed)}/{len(results)} cases failed; first: {failed[0][0]}: " \

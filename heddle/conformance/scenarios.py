@@ -79,6 +79,9 @@ class Case:
     port: int | None = None  # the gateway listener's; its first HTTP(S) listener's when unset
     server_name: str = ""  # SNI and the name the certificate is checked for (HTTPS)
     expect_failure: bool = False  # MakeRequestAndExpectFailure: anything but 200
+    # Resources ("Kind ns/name") the scenario deletes before this case, as some upstream
+    # tests do mid-way; this case and the ones after it run once they are gone.
+    delete_before: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,8 @@ def _case(raw: Mapping[str, Any], index: int, where: str) -> Case:
         mirrored_to=mirrors, gateway=str(raw.get("gateway", "")),
         port=int(raw["port"]) if raw.get("port") else None,
         server_name=str(raw.get("serverName", "")),
-        expect_failure=bool(raw.get("expectFailure", False)))
+        expect_failure=bool(raw.get("expectFailure", False)),
+        delete_before=tuple(map(str, raw.get("deleteBefore") or ())))
 
 
 def _condition(raw: Mapping[str, Any]) -> Condition:

@@ -39,10 +39,15 @@ _REDIRECT_CODES = {
 }
 
 
-def redirect(spec: HTTPRedirect) -> rc.RedirectAction:
+def redirect(spec: HTTPRedirect, port: int = 0) -> rc.RedirectAction:
+    """`port`: the port the routes serve (a gateway server's or a service's), which
+    FROM_REQUEST_PORT redirects to, as Istio does (Envoy cannot derive it from the request:
+    with a new host it would drop the port)."""
     action = rc.RedirectAction(response_code=_REDIRECT_CODES.get(
         spec.redirectCode or istio_defaults.REDIRECT_CODE, rc.RedirectAction.MOVED_PERMANENTLY))
-    if spec.uri is not None:
+    if spec.uri is not None and spec.uri.startswith(istio_defaults.REDIRECT_PREFIX_MARKER):
+        action.prefix_rewrite = spec.uri.removeprefix(istio_defaults.REDIRECT_PREFIX_MARKER)
+    elif spec.uri is not None:
         action.path_redirect = spec.uri
     if spec.authority is not None:
         action.host_redirect = spec.authority
@@ -52,7 +57,8 @@ def redirect(spec: HTTPRedirect) -> rc.RedirectAction:
         action.port_redirect = spec.port
     elif spec.derivePort == "FROM_PROTOCOL_DEFAULT":  # 80 for http, 443 for https
         action.port_redirect = 443 if spec.scheme == "https" else 80
-    # FROM_REQUEST_PORT: Envoy keeps the request's port when none is given.
+    elif spec.derivePort == "FROM_REQUEST_PORT" and port:
+        action.port_redirect = port
     return action
 
 
