@@ -38,6 +38,7 @@ POLL_INTERVAL = 0.1  # DefaultPollInterval
 REQUEST_TIMEOUT = 10.0
 STATUS_TIMEOUT = 60.0  # HTTPRouteMustHaveCondition, GatewayMustHaveCondition (180 s upstream)
 PARALLEL_CASES = 8
+WEIGHT_REQUESTS, WEIGHT_CONCURRENCY, WEIGHT_TRIES, WEIGHT_TOLERANCE = 500, 10, 10, 0.05
 MIRROR_LOG = "Echoing back request made to {path} to client"
 
 
@@ -361,6 +362,8 @@ def run_case(mesh: ConformanceMesh, sender: Sender, scenario: Scenario, case: Ca
         return compare(case, got, "https" if protocol == "HTTPS" else "http")
 
     why = converge(once)
+    if why is None and case.weights:
+        return weighted(lambda: sender.send(case, mesh.gateway_address(gateway), port), case)
     if why is None and case.mirrored_to:
         path = case.request.path
         pattern = re.compile(re.escape(MIRROR_LOG.format(path=path)))
@@ -372,6 +375,54 @@ def run_case(mesh: ConformanceMesh, sender: Sender, scenario: Scenario, case: Ca
             except ScenarioFailed as err:
                 return str(err)
     return why
+
+
+def distribution_error(pods: list[str], weights: tuple[tuple[str, float], ...],
+                       tolerance: float = WEIGHT_TOLERANCE) -> str | None:
+    """The upstream's check of a traffic split: each backend's share of `pods` (the pods that
+    answered, a backend's by its name's prefix) within `tolerance` of its weight, and only
+    backends of a weight above 0 answering."""
+    names = sorted((name for name, _ in weights), key=len, reverse=True)
+    seen: dict[str, int] = {}
+    for pod in pods:
+        backend = next((n for n in names if pod.startswith(n)), None)
+        if backend is None:
+            return f"request was handled by an unexpected pod {pod!r}"
+        seen[backend] = seen.get(backend, 0) + 1
+    errors = []
+    active = sum(1 for _, w in weights if w > 0)
+    if len(seen) != active:
+        errors.append(f"expected {active} backends to receive traffic, but got {len(seen)}")
+    for backend, want in weights:
+        got = seen.get(backend, 0) / max(len(pods), 1)
+        if abs(got - want) > tolerance:
+            errors.append(f"backend {backend!r} weighted traffic of {got:.3f} not within "
+                          f"tolerance {want} (+/-{tolerance})")
+    return "; ".join(sorted(errors)) or None
+
+
+def weighted(send: Callable[[], Captured], case: Case) -> str | None:
+    """Up to WEIGHT_TRIES rounds of WEIGHT_REQUESTS requests, WEIGHT_CONCURRENCY at a time;
+    None once a round's split matches the case's weights."""
+    def pod() -> str:
+        got = send()
+        why = compare(case, got)
+        if why is not None:
+            raise ScenarioFailed(f"response expectation failed: {why}")
+        return str((got.echoed or {}).get("pod", ""))
+
+    why: str | None = "no round"
+    for _ in range(WEIGHT_TRIES):
+        try:
+            with ThreadPoolExecutor(max_workers=WEIGHT_CONCURRENCY) as pool:
+                pods = list(pool.map(lambda _: pod(), range(WEIGHT_REQUESTS)))
+        except (httpx.HTTPError, ScenarioFailed) as err:
+            why = f"error while sending requests: {err}"
+            continue
+        why = distribution_error(pods, case.weights)
+        if why is None:
+            return None
+    return f"traffic distribution: {why}"
 
 
 def _mirrored(mesh: ConformanceMesh, pattern: re.Pattern[str], namespace: str,

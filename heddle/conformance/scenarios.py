@@ -82,6 +82,9 @@ class Case:
     # Resources ("Kind ns/name") the scenario deletes before this case, as some upstream
     # tests do mid-way; this case and the ones after it run once they are gone.
     delete_before: tuple[str, ...] = ()
+    # weight.TestWeightedDistribution: once the case passes, the share of requests each
+    # backend answers must be within 5 points of these (500 requests, up to 10 tries).
+    weights: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,8 @@ def _case(raw: Mapping[str, Any], index: int, where: str) -> Case:
         port=int(raw["port"]) if raw.get("port") else None,
         server_name=str(raw.get("serverName", "")),
         expect_failure=bool(raw.get("expectFailure", False)),
-        delete_before=tuple(map(str, raw.get("deleteBefore") or ())))
+        delete_before=tuple(map(str, raw.get("deleteBefore") or ())),
+        weights=tuple((str(k), float(v)) for k, v in (raw.get("weights") or {}).items()))
 
 
 def _condition(raw: Mapping[str, Any]) -> Condition:

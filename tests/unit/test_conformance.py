@@ -12,7 +12,7 @@ import yaml
 from heddle.conformance import manifests
 from heddle.conformance.compare import Captured, compare, redirect_of
 from heddle.conformance.echo import canonical, go_duration, reflect, response_headers
-from heddle.conformance.runner import converge
+from heddle.conformance.runner import converge, distribution_error
 from heddle.conformance.scenarios import (
     Case,
     ScenarioError,
@@ -165,3 +165,17 @@ def test_the_echo_reflects_a_request_as_echo_basic_does() -> None:
     assert response_headers([("X-Echo-Set-Header", "a:1,b: 2")]) == [("a", "1"), ("b", "2")]
     assert go_duration("1s") == 1.0 and go_duration("1m30s") == 90.0
     assert go_duration("soon") is None
+
+
+def test_a_traffic_split_must_be_within_5_points_of_each_weight() -> None:
+    weights = (("infra-backend-v1", 0.7), ("infra-backend-v2", 0.3), ("infra-backend-v3", 0.0))
+    assert distribution_error(["infra-backend-v1-0"] * 340 + ["infra-backend-v2-0"] * 160,
+                              weights) is None
+    assert distribution_error(["infra-backend-v1-0"] * 250 + ["infra-backend-v2-0"] * 250,
+                              weights) == (
+        "backend 'infra-backend-v1' weighted traffic of 0.500 not within tolerance 0.7 (+/-0.05)"
+        "; backend 'infra-backend-v2' weighted traffic of 0.500 not within tolerance 0.3 "
+        "(+/-0.05)")
+    zero = distribution_error(["infra-backend-v1-0"] * 349 + ["infra-backend-v2-0"] * 150
+                              + ["infra-backend-v3-0"], weights)
+    assert zero == "expected 2 backends to receive traffic, but got 3"
