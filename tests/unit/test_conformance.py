@@ -12,7 +12,7 @@ import yaml
 from heddle.conformance import manifests
 from heddle.conformance.compare import Captured, compare, redirect_of
 from heddle.conformance.echo import canonical, go_duration, reflect, response_headers
-from heddle.conformance.runner import converge, distribution_error
+from heddle.conformance.runner import converge, distribution_error, go_name
 from heddle.conformance.scenarios import (
     Case,
     ScenarioError,
@@ -179,3 +179,9 @@ def test_a_traffic_split_must_be_within_5_points_of_each_weight() -> None:
     zero = distribution_error(["infra-backend-v1-0"] * 349 + ["infra-backend-v2-0"] * 150
                               + ["infra-backend-v3-0"], weights)
     assert zero == "expected 2 backends to receive traffic, but got 3"
+
+
+def test_certificate_names_match_as_gos_client_matches_them() -> None:
+    assert go_name("*.org", "example.org") and go_name("*.wildcard.org", "a.wildcard.org")
+    assert not go_name("*.org", "a.b.org") and not go_name("*.org", "org")
+    assert go_name("Example.org", "example.org") and not go_name("*", "example.org")
