@@ -78,14 +78,25 @@ def conformance_report(scenarios: list[Scenario], outcomes: list[Outcome],
             if skipped:
                 block["skippedTests"] = skipped
             if level == "extended":
+                # Inferred from the run (the upstream reports what it was told): supported
+                # when every scenario run that needs the feature passed; unsupported when one
+                # failed; the features of skipped scenarios alone are neither.
                 features: dict[str, bool] = {}
                 for s in chosen:
-                    ok = by_name[s.name].result == "pass"
+                    result = by_name[s.name].result
                     for feature in s.features:
-                        if feature not in CORE_FEATURES:
-                            features[feature] = features.get(feature, True) and ok
-                block["supportedFeatures"] = sorted(f for f, ok in features.items() if ok)
+                        if feature in CORE_FEATURES:
+                            continue
+                        if result == "skip":
+                            features.setdefault(feature, True)
+                        else:
+                            features[feature] = features.get(feature, True) and result == "pass"
+                ran = {f for s in chosen if by_name[s.name].result != "skip"
+                       for f in s.features}
+                block["supportedFeatures"] = sorted(f for f, ok in features.items()
+                                                    if ok and f in ran)
                 block["unsupportedFeatures"] = sorted(f for f, ok in features.items() if not ok)
+                block["untestedFeatures"] = sorted(f for f in features if f not in ran)
             entry[level] = block
         profiles.append(entry)
     report = {

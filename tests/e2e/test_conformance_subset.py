@@ -10,6 +10,8 @@ from heddle.conformance.runner import run
 from heddle.conformance.scenarios import load_all
 from heddle.testing.loopback import unique_subnet
 
+from .mesh_fixtures import processes_of
+
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared/corpus/gateway-api/conformance"
 SUBSET = ("HTTPRouteSimpleSameNamespace", "HTTPRouteMatching", "HTTPRouteCrossNamespace",
           "HTTPRouteInvalidCrossNamespaceParentRef", "HTTPRouteRedirectPath")
@@ -23,3 +25,4 @@ def test_core_httproute_scenarios_pass_through_a_gateway_api_gateway(tmp_path: P
     results = {o.scenario: (o.result, o.reason) for o in outcomes}
     assert results == {name: ("pass", "") for name in SUBSET}, "\n".join(lines)
     assert sum(len(o.cases) for o in outcomes) >= 15  # each case ran, none vacuously
+    assert processes_of(tmp_path / "home") == [], "the run left mesh processes behind"

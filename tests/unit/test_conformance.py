@@ -12,7 +12,8 @@ import yaml
 from heddle.conformance import manifests
 from heddle.conformance.compare import Captured, compare, redirect_of
 from heddle.conformance.echo import canonical, go_duration, reflect, response_headers
-from heddle.conformance.runner import converge, distribution_error, go_name
+from heddle.conformance.report import conformance_report
+from heddle.conformance.runner import Outcome, converge, distribution_error, go_name
 from heddle.conformance.scenarios import (
     Case,
     ScenarioError,
@@ -185,3 +186,21 @@ def test_certificate_names_match_as_gos_client_matches_them() -> None:
     assert go_name("*.org", "example.org") and go_name("*.wildcard.org", "a.wildcard.org")
     assert not go_name("*.org", "a.b.org") and not go_name("*.org", "org")
     assert go_name("Example.org", "example.org") and not go_name("*", "example.org")
+
+
+def test_the_report_counts_core_and_extended_and_infers_supported_features() -> None:
+    scenarios = {s.name: s for s in load_all()}
+    chosen = [scenarios[n] for n in ("HTTPRouteMatching", "HTTPRouteTimeoutRequest",
+                                     "HTTPRouteRetryWithTimeouts", "HTTPRouteBackendURLRewrite")]
+    outcomes = [Outcome("HTTPRouteMatching", "pass"), Outcome("HTTPRouteTimeoutRequest", "pass"),
+                Outcome("HTTPRouteRetryWithTimeouts", "skip", "not ported"),
+                Outcome("HTTPRouteBackendURLRewrite", "fail", "Accepted is False")]
+    report = yaml.safe_load(conformance_report(chosen, outcomes))
+    http = report["profiles"][0]
+    assert http["name"] == "GATEWAY-HTTP" and http["core"]["statistics"] == {
+        "Passed": 1, "Failed": 0, "Skipped": 0}
+    extended = http["extended"]
+    assert extended["statistics"] == {"Passed": 1, "Failed": 1, "Skipped": 1}
+    assert "HTTPRouteRequestTimeout" in extended["supportedFeatures"]  # a skip does not undo it
+    assert extended["unsupportedFeatures"] == ["HTTPRouteBackendURLRewrite"]
+    assert "HTTPRouteRetry" in extended["untestedFeatures"]
