@@ -35,3 +35,7 @@ RING_HASH_MINIMUM_SIZE = 1024  # the deprecated consistentHash.minimumRingSize, 
 CIRCUIT_BREAKER_LIMIT = 2**32 - 1  # every threshold a connection pool leaves unset
 CONNECT_TIMEOUT_SECONDS = 10  # the mesh config's connectTimeout
 PANIC_THRESHOLD_PERCENT = 0.0  # outlierDetection.minHealthPercent
+
+# A redirect `uri` starting with this replaces only the matched prefix: Istio's own marker,
+# which its gateway controller writes for a Gateway API ReplacePrefixMatch redirect.
+REDIRECT_PREFIX_MARKER = "%PREFIX()%"

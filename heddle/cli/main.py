@@ -20,6 +20,12 @@ def _version(_: object) -> None:
     echo(f"heddle {__version__}")
 
 
+def _conformance_help(_: object) -> None:  # `main` hands `conformance` over before parsing
+    from heddle.conformance.cli import main as conformance
+
+    conformance(["--help"])
+
+
 def parser() -> Parser:
     top = Parser(prog="heddle", allow_abbrev=False,
                  description="A service mesh that speaks Istio's configuration language and "
@@ -31,6 +37,9 @@ def parser() -> Parser:
     inspect.register(commands)
     token.register(commands)
     processes.register(commands)
+    command(commands, "conformance", _conformance_help,
+            "Run the Gateway API conformance scenarios against a local mesh (`heddle "
+            "conformance --help`).")
     command(commands, "version", _version, "Print Heddle's version.")
     return top
 
@@ -39,6 +48,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["agent"]:  # the agent's own options, parsed by its lean entry point
         processes.agent(args[1:])
+        return
+    if args[:1] == ["conformance"]:  # a dev tool with its own options, loaded only here
+        from heddle.conformance.cli import main as conformance
+
+        conformance(args[1:])
         return
     top = parser()
     if not args:

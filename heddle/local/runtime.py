@@ -149,10 +149,21 @@ class LocalMesh:
         """The gateway proxies the configuration asks for (see model.gateways), each at a
         pod IP of its own, with what asked for it."""
         gateways = gateway_workloads(snapshot, tuple(self.store.unmanaged()))
-        addresses = gateway_addresses([w.address for w in snapshot.registry.workloads],
-                                      len(gateways))
-        return {g.key: (Workload(g.namespace, g.name, address, g.labels, g.service_account),
-                        g.source) for g, address in zip(gateways, addresses, strict=False)}
+        free = gateway_addresses([w.address for w in snapshot.registry.workloads],
+                                 len(gateways) + len(self.gateways))
+        # A gateway keeps its pod IP while it runs: one added (or removed) beside it does not
+        # move it, which would restart it and drop its connections.
+        kept = {g.key: self.gateways[g.key][0].address for g in gateways
+                if g.key in self.gateways and self.gateways[g.key][0].address in free}
+        pool = iter(a for a in free if a not in kept.values())
+        found = {}
+        for g in gateways:
+            address = kept.get(g.key) or next(pool, None)
+            if address is None:
+                break  # the /24 is full
+            found[g.key] = (Workload(g.namespace, g.name, address, g.labels,
+                                     g.service_account), g.source)
+        return found
 
     def _wanted(self) -> dict[str, tuple[Workload, str, str]]:
         """(workload, command, WorkloadGroup it joins) for everything that runs here;

@@ -39,10 +39,15 @@ _REDIRECT_CODES = {
 }
 
 
-def redirect(spec: HTTPRedirect) -> rc.RedirectAction:
+def redirect(spec: HTTPRedirect, port: int = 0) -> rc.RedirectAction:
+    """`port`: the port the routes serve (a gateway server's or a service's), which
+    FROM_REQUEST_PORT redirects to, as Istio does (Envoy cannot derive it from the request:
+    with a new host it would drop the port)."""
     action = rc.RedirectAction(response_code=_REDIRECT_CODES.get(
         spec.redirectCode or istio_defaults.REDIRECT_CODE, rc.RedirectAction.MOVED_PERMANENTLY))
-    if spec.uri is not None:
+    if spec.uri is not None and spec.uri.startswith(istio_defaults.REDIRECT_PREFIX_MARKER):
+        action.prefix_rewrite = spec.uri.removeprefix(istio_defaults.REDIRECT_PREFIX_MARKER)
+    elif spec.uri is not None:
         action.path_redirect = spec.uri
     if spec.authority is not None:
         action.host_redirect = spec.authority
@@ -50,10 +55,14 @@ def redirect(spec: HTTPRedirect) -> rc.RedirectAction:
         action.scheme_redirect = spec.scheme
     if spec.port is not None:
         action.port_redirect = spec.port
+    elif spec.derivePort == "FROM_REQUEST_PORT" and port:
+        # Envoy cannot take the port from the request, but these routes serve one port:
+        # that one, as Istio writes it.
+        action.port_redirect = port
     # FROM_PROTOCOL_DEFAULT, as Istio: no port, so that Envoy writes none, where a
     # port_redirect of 443 would put ":443" in the Location (Gateway API: a redirect to
     # https on 443 or http on 80 SHOULD NOT name the port); a request's explicit :80 is
-    # dropped with a change to https. FROM_REQUEST_PORT: Envoy keeps the request's port.
+    # dropped with a change to https.
     return action
 
 

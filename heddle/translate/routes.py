@@ -299,7 +299,7 @@ def routes_for(snapshot: MeshSnapshot, vs: Resource[Any], port: int,
                    if m.port in (None, port) and _applies_to(m, proxy, gateway, vs.namespace)]
         for j, match in enumerate(matches):
             if http.redirect is not None and not is_empty(http.redirect):
-                route = rc.Route(redirect=redirect(http.redirect))
+                route = rc.Route(redirect=redirect(http.redirect, port))
             elif http.directResponse is not None:
                 route = rc.Route(direct_response=direct_response(http.directResponse))
             elif http.route:

@@ -3,6 +3,8 @@ local runtime puts gateways; routers are pushed every change."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from google.protobuf import json_format
 
@@ -60,3 +62,30 @@ def test_routers_are_pushed_any_change() -> None:
     sidecar = Proxy(ProxyType.SIDECAR, "a", "default", "127.0.10.1", "127.128.10.1")
     assert change.needs_push(GATEWAY)
     assert not change.needs_push(sidecar)
+
+
+def test_a_running_gateway_keeps_its_pod_ip_when_another_gateway_is_added(
+        tmp_path: Path) -> None:
+    from heddle.api.loader import load_text
+    from heddle.local.runtime import LocalMesh, LocalMeshConfig
+
+    def snapshot(*names: str) -> MeshSnapshot:
+        text = "".join(f"""---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: {name}, namespace: infra}}
+spec:
+  gatewayClassName: heddle
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+""" for name in names)
+        loaded = load_text(text, "gateways.yaml")
+        assert loaded.errors == []
+        return MeshSnapshot.build(1, loaded.resources)
+
+    mesh = LocalMesh(LocalMeshConfig(tmp_path, tmp_path / "home", (), None, tmp_path / "ca"))
+    mesh.gateways = mesh._gateways(snapshot("b"))
+    before = {k: w.address for k, (w, _) in mesh.gateways.items()}
+    after = {k: w.address for k, (w, _) in mesh._gateways(snapshot("a", "b")).items()}
+    assert after["b-heddle.infra"] == before["b-heddle.infra"]
+    assert after["a-heddle.infra"] not in before.values()
+    assert len(set(after.values())) == len(after)

@@ -204,7 +204,31 @@ spec:
                                       *load_paths([vs]).resources])
     secure, other = reviews_routes(snapshot)
     assert (secure.redirect.scheme_redirect, secure.redirect.port_redirect) == ("https", 0)
-    assert other.redirect.port_redirect == 0  # the request's port is kept
+    assert other.redirect.port_redirect == 9080  # the port the request came to, as Istio
+
+
+def test_a_redirect_uri_marked_prefix_replaces_only_the_matched_prefix(
+        corpus: Path, tmp_path: Path) -> None:
+    """Istio's `%PREFIX()%` marker, which a Gateway API ReplacePrefixMatch redirect becomes:
+    /original-prefix/lemon redirects to /replacement-prefix/lemon."""
+    vs = tmp_path / "vs.yaml"
+    vs.write_text("""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /original-prefix}}]
+    redirect: {uri: "%PREFIX()%/replacement-prefix"}
+  - redirect: {uri: /whole}
+""")
+    snapshot = MeshSnapshot.build(1, [*bookinfo(corpus).resources(),
+                                      *load_paths([vs]).resources])
+    prefix, whole = reviews_routes(snapshot)
+    assert (prefix.redirect.prefix_rewrite, prefix.redirect.path_redirect) == (
+        "/replacement-prefix", "")
+    assert (whole.redirect.prefix_rewrite, whole.redirect.path_redirect) == ("", "/whole")
 
 
 def test_retry_policy_fields_as_istio_converts_them() -> None:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from heddle.api import istio_defaults
 from heddle.api.models._generated import gateway_httproute as httproute
 from heddle.api.models.gateway_api_parts import (
     HTTP_FILTERS,
@@ -93,8 +94,9 @@ def _redirect(redirect: RedirectFilter) -> dict[str, Any]:
     path = redirect.path
     if path is not None and str(path.type) == "ReplaceFullPath":
         out["uri"] = path.replaceFullPath or "/"
-    elif path is not None:
-        out["prefixRewrite"] = path.replacePrefixMatch or ""
+    elif path is not None:  # Istio's marker: the redirect replaces the matched prefix only
+        prefix = (path.replacePrefixMatch or "").removesuffix("/") or "/"
+        out["uri"] = istio_defaults.REDIRECT_PREFIX_MARKER + prefix
     return out
 
 

@@ -1,0 +1,225 @@
+"""The scenario tables, ported as data from the upstream Go tests (`scenarios/*.yaml`, one
+file per scenario, fields named as the Go structs' in lowerCamelCase), and their loader.
+
+A scenario names its manifests (relative to the corpus's conformance folder), the Gateway
+its requests go to, the routes that must be Accepted before any is sent, the status
+conditions it expects, and its cases: each an `http.ExpectedResponse` of the upstream suite.
+`skip` says why a scenario is not run here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCENARIOS = Path(__file__).with_name("scenarios")
+
+
+class ScenarioError(ValueError):
+    """A scenario file that does not say what the runner needs."""
+
+
+def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    return tuple((str(k), str(v)) for k, v in (value or {}).items())
+
+
+@dataclass(frozen=True)
+class Request:
+    host: str = ""
+    method: str = "GET"
+    path: str = "/"
+    headers: tuple[tuple[str, str], ...] = ()
+    unfollow_redirect: bool = False
+    protocol: str = "HTTP"  # or HTTPS
+    body: str = ""
+
+
+@dataclass(frozen=True)
+class ExpectedRequest:
+    host: str = ""
+    method: str = "GET"
+    path: str = "/"
+    headers: tuple[tuple[str, str], ...] = ()
+    absent_headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Response:
+    status_codes: tuple[int, ...] = (200,)
+    headers: tuple[tuple[str, str], ...] = ()
+    valid_header_values: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    absent_headers: tuple[str, ...] = ()
+    ignore_whitespace: bool = False
+
+
+@dataclass(frozen=True)
+class Redirect:
+    scheme: str = ""
+    host: str = ""
+    port: str = ""
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    request: Request
+    expected_request: ExpectedRequest
+    response: Response
+    backend: str = ""
+    namespace: str = ""
+    redirect: Redirect | None = None
+    backend_set_response_headers: tuple[tuple[str, str], ...] = ()
+    mirrored_to: tuple[str, ...] = ()  # ns/name of each mirror backend
+    gateway: str = ""  # ns/name; the scenario's when empty
+    port: int | None = None  # the gateway listener's; its first HTTP(S) listener's when unset
+    server_name: str = ""  # SNI and the name the certificate is checked for (HTTPS)
+    expect_failure: bool = False  # MakeRequestAndExpectFailure: anything but 200
+    # Resources ("Kind ns/name") the scenario deletes before this case, as some upstream
+    # tests do mid-way; this case and the ones after it run once they are gone.
+    delete_before: tuple[str, ...] = ()
+    # weight.TestWeightedDistribution: once the case passes, the share of requests each
+    # backend answers must be within 5 points of these (500 requests, up to 10 tries).
+    weights: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A status condition the scenario expects: on a route's parent (`parent` ns/name), or on
+    a Gateway (`listener` empty: the Gateway's own)."""
+
+    kind: str  # HTTPRoute, GRPCRoute, Gateway
+    name: str  # ns/name
+    type: str
+    status: str
+    reason: str = ""
+    parent: str = ""
+    listener: str = ""
+    attached_routes: int | None = None  # a listener's attachedRoutes
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    features: tuple[str, ...]
+    manifests: tuple[str, ...]
+    gateway: str
+    routes: tuple[tuple[str, str], ...]  # (route ns/name, its parent ns/name) to be Accepted
+    cases: tuple[Case, ...]
+    conditions: tuple[Condition, ...] = ()
+    skip: str = ""
+    provisional: bool = False
+    mesh: bool = False
+    file: str = ""
+    route_kind: str = "HTTPRoute"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _request(raw: Mapping[str, Any]) -> Request:
+    return Request(host=str(raw.get("host", "")), method=str(raw.get("method") or "GET"),
+                   path=str(raw.get("path") or "/"), headers=_pairs(raw.get("headers")),
+                   unfollow_redirect=bool(raw.get("unfollowRedirect", False)),
+                   protocol=str(raw.get("protocol") or "HTTP"), body=str(raw.get("body", "")))
+
+
+def _case(raw: Mapping[str, Any], index: int, where: str) -> Case:
+    if not isinstance(raw, Mapping) or "request" not in raw:
+        raise ScenarioError(f"{where}: case {index} has no request")
+    request = _request(raw["request"])
+    exp_raw = raw.get("expectedRequest")
+    if isinstance(exp_raw, Mapping) and isinstance(exp_raw.get("request"), Mapping):
+        # Go's ExpectedRequest embeds a Request: its fields sit under `request`
+        exp_raw = {**exp_raw["request"], **{k: v for k, v in exp_raw.items() if k != "request"}}
+    if exp_raw is None:
+        expected = ExpectedRequest(request.host, request.method, request.path, request.headers)
+    else:
+        expected = ExpectedRequest(
+            host=str(exp_raw.get("host", "")), method=str(exp_raw.get("method") or "GET"),
+            path=str(exp_raw.get("path") or ""),  # Go's zero value, as the upstream compares
+            headers=_pairs(exp_raw.get("headers")),
+            absent_headers=tuple(exp_raw.get("absentHeaders") or ()))
+    resp = raw.get("response") or {}
+    codes = [int(c) for c in resp.get("statusCodes") or []]
+    if resp.get("statusCode") and int(resp["statusCode"]) not in codes:
+        codes.append(int(resp["statusCode"]))
+    response = Response(
+        status_codes=tuple(codes or [200]), headers=_pairs(resp.get("headers")),
+        valid_header_values=tuple((str(k), tuple(map(str, v))) for k, v in
+                                  (resp.get("validHeaderValues") or {}).items()),
+        absent_headers=tuple(resp.get("absentHeaders") or ()),
+        ignore_whitespace=bool(resp.get("ignoreWhitespace", False)))
+    redirect_raw = raw.get("redirectRequest")
+    redirect = None if redirect_raw is None else Redirect(
+        **{k: str(redirect_raw.get(k, "")) for k in ("scheme", "host", "port", "path")})
+    mirrors = tuple(f"{ref.get('namespace') or raw.get('namespace', '')}/{ref['name']}"
+                    for ref in (m.get("backendRef", m) for m in raw.get("mirroredTo") or ()))
+    name = str(raw.get("testCaseName") or "")
+    if not name:
+        label = f"{index} request to '{request.host}{request.path}'" + (
+            " with headers" if request.headers else "")
+        name = (f"{label} should go to {raw['backend']}" if raw.get("backend") else
+                f"{label} should receive one of {list(response.status_codes)}")
+    return Case(
+        name=name, request=request, expected_request=expected, response=response,
+        backend=str(raw.get("backend", "")), namespace=str(raw.get("namespace", "")),
+        redirect=redirect,
+        backend_set_response_headers=_pairs(raw.get("backendSetResponseHeaders")),
+        mirrored_to=mirrors, gateway=str(raw.get("gateway", "")),
+        port=int(raw["port"]) if raw.get("port") else None,
+        server_name=str(raw.get("serverName", "")),
+        expect_failure=bool(raw.get("expectFailure", False)),
+        delete_before=tuple(map(str, raw.get("deleteBefore") or ())),
+        weights=tuple((str(k), float(v)) for k, v in (raw.get("weights") or {}).items()))
+
+
+def _condition(raw: Mapping[str, Any]) -> Condition:
+    attached = raw.get("attachedRoutes")
+    return Condition(kind=str(raw["kind"]), name=str(raw["name"]), type=str(raw["type"]),
+                     status=str(raw.get("status", "True")), reason=str(raw.get("reason", "")),
+                     parent=str(raw.get("parent", "")), listener=str(raw.get("listener", "")),
+                     attached_routes=int(attached) if attached is not None else None)
+
+
+def _route(raw: Any, gateway: str) -> tuple[str, str]:
+    if isinstance(raw, Mapping):
+        return str(raw["name"]), str(raw.get("parent") or gateway)
+    return str(raw), gateway
+
+
+def load_scenario(path: Path) -> Scenario:
+    """One scenario file; a scenario that would check nothing (no case, no condition, no
+    `skip`) is an error, so that none passes by having nothing to fail."""
+    where = path.name
+    try:
+        raw = yaml.safe_load(path.read_text())
+        if not (raw.get("cases") or raw.get("conditions") or raw.get("skip")):
+            raise ScenarioError(f"{where}: no cases, no conditions and no skip reason")
+        scenario = Scenario(
+            name=str(raw["name"]), description=str(raw.get("description", "")),
+            features=tuple(map(str, raw.get("features") or ())),
+            manifests=tuple(map(str, raw.get("manifests") or ())),
+            gateway=str(raw.get("gateway", "")),
+            routes=tuple(_route(r, str(raw.get("gateway", ""))) for r in raw.get("routes") or ()),
+            cases=tuple(_case(c, i, where) for i, c in enumerate(raw.get("cases") or ())),
+            conditions=tuple(_condition(c) for c in raw.get("conditions") or ()),
+            skip=str(raw.get("skip", "")), provisional=bool(raw.get("provisional", False)),
+            mesh=bool(raw.get("mesh", False)), file=where,
+            route_kind=str(raw.get("routeKind", "HTTPRoute")),
+            extra=dict(raw.get("extra") or {}))
+        for case in scenario.cases:
+            if not (case.gateway or scenario.gateway):
+                raise ScenarioError(f"{where}: case {case.name!r} names no gateway")
+    except (KeyError, TypeError, ValueError, yaml.YAMLError) as err:
+        if isinstance(err, ScenarioError):
+            raise
+        raise ScenarioError(f"{where}: {err}") from err
+    return scenario
+
+
+def load_all(folder: Path = SCENARIOS) -> list[Scenario]:
+    return [load_scenario(p) for p in sorted(folder.glob("*.yaml"))]
