@@ -39,6 +39,9 @@ _REDIRECT_CODES = {
 }
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def redirect(spec: HTTPRedirect, port: int = 0) -> rc.RedirectAction:
     """`port`: the port the routes serve (a gateway server's or a service's), which
     FROM_REQUEST_PORT redirects to, as Istio does (Envoy cannot derive it from the request:
@@ -55,9 +58,11 @@ def redirect(spec: HTTPRedirect, port: int = 0) -> rc.RedirectAction:
         action.scheme_redirect = spec.scheme
     if spec.port is not None:
         action.port_redirect = spec.port
-    elif spec.derivePort == "FROM_REQUEST_PORT" and port:
+    elif spec.derivePort == "FROM_REQUEST_PORT" and port and port != _DEFAULT_PORTS.get(
+            spec.scheme or ("https" if port == 443 else "http")):
         # Envoy cannot take the port from the request, but these routes serve one port:
-        # that one, as Istio writes it.
+        # that one, as Istio writes it; not the scheme's default port, which the Location
+        # does not name (Gateway API; NGINX writes none either).
         action.port_redirect = port
     # FROM_PROTOCOL_DEFAULT, as Istio: no port, so that Envoy writes none, where a
     # port_redirect of 443 would put ":443" in the Location (Gateway API: a redirect to
