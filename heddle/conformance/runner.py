@@ -294,12 +294,25 @@ class Sender:
         # The chain is verified here, the name after the handshake by Go's rules (`go_name`):
         # OpenSSL refuses the suite's `*.org`, which Go's client accepts.
         context.check_hostname = False
-        self.tls = httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT, verify=context,
-                                follow_redirects=False)
+        self.context = context
+        # A TLS client per server name: a pooled connection is reused by address alone, and
+        # one made with another SNI would reach that name's filter chain on the gateway
+        # (the upstream roundtripper makes a transport, so a connection, per request).
+        self.tls: dict[str, httpx.Client] = {}
+
+    def tls_client(self, server_name: str) -> httpx.Client:
+        client = self.tls.get(server_name)
+        if client is None:
+            client = self.tls[server_name] = httpx.Client(
+                trust_env=False, timeout=REQUEST_TIMEOUT, verify=self.context,
+                follow_redirects=False)
+        return client
 
     def close(self) -> None:
         self.plain.close()
-        self.tls.close()
+        for client in self.tls.values():
+            client.close()
+        self.tls.clear()
 
     def send(self, case: Case, address: str, port: int) -> Captured:
         https = case.request.protocol == "HTTPS"
@@ -311,10 +324,11 @@ class Sender:
             f"{k}:{v}" for k, v in case.backend_set_response_headers)))
         if case.request.host:
             headers.append(("Host", case.request.host))
-        client = self.tls if https else self.plain
+        server_name = case.server_name or case.request.host
+        client = self.tls_client(server_name) if https else self.plain
         extensions = {}
         if https:
-            extensions["sni_hostname"] = case.server_name or case.request.host
+            extensions["sni_hostname"] = server_name
         request = client.build_request(case.request.method, f"{scheme}://{authority}"
                                        f"{case.request.path}", headers=headers,
                                        content=case.request.body or None,

@@ -3,17 +3,22 @@ in a row within 30 s), the scenario tables and the manifests turned into a local
 
 from __future__ import annotations
 
+import datetime
+import http.server
+import ssl
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 import yaml
 
 from heddle.conformance import manifests
+from heddle.conformance.certs import self_signed
 from heddle.conformance.compare import Captured, compare, redirect_of
 from heddle.conformance.echo import canonical, go_duration, reflect, response_headers
 from heddle.conformance.report import conformance_report
-from heddle.conformance.runner import Outcome, converge, distribution_error, go_name
+from heddle.conformance.runner import Outcome, Sender, converge, distribution_error, go_name
 from heddle.conformance.scenarios import (
     Case,
     ScenarioError,
@@ -204,3 +209,50 @@ def test_the_report_counts_core_and_extended_and_infers_supported_features() -> 
     assert "HTTPRouteRequestTimeout" in extended["supportedFeatures"]  # a skip does not undo it
     assert extended["unsupportedFeatures"] == ["HTTPRouteBackendURLRewrite"]
     assert "HTTPRouteRetry" in extended["untestedFeatures"]
+
+
+def test_each_server_name_gets_its_own_tls_connection() -> None:
+    """As the upstream roundtripper (a transport per request): a connection made with one
+    SNI never carries a request for another, which a gateway would route by the first's
+    filter chain (HTTPRouteHTTPSListener's second-example.org answered by the catch-all)."""
+    certificate = self_signed("sni-test", ("*.org",), datetime.datetime.now(datetime.UTC))
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "cert.pem").write_bytes(certificate.cert_pem)
+        (Path(folder) / "key.pem").write_bytes(certificate.key_pem)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(Path(folder) / "cert.pem", Path(folder) / "key.pem")
+    handshakes: list[str | None] = []
+
+    def record(_sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+        handshakes.append(name)
+
+    context.sni_callback = record
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: the client may reuse the connection
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    sender = Sender({"suite": certificate.cert_pem})
+    try:
+        for host in ("example.org", "second-example.org", "example.org"):
+            got = sender.send(case(f"- request: {{host: {host}, path: /, protocol: HTTPS}}\n"
+                                   "  response: {statusCode: 200}\n"),
+                              "127.0.0.1", server.server_address[1])
+            assert got.status == 200
+    finally:
+        sender.close()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert handshakes == ["example.org", "second-example.org"]
