@@ -14,8 +14,10 @@ A WorkloadEntry is health-checked the same way while a proxy that proved to be i
 its agent answers readiness is connected (`watch`): as a Pod that fails its readiness probe
 leaves its Service's EndpointSlice, the entry stays in the registry but leaves the endpoints
 while its probe fails, and comes back once it passes. Unlike an instance it is configured,
-so it counts as ready until a probe says otherwise (and again once its last stream closes):
-a control plane that restarts never takes every endpoint away while it learns their health.
+so it counts as ready until a probe says otherwise, once one has passed (and again once its
+last stream closes): a control plane that restarts never takes every endpoint away while it
+learns their health, and a workload starting behind its already connected proxy keeps its
+endpoint until it has been ready once.
 """
 
 from __future__ import annotations
@@ -163,7 +165,11 @@ class Membership:
                     member.healthy = True
             else:
                 member.successes, member.failures = 0, member.failures + 1
-                if member.healthy is not False and member.failures >= member.failure_threshold:
+                # An entry leaves only once it has been ready: its proxy connects (and its
+                # probe starts) before its application listens, and `heddle up` has said
+                # "ready" by the time the probe first passes.
+                if member.healthy is not False and member.failures >= member.failure_threshold \
+                        and (members is self._members or member.healthy is True):
                     member.healthy = False
                     if members is self._entries:
                         log.warning("WorkloadEntry %s is not ready: out of the endpoints "

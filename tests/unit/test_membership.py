@@ -109,10 +109,11 @@ ENTRY = Workload("default", "backend-1", "127.0.20.3", (("app", "backend"),))
 ENTRY_KEY = EntryKey("default", "backend-1")
 
 
-async def test_a_watched_entry_counts_as_ready_until_a_probe_fails() -> None:
+async def test_a_watched_entry_counts_as_ready_until_a_probe_fails_once_it_has_passed() -> None:
     """A configured entry is in the endpoints before any probe (a restarted control plane
-    takes no endpoint away while it learns health), and leaves them once its probe fails
-    `failure_threshold` times in a row."""
+    takes no endpoint away while it learns health; a workload whose proxy connects before
+    its application listens keeps its endpoint while it starts), and once its probe has
+    passed it leaves them when the probe fails `failure_threshold` times in a row."""
     answers = {ENTRY.address: False}
 
     async def probe(workload: Workload) -> bool:
@@ -122,25 +123,36 @@ async def test_a_watched_entry_counts_as_ready_until_a_probe_fails() -> None:
     members = Membership(on_change=lambda: notified.append(1))
     assert members.watch("backend-1-1", ENTRY_KEY, ENTRY, period=0.5, failure_threshold=2)
     assert members.unready() == frozenset() and notified == []
-    await members.check_due(probe, now=0)
+    for now in (0, 0.5, 1.0):  # still starting: never ready yet, so it stays
+        await members.check_due(probe, now=now)
+        assert members.unready() == frozenset() and notified == []
+    answers[ENTRY.address] = True
+    await members.check_due(probe, now=1.5)
+    assert members.entries() == {ENTRY_KEY: True} and notified == []
+    answers[ENTRY.address] = False
+    await members.check_due(probe, now=2.0)
     assert members.unready() == frozenset()  # one failure is not enough
-    await members.check_due(probe, now=0.5)
+    await members.check_due(probe, now=2.5)
     assert members.unready() == {("default", "backend-1")} and len(notified) == 1
     assert members.healthy() == []  # an entry is never a registered instance
     answers[ENTRY.address] = True
-    await members.check_due(probe, now=1.0)
+    await members.check_due(probe, now=3.0)
     assert members.unready() == frozenset() and len(notified) == 2
     assert members.entries() == {ENTRY_KEY: True}
 
 
 async def test_an_unready_entry_is_ready_again_once_its_last_stream_closes() -> None:
-    async def failing(_: Workload) -> bool:
-        return False
+    answers = {ENTRY.address: True}
+
+    async def probe(workload: Workload) -> bool:
+        return answers[workload.address]
 
     members = Membership()
     members.watch("backend-1-1", ENTRY_KEY, ENTRY, failure_threshold=1)
     assert members.watch("backend-1-2", ENTRY_KEY, ENTRY, failure_threshold=1) is False
-    await members.check_due(failing, now=0)
+    await members.check_due(probe, now=0)
+    answers[ENTRY.address] = False
+    await members.check_due(probe, now=10)
     assert members.unready() == {("default", "backend-1")}
     assert members.leave("backend-1-1") is False  # another of its streams is open
     assert members.unready() == {("default", "backend-1")}
