@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 heddle=.venv/bin/heddle
-$heddle validate -f examples
+$heddle validate -f examples/hello   # what it runs (examples/hello-extra has a typo on purpose)
 $heddle down >/dev/null
 $heddle up examples/hello --detach
 echo "== heddle exec client -- curl -s http://frontend:8080/"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -101,3 +102,12 @@ def test_missing_file_is_an_error(tmp_path: Path) -> None:
     out = run_validate(tmp_path / "nope.yaml")
     assert out.returncode == 1
     assert "no such file" in out.stderr
+
+
+def test_what_the_main_job_validates_is_clean() -> None:
+    """scripts/run.sh stops at its first command that fails: what it validates must pass."""
+    script = (EXAMPLES.parent / "scripts" / "run.sh").read_text()
+    targets = re.findall(r"validate -f (\S+)", script)
+    assert targets, "run.sh validates what it runs"
+    out = run_validate(*(EXAMPLES.parent / t for t in targets))
+    assert out.returncode == 0, out.stdout + out.stderr
