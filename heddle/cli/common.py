@@ -123,3 +123,21 @@ def require_state() -> MeshState:
         raise CliError(f"no mesh is running in {mesh_home()} (start one with `heddle up DIR`; "
                        "HEDDLE_HOME chooses the mesh)")
     return state
+
+
+def add_control_plane_flags(parser: argparse.ArgumentParser) -> None:
+    """The control plane's ports and push pacing, shared by `up` and `control-plane`."""
+    parser.add_argument("--xds-port", type=int, default=15010,
+                        help="Plaintext xDS port (loopback only).")
+    parser.add_argument("--debug-port", type=int, default=15014,
+                        help="Debug API port (loopback).")
+    parser.add_argument("--ca-port", type=int, default=15012,
+                        help="xDS + CA over mutual TLS (for agents).")
+    parser.add_argument("--join-port", type=int, default=15013,
+                        help="The CA over TLS, for a first CSR with a join token.")
+    parser.add_argument("--debounce-quiet", type=float, default=0.1,
+                        help="Push once changes pause this long (s).")
+    parser.add_argument("--debounce-max", type=float, default=10.0,
+                        help="Push at the latest this long after a change (s).")
+    parser.add_argument("--cert-lifetime", type=float, default=86400.0,
+                        help="Workload certificate lifetime (s).")

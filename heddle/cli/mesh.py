@@ -14,6 +14,7 @@ from heddle.cli import configuration
 from heddle.cli.common import (
     CliError,
     Commands,
+    add_control_plane_flags,
     command,
     echo,
     mesh_home,
@@ -41,23 +42,9 @@ def register(commands: Commands) -> None:
                            help="Run in the background; return once every workload is ready.")
     up_parser.add_argument("--delta", action="store_true",
                            help="Proxies use delta xDS instead of SotW.")
-    up_parser.add_argument("--xds-port", type=int, default=15010,
-                           help="Control plane xDS port (loopback, plaintext).")
-    up_parser.add_argument("--debug-port", type=int, default=15014,
-                           help="Control plane debug port (loopback).")
-    up_parser.add_argument("--ca-port", type=int, default=15012,
-                           help="Control plane xDS + CA over mutual TLS.")
-    up_parser.add_argument("--join-port", type=int, default=15013,
-                           help="Control plane CA over TLS, for the first CSR with a join "
-                                "token.")
+    add_control_plane_flags(up_parser)
     up_parser.add_argument("--timeout", type=float, default=90.0,
                            help="With --detach: how long to wait for readiness (s).")
-    up_parser.add_argument("--debounce-quiet", type=float, default=0.1,
-                           help="Push once changes pause this long (s).")
-    up_parser.add_argument("--debounce-max", type=float, default=10.0,
-                           help="Push at the latest this long after a change (s).")
-    up_parser.add_argument("--cert-lifetime", type=float, default=86400.0,
-                           help="Workload certificate lifetime (s).")
     up_parser.add_argument("--restart-delay", type=float, default=10.0,
                            help="Before restarting an application that exited (s); each "
                                 "next restart waits twice as long, up to 5 min, as kubelet's "

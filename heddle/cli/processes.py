@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from heddle.cli.common import CliError, Commands, command
+from heddle.cli.common import CliError, Commands, add_control_plane_flags, command
 
 
 def configure_logging() -> None:
@@ -25,21 +25,9 @@ def register(commands: Commands) -> None:
     parser.add_argument("--options-file", type=Path, default=None,
                         help="Every option as one JSON file (heddle.app.MeshOptions; `heddle "
                              "up` writes one); the flags below are ignored then.")
-    parser.add_argument("--xds-port", type=int, default=15010,
-                        help="Plaintext xDS port (loopback only).")
-    parser.add_argument("--debug-port", type=int, default=15014, help="Debug API port.")
-    parser.add_argument("--debounce-quiet", type=float, default=0.1,
-                        help="Push once changes pause this long (s).")
-    parser.add_argument("--debounce-max", type=float, default=10.0,
-                        help="Push at the latest this long after a change (s).")
     parser.add_argument("--ca-dir", type=Path, default=None,
                         help="CA directory: serve the CA on --ca-port.")
-    parser.add_argument("--ca-port", type=int, default=15012,
-                        help="xDS + CA over mutual TLS (for agents).")
-    parser.add_argument("--join-port", type=int, default=15013,
-                        help="The CA over TLS, for a first CSR with a join token.")
-    parser.add_argument("--cert-lifetime", type=float, default=86400.0,
-                        help="Workload certificate lifetime (s).")
+    add_control_plane_flags(parser)
     # `heddle agent ...` is handed to the agent's own entry point before parsing (see
     # heddle.cli.main); this entry only lists it.
     command(commands, "agent", lambda _: None, None,

@@ -35,13 +35,6 @@ class VersionedResource:
             self.sotw_part).resources[0]
         return body
 
-    @property
-    def delta(self) -> discovery_pb2.Resource:
-        """The delta protocol's Resource wrapper, decoded again."""
-        delta: discovery_pb2.Resource = discovery_pb2.DeltaDiscoveryResponse.FromString(
-            self.delta_part).resources[0]
-        return delta
-
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]

@@ -319,7 +319,9 @@ async def test_an_unauthenticated_stream_naming_a_live_proxy_does_not_disturb_it
                 return await route_weights(envoy) == [20, 80]
 
             await eventually(new_weights, 10, "the weight change in the Envoy")
-            assert real.connected and all(t.state is SyncState.SYNCED
-                                          for t in real.types.values())
+            # Envoy applies the routes before its ACK reaches the control plane.
+            await eventually(lambda: real.connected and all(
+                t.state is SyncState.SYNCED for t in real.types.values()), 5,
+                "the Envoy's stream synced on every type")
     finally:
         await sds_server.stop(grace=None)
