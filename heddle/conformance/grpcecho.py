@@ -60,7 +60,8 @@ def reflect(method: str, metadata: Sequence[tuple[str, str | bytes]], authority:
     return response
 
 
-def _handler(method: str, env: Mapping[str, str]) -> grpc.RpcMethodHandler:
+def _handler(method: str,
+             env: Mapping[str, str]) -> grpc.RpcMethodHandler[message.Message, message.Message]:
     def answer(request: message.Message, context: grpc.ServicerContext) -> message.Message:
         print(f"Received over plaintext: {method} from {context.peer()}", flush=True)
         return reflect(method, tuple(context.invocation_metadata()), _authority(context), env)

@@ -4,11 +4,11 @@ Kubernetes runs the suite's backends as Deployments of the `echo-basic` image be
 Services; here each replica is a `WorkloadEntry` (its pod's labels, a loopback pod IP of the
 runner's /24) whose `heddle.dev/command` runs `heddle.conformance.echo` with the env the
 upstream pod has (POD_NAME, NAMESPACE, SERVICE_NAME) and the Services' target ports to listen
-on; a pod whose container sets GRPC_ECHO_SERVER runs `heddle.conformance.grpcecho` instead, as
-echo-basic then serves its gRPC echo. Services, Gateways, routes, ReferenceGrants and Secrets are kept as written,
-`{GATEWAY_CLASS_NAME}` becomes the runner's class, and Deployments of other images (CoreDNS,
-for UDPRoute) are left out. The default ingress gateway is turned off: the suite deploys only
-its own Gateways.
+on (a pod whose container sets GRPC_ECHO_SERVER runs `heddle.conformance.grpcecho` instead,
+as echo-basic then serves gRPC). Services, Gateways, routes, ReferenceGrants and Secrets are
+kept as written, `{GATEWAY_CLASS_NAME}` becomes the runner's class, and Deployments of other
+images (CoreDNS, for UDPRoute) are left out. The default ingress gateway is turned off: the
+suite deploys only its own Gateways.
 """
 
 from __future__ import annotations

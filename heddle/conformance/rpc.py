@@ -67,11 +67,12 @@ class RpcSender:
     def send(self, rpc: Rpc, address: str, port: int,
              extra_metadata: tuple[tuple[str, str], ...] = ()) -> RpcCaptured:
         target = f"{address}:{port}"
-        call = self._channel(target, rpc.authority).unary_unary(
+        channel = self._channel(target, rpc.authority)
+        call: grpc.UnaryUnaryMultiCallable[Any, Any] = channel.unary_unary(
             full_method(rpc.method), request_serializer=lambda m: m.SerializeToString(),
             response_deserializer=EchoResponse.FromString)
         # gRPC metadata keys are lower case (Go's metadata.New folds them too)
-        metadata = [(k.lower(), v) for k, v in (*rpc.metadata, *extra_metadata)]
+        metadata = tuple((k.lower(), v) for k, v in (*rpc.metadata, *extra_metadata))
         try:
             response = call(EchoRequest(), metadata=metadata or None, timeout=self.timeout)
         except grpc.RpcError as err:
