@@ -18,7 +18,7 @@ SUBSET = ("HTTPRouteSimpleSameNamespace", "HTTPRouteMatching", "HTTPRouteCrossNa
           "GRPCExactMethodMatching")
 
 
-def test_core_http_and_grpc_route_scenarios_pass_through_a_gateway_api_gateway(tmp_path: Path) -> None:
+def test_core_http_and_grpc_route_scenarios_pass_through_a_gateway(tmp_path: Path) -> None:
     scenarios = [s for s in load_all() if s.name in SUBSET]
     assert sorted(s.name for s in scenarios) == sorted(SUBSET)
     lines: list[str] = []
