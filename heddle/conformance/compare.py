@@ -1,5 +1,6 @@
 """The upstream runner's rules for comparing a round trip with its expectation
-(`conformance/utils/http/http.go`, CompareRoundTrip), as a pure function.
+(`conformance/utils/http/http.go`, CompareRoundTrip; `conformance/utils/grpc/grpc.go`,
+compareResponse, for a gRPC call), as pure functions.
 
 - A request header's values are joined with "," before comparing; names are matched
   case-insensitively.
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from heddle.conformance.scenarios import Case, Redirect
+from heddle.conformance.scenarios import GRPC_CODES, GRPC_ECHO_SERVICE, Case, Redirect
 
 TIMEOUTS = (408, 504)
 REDIRECTS = (300, 301, 302, 303, 304, 305, 307, 308)
@@ -32,6 +33,42 @@ class Captured:
     location: str = ""
     protocol: str = "HTTP/1.1"
     extra: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RpcCaptured:
+    """What a gRPC call ended with: its status code (Go's name) and, when OK, what the echo
+    service's assertions say it saw."""
+
+    code: str
+    full_method: str = ""
+    namespace: str = ""
+    pod: str = ""
+    authority: str = ""
+    headers: tuple[tuple[str, str], ...] = ()  # the request metadata the backend saw
+    details: str = ""  # a failed call's status message, for the log
+
+
+def compare_rpc(case: Case, got: RpcCaptured) -> str | None:
+    """None when the call met the case: its code, and when OK the full method the backend
+    answered, its namespace (when the case names one) and its pod (by the backend's name as
+    a prefix). The upstream compares nothing else: not the metadata the backend saw, nor the
+    response headers its tables list."""
+    assert case.rpc is not None
+    want = case.rpc.code
+    if got.code != want:
+        return (f"expected status code to be {want} ({GRPC_CODES[want]}), but got {got.code} "
+                f"({GRPC_CODES.get(got.code, -1)})" + (f": {got.details}" if got.details else ""))
+    if got.code != "OK":
+        return None
+    method = f"/{GRPC_ECHO_SERVICE}/{case.rpc.method}"
+    if got.full_method != method:
+        return f"expected path to be {method}, got {got.full_method}"
+    if case.namespace and case.namespace != got.namespace:
+        return f"expected namespace to be {case.namespace}, got {got.namespace}"
+    if not got.pod.startswith(case.backend):
+        return f"expected pod name to start with {case.backend}, got {got.pod}"
+    return None
 
 
 def _lower(headers: object) -> dict[str, list[str]]:

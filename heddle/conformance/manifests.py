@@ -4,10 +4,11 @@ Kubernetes runs the suite's backends as Deployments of the `echo-basic` image be
 Services; here each replica is a `WorkloadEntry` (its pod's labels, a loopback pod IP of the
 runner's /24) whose `heddle.dev/command` runs `heddle.conformance.echo` with the env the
 upstream pod has (POD_NAME, NAMESPACE, SERVICE_NAME) and the Services' target ports to listen
-on. Services, Gateways, routes, ReferenceGrants and Secrets are kept as written,
-`{GATEWAY_CLASS_NAME}` becomes the runner's class, and Deployments of other images (CoreDNS,
-for UDPRoute) are left out. The default ingress gateway is turned off: the suite deploys only
-its own Gateways.
+on (a pod whose container sets GRPC_ECHO_SERVER runs `heddle.conformance.grpcecho` instead,
+as echo-basic then serves gRPC). Services, Gateways, routes, ReferenceGrants and Secrets are
+kept as written, `{GATEWAY_CLASS_NAME}` becomes the runner's class, and Deployments of other
+images (CoreDNS, for UDPRoute) are left out. The default ingress gateway is turned off: the
+suite deploys only its own Gateways.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import yaml
 
 ECHO_IMAGE = "gateway-api/conformance/echo-basic"
 ECHO_MODULE = "heddle.conformance.echo"
+GRPC_ECHO_MODULE = "heddle.conformance.grpcecho"
 NO_INGRESS = {
     "apiVersion": "install.istio.io/v1alpha1", "kind": "IstioOperator",
     "metadata": {"name": "conformance", "namespace": "istio-system"},
@@ -81,9 +83,16 @@ def _echo_image(deployment: Mapping[str, Any]) -> bool:
     return any(ECHO_IMAGE in str(c.get("image", "")) for c in pod.get("containers") or [])
 
 
-def echo_command(python: str, env: Mapping[str, str]) -> str:
+def _grpc_echo(deployment: Mapping[str, Any]) -> bool:
+    """echo-basic serves gRPC when GRPC_ECHO_SERVER is set (to anything)."""
+    pod = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return any(str(e.get("name")) == "GRPC_ECHO_SERVER" and ("value" in e or "valueFrom" in e)
+               for c in pod.get("containers") or [] for e in c.get("env") or [])
+
+
+def echo_command(python: str, env: Mapping[str, str], module: str = ECHO_MODULE) -> str:
     assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    return f"{assignments} {shlex.quote(python)} -m {ECHO_MODULE}"
+    return f"{assignments} {shlex.quote(python)} -m {module}"
 
 
 def workload_entries(deployment: Mapping[str, Any], services: Sequence[Mapping[str, Any]],
@@ -100,6 +109,7 @@ def workload_entries(deployment: Mapping[str, Any], services: Sequence[Mapping[s
     pod_spec = template.get("spec") or {}
     account = str(pod_spec.get("serviceAccountName") or "default")
     replicas = max(1, min(int(spec.get("replicas", 1)), max_replicas))
+    module = GRPC_ECHO_MODULE if _grpc_echo(deployment) else ECHO_MODULE
     entries = []
     for i in range(replicas):
         pod = f"{name}-{i}"
@@ -110,7 +120,8 @@ def workload_entries(deployment: Mapping[str, Any], services: Sequence[Mapping[s
         entries.append({
             "apiVersion": "networking.istio.io/v1", "kind": "WorkloadEntry",
             "metadata": {"name": pod, "namespace": namespace,
-                         "annotations": {"heddle.dev/command": echo_command(python, env)}},
+                         "annotations": {"heddle.dev/command": echo_command(python, env,
+                                                                            module)}},
             "spec": {"address": pods.address(f"{namespace}/{pod}"), "labels": labels,
                      "serviceAccount": account},
         })

@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import re
+import secrets
 import socket
 import ssl
 import subprocess
@@ -27,7 +28,8 @@ from typing import Any
 import httpx
 
 from heddle.conformance import certs, manifests
-from heddle.conformance.compare import Captured, compare
+from heddle.conformance.compare import Captured, compare, compare_rpc
+from heddle.conformance.rpc import RpcSender
 from heddle.conformance.scenarios import Case, Condition, Scenario
 from heddle.local.state import MeshState
 
@@ -299,6 +301,7 @@ class Sender:
         # one made with another SNI would reach that name's filter chain on the gateway
         # (the upstream roundtripper makes a transport, so a connection, per request).
         self.tls: dict[str, httpx.Client] = {}
+        self.rpc = RpcSender(REQUEST_TIMEOUT)
 
     def tls_client(self, server_name: str) -> httpx.Client:
         client = self.tls.get(server_name)
@@ -313,6 +316,7 @@ class Sender:
         for client in self.tls.values():
             client.close()
         self.tls.clear()
+        self.rpc.close()
 
     def send(self, case: Case, address: str, port: int) -> Captured:
         https = case.request.protocol == "HTTPS"
@@ -383,6 +387,8 @@ def run_case(mesh: ConformanceMesh, sender: Sender, scenario: Scenario, case: Ca
     gateway = case.gateway or scenario.gateway
     protocol = case.request.protocol
     port = case.port or _listener_port(resources, gateway, protocol)
+    if case.rpc is not None:
+        return run_rpc_case(mesh, sender.rpc, case, gateway, port)
 
     def once() -> str | None:
         try:
@@ -397,9 +403,16 @@ def run_case(mesh: ConformanceMesh, sender: Sender, scenario: Scenario, case: Ca
             return "expected a failure, got 200" if got.status == 200 else None
         return compare(case, got, "https" if protocol == "HTTPS" else "http")
 
+    def pod() -> str:
+        got = sender.send(case, mesh.gateway_address(gateway), port)
+        why = compare(case, got)
+        if why is not None:
+            raise ScenarioFailed(f"response expectation failed: {why}")
+        return str((got.echoed or {}).get("pod", ""))
+
     why = converge(once)
     if why is None and case.weights:
-        return weighted(lambda: sender.send(case, mesh.gateway_address(gateway), port), case)
+        return weighted(pod, case)
     if why is None and case.mirrored_to:
         path = case.request.path
         pattern = re.compile(re.escape(MIRROR_LOG.format(path=path)))
@@ -410,6 +423,30 @@ def run_case(mesh: ConformanceMesh, sender: Sender, scenario: Scenario, case: Ca
                          0.5)
             except ScenarioFailed as err:
                 return str(err)
+    return why
+
+
+def run_rpc_case(mesh: ConformanceMesh, sender: RpcSender, case: Case, gateway: str,
+                 port: int) -> str | None:
+    """grpc.MakeRequestAndExpectEventuallyConsistentResponse, then for a case with weights
+    the distribution check (each sample a call that must end OK)."""
+    assert case.rpc is not None
+    rpc = case.rpc
+
+    def once() -> str | None:
+        return compare_rpc(case, sender.send(rpc, mesh.gateway_address(gateway), port))
+
+    def pod() -> str:
+        # AddEntropy: metadata unique to each call, so that nothing answers from a cache
+        got = sender.send(rpc, mesh.gateway_address(gateway), port,
+                          (("x-jitter", secrets.token_hex(8)),))
+        if got.code != "OK":
+            raise ScenarioFailed(f"expected OK response, got {got.code}")
+        return got.pod
+
+    why = converge(once)
+    if why is None and case.weights:
+        return weighted(pod, case)
     return why
 
 
@@ -437,16 +474,10 @@ def distribution_error(pods: list[str], weights: tuple[tuple[str, float], ...],
     return "; ".join(sorted(errors)) or None
 
 
-def weighted(send: Callable[[], Captured], case: Case) -> str | None:
-    """Up to WEIGHT_TRIES rounds of WEIGHT_REQUESTS requests, WEIGHT_CONCURRENCY at a time;
-    None once a round's split matches the case's weights."""
-    def pod() -> str:
-        got = send()
-        why = compare(case, got)
-        if why is not None:
-            raise ScenarioFailed(f"response expectation failed: {why}")
-        return str((got.echoed or {}).get("pod", ""))
-
+def weighted(pod: Callable[[], str], case: Case) -> str | None:
+    """Up to WEIGHT_TRIES rounds of WEIGHT_REQUESTS requests (`pod` sends one and names the
+    pod that answered), WEIGHT_CONCURRENCY at a time; None once a round's split matches the
+    case's weights."""
     why: str | None = "no round"
     for _ in range(WEIGHT_TRIES):
         try:

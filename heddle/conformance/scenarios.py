@@ -3,8 +3,10 @@ file per scenario, fields named as the Go structs' in lowerCamelCase), and their
 
 A scenario names its manifests (relative to the corpus's conformance folder), the Gateway
 its requests go to, the routes that must be Accepted before any is sent, the status
-conditions it expects, and its cases: each an `http.ExpectedResponse` of the upstream suite.
-`skip` says why a scenario is not run here.
+conditions it expects, and its cases: each an `http.ExpectedResponse` of the upstream suite,
+or a `grpc.ExpectedResponse` (a case naming `echoRequest`, `echoTwoRequest` or
+`echoThreeRequest`: one call of the gRPC echo service). `skip` says why a scenario is not run
+here.
 """
 
 from __future__ import annotations
@@ -64,6 +66,28 @@ class Redirect:
     path: str = ""
 
 
+GRPC_METHODS = {"echoRequest": "Echo", "echoTwoRequest": "EchoTwo",
+                "echoThreeRequest": "EchoThree"}
+GRPC_ECHO_SERVICE = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho"
+# The gRPC status codes by their Go names (codes.Code), as the tables write them.
+GRPC_CODES = {"OK": 0, "Canceled": 1, "Unknown": 2, "InvalidArgument": 3,
+              "DeadlineExceeded": 4, "NotFound": 5, "AlreadyExists": 6, "PermissionDenied": 7,
+              "ResourceExhausted": 8, "FailedPrecondition": 9, "Aborted": 10,
+              "OutOfRange": 11, "Unimplemented": 12, "Internal": 13, "Unavailable": 14,
+              "DataLoss": 15, "Unauthenticated": 16}
+
+
+@dataclass(frozen=True)
+class Rpc:
+    """A gRPC case's call: the echo service's method, the :authority (the gateway's address
+    when empty) and the outgoing metadata; the status code it must end with."""
+
+    method: str  # Echo, EchoTwo, EchoThree
+    authority: str = ""
+    metadata: tuple[tuple[str, str], ...] = ()
+    code: str = "OK"
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -85,6 +109,7 @@ class Case:
     # weight.TestWeightedDistribution: once the case passes, the share of requests each
     # backend answers must be within 5 points of these (500 requests, up to 10 tries).
     weights: tuple[tuple[str, float], ...] = ()
+    rpc: Rpc | None = None  # a gRPC case: `request` and `response` are then unused
 
 
 @dataclass(frozen=True)
@@ -127,7 +152,35 @@ def _request(raw: Mapping[str, Any]) -> Request:
                    protocol=str(raw.get("protocol") or "HTTP"), body=str(raw.get("body", "")))
 
 
+def _grpc_case(raw: Mapping[str, Any], index: int, where: str) -> Case:
+    methods = [GRPC_METHODS[k] for k in GRPC_METHODS if k in raw]
+    if len(methods) != 1:  # validateExpectedResponse
+        raise ScenarioError(f"{where}: case {index} names {len(methods)} gRPC requests, "
+                            "not one")
+    meta = raw.get("requestMetadata") or {}
+    code = str((raw.get("response") or {}).get("code") or "OK")
+    if code not in GRPC_CODES:
+        raise ScenarioError(f"{where}: case {index}: {code!r} is no gRPC status code")
+    rpc = Rpc(method=methods[0], authority=str(meta.get("authority") or ""),
+              metadata=_pairs(meta.get("metadata")), code=code)
+    name = str(raw.get("testCaseName") or "")
+    if not name:  # GetTestCaseName
+        headers = ",".join(f"{k}:{v}" for k, v in sorted(rpc.metadata))
+        label = f"{index} request to '{rpc.authority}/{GRPC_ECHO_SERVICE}/{rpc.method}'" + (
+            f" with headers '{{{headers}}}'" if rpc.metadata else "")
+        name = (f"{label} should go to {raw['backend']}" if raw.get("backend") else
+                f"{label} should receive a {code} ({GRPC_CODES[code]})")
+    return Case(name=name, request=Request(), expected_request=ExpectedRequest(),
+                response=Response(), backend=str(raw.get("backend", "")),
+                namespace=str(raw.get("namespace", "")), gateway=str(raw.get("gateway", "")),
+                port=int(raw["port"]) if raw.get("port") else None,
+                weights=tuple((str(k), float(v)) for k, v in (raw.get("weights") or {}).items()),
+                rpc=rpc)
+
+
 def _case(raw: Mapping[str, Any], index: int, where: str) -> Case:
+    if isinstance(raw, Mapping) and any(k in raw for k in GRPC_METHODS):
+        return _grpc_case(raw, index, where)
     if not isinstance(raw, Mapping) or "request" not in raw:
         raise ScenarioError(f"{where}: case {index} has no request")
     request = _request(raw["request"])

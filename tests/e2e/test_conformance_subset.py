@@ -1,6 +1,6 @@
 """A fast subset of the Gateway API conformance run (`python -m heddle.conformance`): core
-HTTPRoute scenarios sent through a real gateway Envoy to echo backends behind real sidecars.
-It fails when any of them stops passing."""
+HTTPRoute scenarios, and a GRPCRoute one (gRPC calls to the gRPC echo), sent through a real
+gateway Envoy to echo backends behind real sidecars. It fails when any of them stops passing."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from .mesh_fixtures import processes_of
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared/corpus/gateway-api/conformance"
 SUBSET = ("HTTPRouteSimpleSameNamespace", "HTTPRouteMatching", "HTTPRouteCrossNamespace",
-          "HTTPRouteInvalidCrossNamespaceParentRef", "HTTPRouteRedirectPath")
+          "HTTPRouteInvalidCrossNamespaceParentRef", "HTTPRouteRedirectPath",
+          "GRPCExactMethodMatching")
 
 
-def test_core_httproute_scenarios_pass_through_a_gateway_api_gateway(tmp_path: Path) -> None:
+def test_core_http_and_grpc_route_scenarios_pass_through_a_gateway(tmp_path: Path) -> None:
     scenarios = [s for s in load_all() if s.name in SUBSET]
     assert sorted(s.name for s in scenarios) == sorted(SUBSET)
     lines: list[str] = []
