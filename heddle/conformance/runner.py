@@ -26,8 +26,9 @@ from typing import Any
 
 import httpx
 
-from heddle.conformance import certs, manifests
+from heddle.conformance import certs, manifests, mesh_base
 from heddle.conformance.compare import Captured, compare
+from heddle.conformance.mesh_client import MeshSender, NoClientPod, compare_mesh
 from heddle.conformance.scenarios import Case, Condition, Scenario
 from heddle.local.state import MeshState
 
@@ -112,7 +113,8 @@ class ConformanceMesh:
     def up(self, timeout: float = 240) -> None:
         self.config_dir.mkdir(parents=True, exist_ok=True)
         secrets, self.trusted = certs.suite_secrets(datetime.datetime.now(datetime.UTC))
-        base = (self.corpus / "base" / "manifests.yaml").read_text()
+        base = (self.corpus / "base" / "manifests.yaml").read_text() + "\n---\n" + \
+            mesh_base.manifests(self.corpus)
         (self.config_dir / "base.yaml").write_text(
             self._convert(base, [manifests.NO_INGRESS, *secrets]))
         xds, debug, ca, join = free_ports(4)
@@ -380,6 +382,8 @@ def converge(attempt: Callable[[], str | None], *, consecutive: int = CONSECUTIV
 
 def run_case(mesh: ConformanceMesh, sender: Sender, scenario: Scenario, case: Case,
              resources: list[dict[str, Any]]) -> str | None:
+    if scenario.mesh:
+        return run_mesh_case(mesh, case)
     gateway = case.gateway or scenario.gateway
     protocol = case.request.protocol
     port = case.port or _listener_port(resources, gateway, protocol)
@@ -413,6 +417,25 @@ def run_case(mesh: ConformanceMesh, sender: Sender, scenario: Scenario, case: Ca
     return why
 
 
+def run_mesh_case(mesh: ConformanceMesh, case: Case) -> str | None:
+    """A GAMMA case: sent from the client pod through its sidecar (`mesh_client`)."""
+    try:
+        sender = MeshSender(mesh.state(), case.client_namespace)
+    except NoClientPod as err:
+        return str(err)
+    with sender:
+        def once() -> str | None:
+            try:
+                return compare_mesh(case, sender.send(case))
+            except httpx.HTTPError as err:
+                return f"request failed: {type(err).__name__}: {err}"
+
+        why = converge(once)
+        if why is None and case.weights:
+            return weighted(partial(sender.send, case), case, compare_mesh)
+        return why
+
+
 def distribution_error(pods: list[str], weights: tuple[tuple[str, float], ...],
                        tolerance: float = WEIGHT_TOLERANCE) -> str | None:
     """The upstream's check of a traffic split: each backend's share of `pods` (the pods that
@@ -437,12 +460,13 @@ def distribution_error(pods: list[str], weights: tuple[tuple[str, float], ...],
     return "; ".join(sorted(errors)) or None
 
 
-def weighted(send: Callable[[], Captured], case: Case) -> str | None:
+def weighted(send: Callable[[], Captured], case: Case,
+             check: Callable[[Case, Captured], str | None] = compare) -> str | None:
     """Up to WEIGHT_TRIES rounds of WEIGHT_REQUESTS requests, WEIGHT_CONCURRENCY at a time;
     None once a round's split matches the case's weights."""
     def pod() -> str:
         got = send()
-        why = compare(case, got)
+        why = check(case, got)
         if why is not None:
             raise ScenarioFailed(f"response expectation failed: {why}")
         return str((got.echoed or {}).get("pod", ""))
