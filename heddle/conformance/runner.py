@@ -80,6 +80,7 @@ class ConformanceMesh:
     subnet: str
     max_replicas: int = 1
     log: Callable[[str], None] = print
+    gamma: bool = True  # run the GAMMA scenarios' pods too (`mesh_base`)
     pods: manifests.Pods = field(init=False)
     trusted: dict[str, bytes] = field(default_factory=dict, init=False)
     debug_port: int = field(default=0, init=False)
@@ -113,8 +114,9 @@ class ConformanceMesh:
     def up(self, timeout: float = 240) -> None:
         self.config_dir.mkdir(parents=True, exist_ok=True)
         secrets, self.trusted = certs.suite_secrets(datetime.datetime.now(datetime.UTC))
-        base = (self.corpus / "base" / "manifests.yaml").read_text() + "\n---\n" + \
-            mesh_base.manifests(self.corpus)
+        base = (self.corpus / "base" / "manifests.yaml").read_text()
+        if self.gamma:
+            base += "\n---\n" + mesh_base.manifests(self.corpus)
         (self.config_dir / "base.yaml").write_text(
             self._convert(base, [manifests.NO_INGRESS, *secrets]))
         xds, debug, ca, join = free_ports(4)
@@ -558,9 +560,10 @@ def run_scenario(mesh: ConformanceMesh, scenario: Scenario, sender: Sender) -> O
 
 @contextmanager
 def conformance_mesh(corpus: Path, subnet: str, workdir: Path | None = None,
-                     log: Callable[[str], None] = print) -> Iterator[ConformanceMesh]:
+                     log: Callable[[str], None] = print,
+                     gamma: bool = True) -> Iterator[ConformanceMesh]:
     with tempfile.TemporaryDirectory(prefix="heddle-conformance-") as tmp:
-        mesh = ConformanceMesh(corpus, workdir or Path(tmp), subnet, log=log)
+        mesh = ConformanceMesh(corpus, workdir or Path(tmp), subnet, log=log, gamma=gamma)
         mesh.up()
         try:
             yield mesh
@@ -574,7 +577,8 @@ def run(scenarios: list[Scenario], corpus: Path, subnet: str,
     runnable = [s for s in scenarios if not s.skip]
     if not runnable:
         return [Outcome(s.name, "skip", s.skip) for s in scenarios]
-    with conformance_mesh(corpus, subnet, workdir, log) as mesh:
+    gamma = any(s.mesh for s in runnable)
+    with conformance_mesh(corpus, subnet, workdir, log, gamma) as mesh:
         sender = Sender(mesh.trusted)
         try:
             for scenario in scenarios:
