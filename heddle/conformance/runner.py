@@ -1,7 +1,8 @@
 """Running the scenarios: a local mesh of the base manifests (`heddle up --detach` on a
 generated directory, with its own HEDDLE_HOME, ports and /24), then per scenario its
 manifests written beside them, the routes and Gateways waited for, and each case sent to the
-gateway until it passes 3 times in a row (30 s at most), as the upstream runner does.
+gateway until it passes 3 times in a row (30 s at most), as the upstream runner does; a GAMMA
+scenario's cases from the mesh's client pod instead (`mesh_client`).
 """
 
 from __future__ import annotations
