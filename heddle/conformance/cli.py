@@ -17,8 +17,8 @@ DEFAULT_CORPUS = Path("../shared/corpus/gateway-api/conformance")
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="heddle conformance",
-        description="Run the Gateway API conformance scenarios (HTTPRoute, GRPCRoute) against "
-                    "a local Heddle mesh and print pass / fail / skip per scenario and the "
+        description="Run the Gateway API conformance scenarios (HTTPRoute, GRPCRoute, GAMMA) "
+                    "against a local Heddle mesh and print pass / fail / skip per scenario and the "
                     "supported-features report.")
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
                    help="the upstream conformance folder (base/ and tests/)")

@@ -1,6 +1,7 @@
 """The conformance manifests as a local mesh: pure, from the upstream YAML to Heddle's.
 
-Kubernetes runs the suite's backends as Deployments of the `echo-basic` image behind v1
+Kubernetes runs the suite's backends as Deployments of the `echo-basic` image (GAMMA's of
+`echo-advanced`) behind v1
 Services; here each replica is a `WorkloadEntry` (its pod's labels, a loopback pod IP of the
 runner's /24) whose `heddle.dev/command` runs `heddle.conformance.echo` with the env the
 upstream pod has (POD_NAME, NAMESPACE, SERVICE_NAME) and the Services' target ports to listen
@@ -20,7 +21,9 @@ from typing import Any
 
 import yaml
 
-ECHO_IMAGE = "gateway-api/conformance/echo-basic"
+# echo-basic backs the gateway scenarios, echo-advanced the GAMMA ones' pods (both
+# server and, with a sidecar, the client the requests are sent from).
+ECHO_IMAGES = ("gateway-api/conformance/echo-basic", "gateway-api/conformance/echo-advanced")
 ECHO_MODULE = "heddle.conformance.echo"
 GRPC_ECHO_MODULE = "heddle.conformance.grpcecho"
 NO_INGRESS = {
@@ -80,7 +83,8 @@ def _target_ports(services: Iterable[Mapping[str, Any]]) -> list[int]:
 
 def _echo_image(deployment: Mapping[str, Any]) -> bool:
     pod = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
-    return any(ECHO_IMAGE in str(c.get("image", "")) for c in pod.get("containers") or [])
+    return any(image in str(c.get("image", "")) for c in pod.get("containers") or []
+               for image in ECHO_IMAGES)
 
 
 def _grpc_echo(deployment: Mapping[str, Any]) -> bool:
@@ -151,7 +155,7 @@ def convert(text: str, pods: Pods, python: str, *, class_name: str = "heddle",
             if _echo_image(doc):
                 out += workload_entries(doc, services, pods, python, max_replicas)
             else:
-                left_out.append(f"{where}: not the echo-basic image")
+                left_out.append(f"{where}: not an echo image")
         elif kind == "Service" and all(
                 str(p.get("protocol", "TCP")) != "TCP"
                 for p in (doc.get("spec") or {}).get("ports") or [{}]):

@@ -1,7 +1,8 @@
 """Running the scenarios: a local mesh of the base manifests (`heddle up --detach` on a
 generated directory, with its own HEDDLE_HOME, ports and /24), then per scenario its
 manifests written beside them, the routes and Gateways waited for, and each case sent to the
-gateway until it passes 3 times in a row (30 s at most), as the upstream runner does.
+gateway until it passes 3 times in a row (30 s at most), as the upstream runner does; a GAMMA
+scenario's cases from the mesh's client pod instead (`mesh_client`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from typing import Any
 
 import httpx
 
-from heddle.conformance import certs, manifests
+from heddle.conformance import certs, manifests, mesh_base
 from heddle.conformance.compare import Captured, compare, compare_rpc
+from heddle.conformance.mesh_client import MeshSender, NoClientPod, compare_mesh
 from heddle.conformance.rpc import RpcSender
 from heddle.conformance.scenarios import Case, Condition, Scenario
 from heddle.local.state import MeshState
@@ -81,6 +83,7 @@ class ConformanceMesh:
     subnet: str
     max_replicas: int = 1
     log: Callable[[str], None] = print
+    gamma: bool = True  # run the GAMMA scenarios' pods too (`mesh_base`)
     pods: manifests.Pods = field(init=False)
     trusted: dict[str, bytes] = field(default_factory=dict, init=False)
     debug_port: int = field(default=0, init=False)
@@ -115,6 +118,8 @@ class ConformanceMesh:
         self.config_dir.mkdir(parents=True, exist_ok=True)
         secrets, self.trusted = certs.suite_secrets(datetime.datetime.now(datetime.UTC))
         base = (self.corpus / "base" / "manifests.yaml").read_text()
+        if self.gamma:
+            base += "\n---\n" + mesh_base.manifests(self.corpus)
         (self.config_dir / "base.yaml").write_text(
             self._convert(base, [manifests.NO_INGRESS, *secrets]))
         xds, debug, ca, join = free_ports(4)
@@ -384,6 +389,8 @@ def converge(attempt: Callable[[], str | None], *, consecutive: int = CONSECUTIV
 
 def run_case(mesh: ConformanceMesh, sender: Sender, scenario: Scenario, case: Case,
              resources: list[dict[str, Any]]) -> str | None:
+    if scenario.mesh:
+        return run_mesh_case(mesh, case)
     gateway = case.gateway or scenario.gateway
     protocol = case.request.protocol
     port = case.port or _listener_port(resources, gateway, protocol)
@@ -450,6 +457,26 @@ def run_rpc_case(mesh: ConformanceMesh, sender: RpcSender, case: Case, gateway: 
     return why
 
 
+def run_mesh_case(mesh: ConformanceMesh, case: Case) -> str | None:
+    """A GAMMA case: sent from the client pod through its sidecar (`mesh_client`)."""
+    try:
+        sender = MeshSender(mesh.state(), case.client_namespace)
+    except NoClientPod as err:
+        return str(err)
+    with sender:
+        def once() -> str | None:
+            try:
+                return compare_mesh(case, sender.send(case))
+            except httpx.HTTPError as err:
+                return f"request failed: {type(err).__name__}: {err}"
+
+        why = converge(once)
+        if why is None and case.weights:
+            return weighted(partial(_checked_pod, partial(sender.send, case), case, compare_mesh),
+                            case)
+        return why
+
+
 def distribution_error(pods: list[str], weights: tuple[tuple[str, float], ...],
                        tolerance: float = WEIGHT_TOLERANCE) -> str | None:
     """The upstream's check of a traffic split: each backend's share of `pods` (the pods that
@@ -472,6 +499,16 @@ def distribution_error(pods: list[str], weights: tuple[tuple[str, float], ...],
             errors.append(f"backend {backend!r} weighted traffic of {got:.3f} not within "
                           f"tolerance {want} (+/-{tolerance})")
     return "; ".join(sorted(errors)) or None
+
+
+def _checked_pod(send: Callable[[], Captured], case: Case,
+                 check: Callable[[Case, Captured], str | None]) -> str:
+    """Send one request; the pod that answered, once the answer meets the case."""
+    got = send()
+    why = check(case, got)
+    if why is not None:
+        raise ScenarioFailed(f"response expectation failed: {why}")
+    return str((got.echoed or {}).get("pod", ""))
 
 
 def weighted(pod: Callable[[], str], case: Case) -> str | None:
@@ -565,9 +602,10 @@ def run_scenario(mesh: ConformanceMesh, scenario: Scenario, sender: Sender) -> O
 
 @contextmanager
 def conformance_mesh(corpus: Path, subnet: str, workdir: Path | None = None,
-                     log: Callable[[str], None] = print) -> Iterator[ConformanceMesh]:
+                     log: Callable[[str], None] = print,
+                     gamma: bool = True) -> Iterator[ConformanceMesh]:
     with tempfile.TemporaryDirectory(prefix="heddle-conformance-") as tmp:
-        mesh = ConformanceMesh(corpus, workdir or Path(tmp), subnet, log=log)
+        mesh = ConformanceMesh(corpus, workdir or Path(tmp), subnet, log=log, gamma=gamma)
         mesh.up()
         try:
             yield mesh
@@ -581,7 +619,8 @@ def run(scenarios: list[Scenario], corpus: Path, subnet: str,
     runnable = [s for s in scenarios if not s.skip]
     if not runnable:
         return [Outcome(s.name, "skip", s.skip) for s in scenarios]
-    with conformance_mesh(corpus, subnet, workdir, log) as mesh:
+    gamma = any(s.mesh for s in runnable)
+    with conformance_mesh(corpus, subnet, workdir, log, gamma) as mesh:
         sender = Sender(mesh.trusted)
         try:
             for scenario in scenarios:

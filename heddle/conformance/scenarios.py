@@ -6,7 +6,8 @@ its requests go to, the routes that must be Accepted before any is sent, the sta
 conditions it expects, and its cases: each an `http.ExpectedResponse` of the upstream suite,
 or a `grpc.ExpectedResponse` (a case naming `echoRequest`, `echoTwoRequest` or
 `echoThreeRequest`: one call of the gRPC echo service). `skip` says why a scenario is not run
-here.
+here. A `mesh` (GAMMA) scenario names no Gateway: its cases are sent from a pod inside the
+mesh, through that pod's sidecar.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class ExpectedRequest:
     path: str = "/"
     headers: tuple[tuple[str, str], ...] = ()
     absent_headers: tuple[str, ...] = ()
+    # Not written: the request itself, as the upstream's gateway runner assumes (its mesh
+    # client then checks no request header).
+    implied: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,9 @@ class Case:
     # backend answers must be within 5 points of these (500 requests, up to 10 tries).
     weights: tuple[tuple[str, float], ...] = ()
     rpc: Rpc | None = None  # a gRPC case: `request` and `response` are then unused
+    # GAMMA: the namespace of the pod the request is sent from (app=echo,version=v1, as the
+    # upstream's MeshAppEchoV1); the mesh namespace when empty.
+    client_namespace: str = ""
 
 
 @dataclass(frozen=True)
@@ -189,7 +196,8 @@ def _case(raw: Mapping[str, Any], index: int, where: str) -> Case:
         # Go's ExpectedRequest embeds a Request: its fields sit under `request`
         exp_raw = {**exp_raw["request"], **{k: v for k, v in exp_raw.items() if k != "request"}}
     if exp_raw is None:
-        expected = ExpectedRequest(request.host, request.method, request.path, request.headers)
+        expected = ExpectedRequest(request.host, request.method, request.path, request.headers,
+                                   implied=True)
     else:
         expected = ExpectedRequest(
             host=str(exp_raw.get("host", "")), method=str(exp_raw.get("method") or "GET"),
@@ -227,7 +235,8 @@ def _case(raw: Mapping[str, Any], index: int, where: str) -> Case:
         server_name=str(raw.get("serverName", "")),
         expect_failure=bool(raw.get("expectFailure", False)),
         delete_before=tuple(map(str, raw.get("deleteBefore") or ())),
-        weights=tuple((str(k), float(v)) for k, v in (raw.get("weights") or {}).items()))
+        weights=tuple((str(k), float(v)) for k, v in (raw.get("weights") or {}).items()),
+        client_namespace=str(raw.get("clientNamespace", "")))
 
 
 def _condition(raw: Mapping[str, Any]) -> Condition:
@@ -265,7 +274,7 @@ def load_scenario(path: Path) -> Scenario:
             route_kind=str(raw.get("routeKind", "HTTPRoute")),
             extra=dict(raw.get("extra") or {}))
         for case in scenario.cases:
-            if not (case.gateway or scenario.gateway):
+            if not (case.gateway or scenario.gateway or scenario.mesh):
                 raise ScenarioError(f"{where}: case {case.name!r} names no gateway")
     except (KeyError, TypeError, ValueError, yaml.YAMLError) as err:
         if isinstance(err, ScenarioError):

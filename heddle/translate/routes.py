@@ -339,13 +339,15 @@ def _use_gateway_semantics(route: rc.Route) -> None:
         action.regex_rewrite.substitution = "/\\2"
 
 
-def _mesh_virtual_services(snapshot: MeshSnapshot,
+def _mesh_virtual_services(snapshot: MeshSnapshot, namespace: str | None,
                            ) -> tuple[dict[str, Resource[Any]], list[tuple[str, Resource[Any]]]]:
     """VirtualServices bound to the mesh: the first for each exact host, and the wildcard
-    hosts in order."""
+    hosts in order. Those made from routes in the client's `namespace` come first (Istio's
+    consumer override: a consumer route beats its Service's own routes there)."""
     exact: dict[str, Resource[Any]] = {}
     wildcards: list[tuple[str, Resource[Any]]] = []
-    for vs in snapshot.of_kind("networking.istio.io", "VirtualService"):
+    found = snapshot.of_kind("networking.istio.io", "VirtualService")
+    for vs in sorted(found, key=lambda vs: not (vs.namespace == namespace and _from_routes(vs))):
         spec = spec_of(vs, VirtualServiceSpec)
         if "mesh" not in (spec.gateways or ["mesh"]):
             continue
@@ -357,11 +359,17 @@ def _mesh_virtual_services(snapshot: MeshSnapshot,
     return exact, wildcards
 
 
-def _virtual_service_for(snapshot: MeshSnapshot, service: Service) -> Resource[Any] | None:
+def _from_routes(vs: Resource[Any]) -> bool:
+    return vs.metadata.annotations.get(ROUTE_SEMANTICS) == "gateway"
+
+
+def _virtual_service_for(snapshot: MeshSnapshot, service: Service,
+                         proxy: Proxy | None = None) -> Resource[Any] | None:
     """The VirtualService bound to the mesh that names the host: an exact host before a
     wildcard one, then the first by namespace and name."""
-    exact, wildcards = snapshot.memo("mesh_virtual_services",
-                                     lambda: _mesh_virtual_services(snapshot))
+    namespace = proxy.namespace if proxy is not None else None
+    exact, wildcards = snapshot.memo(("mesh_virtual_services", namespace),
+                                     lambda: _mesh_virtual_services(snapshot, namespace))
     found = exact.get(service.hostname)
     if found is not None:
         return found
@@ -387,7 +395,7 @@ def _domains(service: Service, port: int, with_bare_names: bool,
 
 def _http_routes(snapshot: MeshSnapshot, service: Service, port: int,
                  proxy: Proxy | None = None) -> list[rc.Route]:
-    vs = _virtual_service_for(snapshot, service)
+    vs = _virtual_service_for(snapshot, service, proxy)
     routes = routes_for(snapshot, vs, port, proxy) if vs else []
     return routes or [rc.Route(
         name="default",
@@ -431,7 +439,7 @@ def _connect_routes(snapshot: MeshSnapshot, service: Service, port: ServicePort,
             upgrade_type="CONNECT",
             connect_config=rc.RouteAction.UpgradeConfig.ConnectConfig())],
     )
-    vs = _virtual_service_for(snapshot, service)
+    vs = _virtual_service_for(snapshot, service, proxy)
     rules = _stream_rules(vs, service, port, proxy) if vs else []
     if vs and rules and rules[0].route:
         set_destinations(action, snapshot, vs.namespace, rules[0].route, port.number)

@@ -157,7 +157,7 @@ def test_deployments_of_the_echo_image_become_workload_entries_running_the_echo(
     kinds = {d["kind"] for d in converted.documents}
     assert "Deployment" not in kinds and "Gateway" in kinds and "Service" in kinds
     assert not any("{GATEWAY_CLASS_NAME}" in yaml.safe_dump(d) for d in converted.documents)
-    assert any("coredns" in line and "not the echo-basic image" in line
+    assert any("coredns" in line and "not an echo image" in line
                for line in converted.left_out)
 
 

@@ -4,7 +4,8 @@ As Istio's gateway controller does: routes attach to the listeners their parentR
 (sectionName, port, hostnames, allowedRoutes namespaces and kinds), and for each listener
 and host the http rules of every route attached there merge into one VirtualService, in
 Gateway API precedence; a route whose parentRef is a Service (GAMMA) becomes a
-VirtualService for that service's host bound to the mesh, which sidecars follow. TCPRoute
+VirtualService for that service's host bound to the mesh, which sidecars follow (a consumer
+route, in another namespace than the Service's, only its own namespace's sidecars). TCPRoute
 and TLSRoute become `tcp` and `tls` rules. Every derived resource passes Heddle's own
 validation or is left out, with an error naming the route it came from.
 """
@@ -103,7 +104,8 @@ class _Builder:
     gateways: Mapping[tuple[str, str], Resource[Any]]
     services: frozenset[tuple[str, str]]
     service_entries: Mapping[tuple[str, str], Resource[Any]]
-    http: dict[tuple[str, str], list[_Contribution]] = field(default_factory=dict)
+    # (gateway or "mesh", host, consumer namespace or "") -> what each route adds there
+    http: dict[tuple[str, str, str], list[_Contribution]] = field(default_factory=dict)
     bodies: list[tuple[dict[str, Any], list[Resource[Any]]]] = field(default_factory=list)
     statuses: dict[ResourceKey, tuple[Status, int]] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
@@ -253,7 +255,7 @@ class _Builder:
                 self._stream_body(route, rules, listener, hosts)
                 continue
             for host in hosts:
-                self.http.setdefault((listener.istio_gateway, host), []).append(
+                self.http.setdefault((listener.istio_gateway, host, ""), []).append(
                     _Contribution(route, rules.http))
 
     def _attach_mesh(self, route: Resource[Any], rules: Rules,
@@ -263,8 +265,13 @@ class _Builder:
                 continue  # a sidecar's tcp/tls rules come from VirtualServices only, for now
             http = rules.http if ref.port is None else [_with_port(r, ref.port)
                                                         for r in rules.http]
+            # A consumer route (in a namespace other than its Service's) is its namespace's
+            # own: a VirtualService there, seen by that namespace's sidecars only.
+            consumer = route.namespace if (ref.namespace or route.namespace) != \
+                route.namespace else ""
             for host in hosts:
-                self.http.setdefault(("mesh", host), []).append(_Contribution(route, http))
+                self.http.setdefault(("mesh", host, consumer), []).append(
+                    _Contribution(route, http))
 
     def _stream_body(self, route: Resource[Any], rules: Rules, listener: ListenerInfo,
                      hosts: list[str]) -> None:
@@ -282,7 +289,7 @@ class _Builder:
     # -- assembly -------------------------------------------------------------------------
 
     def assemble(self) -> None:
-        for (gateway, host), contributions in sorted(self.http.items()):
+        for (gateway, host, consumer), contributions in sorted(self.http.items()):
             contributions = [c for c in contributions
                              if self._valid_alone(c, gateway, host)]
             if not contributions:
@@ -295,8 +302,10 @@ class _Builder:
             else:
                 gw_namespace, gw_name = gateway.split("/", 1)
                 name = derived_name(gw_namespace, gw_name, host)
+            # As Istio: a route applies to a sidecar in its Service's namespace or its own.
+            spec = {"http": rules, **({"exportTo": ["."]} if consumer else {})}
             self.bodies.append((_virtual_service(name, routes[0].namespace, [host],
-                                                 [gateway], {"http": rules}, routes), routes))
+                                                 [gateway], spec, routes), routes))
 
     def _valid_alone(self, contribution: _Contribution, gateway: str, host: str) -> bool:
         """Each route's rules are checked on their own first, so that one invalid route is
