@@ -52,7 +52,9 @@ def control_plane(args: argparse.Namespace) -> None:
             args.config_dir, f"127.0.0.1:{args.xds_port}", debug_port=args.debug_port,
             debounce_quiet=args.debounce_quiet, debounce_max=args.debounce_max,
             ca_dir=args.ca_dir, secure_address=f"127.0.0.1:{args.ca_port}",
-            join_address=f"127.0.0.1:{args.join_port}", cert_lifetime=args.cert_lifetime)
+            join_address=f"127.0.0.1:{args.join_port}", cert_lifetime=args.cert_lifetime,
+        rate_limit_address=f"127.0.0.1:{args.ratelimit_port}",
+        rate_limit_redis=args.ratelimit_redis)
     configure_logging()
     run_until_signalled(ControlPlane(options).run)
 

@@ -42,7 +42,7 @@ def check_backend_traffic_policy(spec: dict[str, Any]) -> list[FieldProblem]:
                 ("spec", *path, "kind"), f"a BackendTrafficPolicy cannot target {target_kind} "
                 f"(group {group!r})",
                 "target a Gateway, HTTPRoute or GRPCRoute (group gateway.networking.k8s.io) "
-                "or a Service (group \"\") or ServiceEntry"))
+                "or a Service (group \"\") or ServiceEntry (group networking.istio.io)"))
     if not spec.get("targetRef") and not _list(spec.get("targetRefs")):
         problems.append(FieldProblem(("spec", "targetRefs"), "the policy targets nothing",
                                      "add targetRefs naming a Gateway, route or Service"))
