@@ -17,9 +17,10 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
+import yaml
 from aiohttp import web
 
 from heddle.agent.http import HttpError, fetch
@@ -48,6 +49,9 @@ from heddle.xds.debounce import Debouncer
 from heddle.xds.debug import debug_app
 from heddle.xds.generator import CachedSidecarGenerator, GatewayGenerator
 from heddle.xds.push import PushRequest
+
+if TYPE_CHECKING:
+    from heddle.ratelimit.server import RateLimitServer
 from heddle.xds.server import Generator, XdsServer, start_grpc
 
 log = logging.getLogger(__name__)
@@ -76,6 +80,12 @@ class MeshOptions:
     # CLI presents to change it through the debug port (none: no apply API).
     applied_dir: Path | None = None
     api_token_file: Path | None = None
+    # The global rate-limit service, run beside xDS: where proxies ask it, where the control
+    # plane writes its configuration (envoyproxy/ratelimit's YAML; none: not run), and the
+    # Redis its counters live in (none: in memory, one replica).
+    rate_limit_address: str = "127.0.0.1:15016"
+    rate_limit_dir: Path | None = None
+    rate_limit_redis: str | None = None
 
     @property
     def xds_port(self) -> int:
@@ -179,6 +189,7 @@ class ControlPlane:
         self._grpc: grpc.aio.Server | None = None
         self._secure: grpc.aio.Server | None = None
         self._runner: web.AppRunner | None = None
+        self._rate_limit_server: RateLimitServer | None = None
 
     def _certificates(self, ca_dir: Path) -> CertificateParts:
         authority = CertificateAuthority.load_or_create(ca_dir)
@@ -194,7 +205,9 @@ class ControlPlane:
         key = (self.store.version, self.membership.version)
         if key != self._snapshot_key:
             self._snapshot_key = key
-            mesh_config = MeshConfig.from_objects(self.store.unmanaged())
+            mesh_config = dataclasses.replace(
+                MeshConfig.from_objects(self.store.unmanaged()),
+                rate_limit_service=self.options.rate_limit_address)
             if mesh_config.diagnostics != self._snapshot.mesh_config.diagnostics:
                 for diagnostic in mesh_config.diagnostics:
                     log.error("%s", diagnostic)
@@ -219,6 +232,7 @@ class ControlPlane:
             [*snapshot.mesh_config.diagnostics, *snapshot.gateway_api.diagnostics])
 
     async def _push(self, request: PushRequest) -> None:
+        self._write_rate_limits()
         before = self.xds.pushed_proxies
         await self.xds.push_all(request)
         total = len(self.xds.proxies())
@@ -227,6 +241,25 @@ class ControlPlane:
                             if self.xds.pushed_proxies - before < total else
                             "pushed to %d of %d proxies", self.xds.pushed_proxies - before,
                             total)
+
+    def _write_rate_limits(self) -> None:
+        """The global rules, as the rate-limit service reads them (it reloads on change);
+        written before proxies learn of a rule, so a new bucket is known when first asked."""
+        directory = self.options.rate_limit_dir
+        if directory is None:
+            return
+        from heddle.translate.rate_limits import policies, service_config
+
+        text = yaml.safe_dump(service_config(policies(self.snapshot())), sort_keys=False)
+        path = directory / "heddle.yaml"
+        if path.exists() and path.read_text() == text:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        if self._rate_limit_server is not None:  # this process's own: no need to watch
+            self._rate_limit_server.config.reload()
 
     def _membership_changed(self) -> None:
         self.debouncer.trigger()
@@ -258,6 +291,7 @@ class ControlPlane:
         if self._secure is not None:
             log.info("xDS + CA on %s (mutual TLS), CA for join tokens on %s (TLS)",
                      options.secure_address, options.join_address)
+        rate_limits = await self._start_rate_limits()
         events = self.store.subscribe()
         self.debouncer.start()
         watchers = [asyncio.create_task(source.watch(stop)) for source in self.sources]
@@ -274,6 +308,28 @@ class ControlPlane:
                 [self._secure.stop(grace=1)] if self._secure is not None else []))
             self.xds.close()
             await self._runner.cleanup()
+            if rate_limits is not None:
+                await rate_limits.stop()
+
+    async def _start_rate_limits(self) -> RateLimitServer | None:
+        """The rate-limit service in this process, on its configuration as it stands."""
+        options = self.options
+        if options.rate_limit_dir is None:
+            return None
+        from heddle.ratelimit.server import RateLimitOptions, RateLimitServer
+
+        self._write_rate_limits()
+        server = RateLimitServer(RateLimitOptions(
+            options.rate_limit_dir, options.rate_limit_address, options.rate_limit_redis))
+        try:
+            await server.start()
+        except OSError as err:  # the port is taken: proxies fail open, the mesh runs on
+            log.error("rate-limit service not started on %s: %s; global limits let every "
+                      "request through until it runs (give --ratelimit-port)",
+                      options.rate_limit_address, err)
+            return None
+        self._rate_limit_server = server
+        return server
 
     async def _forward(self, events: asyncio.Queue[StoreEvent]) -> None:
         """Log what changed and the problems that came and went; push (debounced) when
@@ -356,6 +412,7 @@ def local_mesh(options: MeshOptions, home: Path, delta: bool = False,
     `restart_delay` and `log_max_bytes` reach every agent: the first wait before
     restarting an application, and where logs rotate."""
     options = dataclasses.replace(options, ca_dir=home / "ca", applied_dir=home / "applied",
+                                  rate_limit_dir=home / "ratelimit",
                                   api_token_file=api_token(home / "api-token"))
     options_file = options.write(home / OPTIONS_FILE)
     return LocalMesh(LocalMeshConfig(

@@ -48,7 +48,12 @@ WANTED: dict[str, list[str]] = {
         "TLSRoute",
         "ReferenceGrant",
     ],
+    # Rate limiting: the two APIs users already have besides EnvoyFilter.
+    "gateway.envoyproxy.io": ["BackendTrafficPolicy"],
+    "kuadrant.io": ["RateLimitPolicy"],
 }
+# Vendors' CRDs sit in folders of their own beside Istio's and Gateway API's.
+CRD_SUBDIRS = ("envoy-gateway", "kuadrant")
 
 # Keys that only document a schema; dropping them keeps the shipped files small.
 DOC_KEYS = {"description", "example", "externalDocs"}
@@ -75,7 +80,23 @@ def _with_http_route_retry(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def _with_service_targets(schema: dict[str, Any]) -> dict[str, Any]:
+    """Heddle lets a BackendTrafficPolicy target a Service (or ServiceEntry) too, for the
+    sidecars of its workloads; the CRD's rules that allow only Gateway API kinds go, and
+    Heddle's own check (heddle/api/semantics/rate_limits.py) names the kinds it takes."""
+    spec = schema["properties"]["spec"]
+    kinds_only = ("has(self.targetRef) ? self.targetRef.group",
+                  "has(self.targetRef) ? self.targetRef.kind in",
+                  "has(self.targetRefs) ? self.targetRefs.all(ref, ref.group",
+                  "has(self.targetRefs) ? self.targetRefs.all(ref, ref.kind in")
+    spec["x-kubernetes-validations"] = [
+        rule for rule in spec.get("x-kubernetes-validations", [])
+        if not rule["rule"].startswith(kinds_only)]
+    return schema
+
+
 EXPERIMENTAL_PATCHES = {
+    ("BackendTrafficPolicy", "v1alpha1"): _with_service_targets,
     ("HTTPRoute", "v1"): _with_http_route_retry,
     ("HTTPRoute", "v1beta1"): _with_http_route_retry,
 }
@@ -100,7 +121,9 @@ def module_name(group: str, kind: str) -> str:
 def load_crds(crd_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
     yaml = YAML(typ="safe")
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted(crd_dir.glob("*.yaml")):
+    paths = [*crd_dir.glob("*.yaml"),
+             *(p for d in CRD_SUBDIRS for p in (crd_dir / d).glob("*.yaml"))]
+    for path in sorted(paths):
         with path.open() as fh:
             for doc in yaml.load_all(fh):
                 if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":

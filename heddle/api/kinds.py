@@ -71,6 +71,8 @@ def _spec_models() -> dict[tuple[str, str], type[BaseModel]]:
         ("gateway.networking.k8s.io", "TCPRoute"): models.TCPRouteSpec,
         ("gateway.networking.k8s.io", "TLSRoute"): models.TLSRouteSpec,
         ("gateway.networking.k8s.io", "ReferenceGrant"): models.ReferenceGrantSpec,
+        ("gateway.envoyproxy.io", "BackendTrafficPolicy"): models.BackendTrafficPolicySpec,
+        ("kuadrant.io", "RateLimitPolicy"): models.RateLimitPolicySpec,
         ("", "Service"): models.ServiceSpec,
         ("", "Namespace"): models.NamespaceSpec,
         ("", "Secret"): models.SecretSpec,

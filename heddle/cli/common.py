@@ -141,3 +141,9 @@ def add_control_plane_flags(parser: argparse.ArgumentParser) -> None:
                         help="Push at the latest this long after a change (s).")
     parser.add_argument("--cert-lifetime", type=float, default=86400.0,
                         help="Workload certificate lifetime (s).")
+    parser.add_argument("--ratelimit-port", type=int, default=15016,
+                        help="The global rate-limit service's gRPC port (loopback).")
+    parser.add_argument("--redis", dest="ratelimit_redis", default=None, metavar="URL",
+                        help="Keep global rate-limit counters in this Redis "
+                             "(redis://HOST:PORT/DB), shared by every replica; default: in "
+                             "memory.")

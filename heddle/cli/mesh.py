@@ -176,7 +176,9 @@ def _options(args: argparse.Namespace, config: Path) -> MeshOptions:
         config, f"127.0.0.1:{args.xds_port}", debug_port=args.debug_port,
         debounce_quiet=args.debounce_quiet, debounce_max=args.debounce_max,
         secure_address=f"127.0.0.1:{args.ca_port}", join_address=f"127.0.0.1:{args.join_port}",
-        cert_lifetime=args.cert_lifetime)
+        cert_lifetime=args.cert_lifetime,
+        rate_limit_address=f"127.0.0.1:{args.ratelimit_port}",
+        rate_limit_redis=args.ratelimit_redis)
 
 
 def _start(args: argparse.Namespace, config: Path, home: Path) -> int | None:

@@ -1,4 +1,5 @@
-"""The long-running processes `heddle up` starts: the control plane and each agent."""
+"""The long-running processes `heddle up` starts: the control plane, each agent, and the
+global rate-limit service."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def register(commands: Commands) -> None:
     parser.add_argument("--ca-dir", type=Path, default=None,
                         help="CA directory: serve the CA on --ca-port.")
     add_control_plane_flags(parser)
+    register_ratelimit(commands)
     # `heddle agent ...` is handed to the agent's own entry point before parsing (see
     # heddle.cli.main); this entry only lists it.
     command(commands, "agent", lambda _: None, None,
@@ -50,7 +52,9 @@ def control_plane(args: argparse.Namespace) -> None:
             args.config_dir, f"127.0.0.1:{args.xds_port}", debug_port=args.debug_port,
             debounce_quiet=args.debounce_quiet, debounce_max=args.debounce_max,
             ca_dir=args.ca_dir, secure_address=f"127.0.0.1:{args.ca_port}",
-            join_address=f"127.0.0.1:{args.join_port}", cert_lifetime=args.cert_lifetime)
+            join_address=f"127.0.0.1:{args.join_port}", cert_lifetime=args.cert_lifetime,
+        rate_limit_address=f"127.0.0.1:{args.ratelimit_port}",
+        rate_limit_redis=args.ratelimit_redis)
     configure_logging()
     run_until_signalled(ControlPlane(options).run)
 
@@ -63,3 +67,66 @@ def agent(argv: Sequence[str]) -> None:
     from heddle.agent.main import main
 
     main(argv)
+
+
+def register_ratelimit(commands: Commands) -> None:
+    parser = command(
+        commands, "ratelimit", ratelimit,
+        "Run the global rate-limit service (Envoy's RLS) on envoyproxy/ratelimit's YAML.",
+        description="Run the global rate-limit service: Envoy's "
+                    "envoy.service.ratelimit.v3 RateLimitService over gRPC, configured by "
+                    "envoyproxy/ratelimit's YAML files (domain, descriptors) in DIR, "
+                    "reloaded when they change.")
+    parser.add_argument("--config-dir", type=Path, required=True, metavar="DIR",
+                        help="The directory of rate-limit config files (*.yaml, *.yml).")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="The address to listen on (default: loopback only).")
+    parser.add_argument("--port", type=int, default=8081,
+                        help="The gRPC port (default 8081, as envoyproxy/ratelimit; 0: any).")
+    parser.add_argument("--redis", metavar="URL", default=None,
+                        help="Count in Redis (redis://HOST:PORT/DB), shared by every "
+                             "replica; default: in memory, for one replica.")
+    parser.add_argument("--redis-timeout", type=float, default=0.1, metavar="SECONDS",
+                        help="The most a decision waits for Redis before the failure mode "
+                             "answers (default 0.1).")
+    parser.add_argument("--failure-mode-deny", action="store_true",
+                        help="When Redis cannot be reached, answer OVER_LIMIT (fail closed); "
+                             "default: OK (fail open).")
+    parser.add_argument("--domain-failure-mode", action="append", default=[],
+                        metavar="DOMAIN=allow|deny",
+                        help="The failure mode of one domain (repeatable), over the default.")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="Serve Prometheus metrics on this port (/metrics, on --host).")
+    parser.add_argument("--merge-domains", action="store_true",
+                        help="Merge files that define the same domain (envoyproxy/"
+                             "ratelimit's MERGE_DOMAIN_CONFIG); default: an error.")
+    parser.add_argument("--cache-key-prefix", default="",
+                        help="A prefix for every counter key (CACHE_KEY_PREFIX upstream).")
+    parser.add_argument("--no-near-cache", action="store_true",
+                        help="Ask Redis even for keys known to be over their limit.")
+
+
+def ratelimit(args: argparse.Namespace) -> None:
+    from heddle.agent.main import run_until_signalled
+    from heddle.ratelimit.server import RateLimitOptions, RateLimitServer
+
+    if not args.config_dir.is_dir():
+        raise CliError(f"--config-dir {args.config_dir} is not a directory", 2)
+    modes: dict[str, bool] = {}
+    for item in args.domain_failure_mode:
+        domain, _, mode = item.rpartition("=")
+        if not domain or mode not in ("allow", "deny"):
+            raise CliError(f"--domain-failure-mode {item!r}: write DOMAIN=allow or "
+                           "DOMAIN=deny", 2)
+        modes[domain] = mode == "deny"
+    if args.redis_timeout <= 0:
+        raise CliError("--redis-timeout must be more than 0 seconds", 2)
+    options = RateLimitOptions(
+        args.config_dir, f"{args.host}:{args.port}", redis_url=args.redis,
+        redis_timeout=args.redis_timeout, failure_mode_deny=args.failure_mode_deny,
+        domain_failure_mode_deny=modes,
+        metrics_address=None if args.metrics_port is None else f"{args.host}:{args.metrics_port}",
+        merge_domains=args.merge_domains, near_cache=not args.no_near_cache,
+        key_prefix=args.cache_key_prefix)
+    configure_logging()
+    run_until_signalled(RateLimitServer(options).run)

@@ -36,6 +36,10 @@ class MeshConfig:
     # One of PATH_NORMALIZATIONS: what every HTTP connection manager does to a request's path
     # before policies and routes see it (and the application receives it).
     path_normalization: str = PATH_BASE
+    # The global rate-limit service (`heddle ratelimit`) proxies ask, and how long they wait
+    # for its answer before letting the request through. Set by the control plane's options.
+    rate_limit_service: str = "127.0.0.1:15016"
+    rate_limit_timeout_ms: int = 100
     # What was wrong with the mesh config; a bad value is ignored (its default is used).
     diagnostics: tuple[Diagnostic, ...] = field(default=(), compare=False)
 
@@ -72,7 +76,7 @@ class MeshConfig:
                 fix=problem[1]),)
             return cls(MappingProxyType(providers),
                        str(mode or istio_defaults.OUTBOUND_TRAFFIC_MODE), normalization,
-                       diagnostics)
+                       diagnostics=diagnostics)
         return cls()
 
 

@@ -64,6 +64,7 @@ from heddle.translate.gateway_tls import CredentialProblem, credential_secrets, 
 from heddle.translate.jwt import jwks_clusters
 from heddle.translate.listeners import access_log
 from heddle.translate.path_normalization import apply_path_normalization
+from heddle.translate.rate_limits import rate_limit_clusters
 from heddle.translate.routes import (
     MESH_GATEWAY,
     destination_cluster,
@@ -420,7 +421,8 @@ def gateway_config(snapshot: MeshSnapshot, proxy: Proxy) -> GatewayConfig:
     outbound = scope.snapshot
     clusters = outbound_clusters(outbound, proxy)
     config = GatewayConfig(ProxyResources({
-        CLUSTER: {c.name: c for c in [*clusters, *jwks_clusters(snapshot, proxy)]},
+        CLUSTER: {c.name: c for c in [*clusters, *jwks_clusters(snapshot, proxy),
+                                      *rate_limit_clusters(snapshot, proxy)]},
         ENDPOINT: {e.cluster_name: e for e in outbound_endpoints(outbound, proxy, clusters)},
         LISTENER: {}, ROUTE: {}, SECRET: {}}))
     listeners = config.resources.by_type[LISTENER]

@@ -30,6 +30,7 @@ from heddle.api.models import SidecarSpec
 from heddle.api.specs import spec_of
 from heddle.model.mesh_config import MeshConfig
 from heddle.model.proxy import Proxy
+from heddle.model.rate_limits import Attachment
 from heddle.model.scope import sidecar_for
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry import protocols
@@ -51,6 +52,12 @@ from heddle.translate.mtls import (
 )
 from heddle.translate.names import inbound_cluster
 from heddle.translate.path_normalization import apply_path_normalization
+from heddle.translate.rate_limits import (
+    attach,
+    has_policies,
+    inbound_attachment,
+    rate_limit_clusters,
+)
 
 OUTBOUND_LISTENER = "virtualOutbound"
 OUTBOUND_ROUTE = "http_proxy"
@@ -120,13 +127,17 @@ Named = list[tuple[str, Message]]
 
 
 def _inbound_http(port: int, chain: list[hcm.HttpFilter], mesh: MeshConfig, mtls: bool = False,
-                  ) -> listener_components_pb2.Filter:
-    """`chain`: the HTTP filters, from the registry (authn, authz, ..., the router)."""
+                  limits: Attachment | None = None) -> listener_components_pb2.Filter:
+    """`chain`: the HTTP filters, from the registry (authn, authz, ..., the router);
+    `limits`: the rate limits of the Services this port serves."""
     cluster = inbound_cluster(port)
     route = route_pb2.RouteConfiguration(name=cluster)
     host = route.virtual_hosts.add(name=f"inbound|http|{port}", domains=["*"])
-    host.routes.add(name="default", match=rc.RouteMatch(prefix="/"),
-                    route=rc.RouteAction(cluster=cluster, timeout=duration_pb2.Duration()))
+    default = host.routes.add(name="default", match=rc.RouteMatch(prefix="/"),
+                              route=rc.RouteAction(cluster=cluster,
+                                                   timeout=duration_pb2.Duration()))
+    if limits is not None:
+        attach(default, limits)
     manager = hcm.HttpConnectionManager(
         stat_prefix=f"inbound_{port}", route_config=route,
         http_filters=chain,
@@ -223,6 +234,8 @@ def _inbound_listener(snapshot: MeshSnapshot, proxy: Proxy, number: int, port: S
     http_chain = http_filters(FilterContext(snapshot, proxy, Direction.INBOUND, number)) \
         if http else []
     policy: Named = network_rbac_filters(snapshot, proxy, number) if tcp else []
+    limits = inbound_attachment(snapshot, proxy, number) if http and has_policies(
+        snapshot) else None
 
     listener = _listener(f"{proxy.address}_{number}", proxy.address, number, [])
     del listener.filter_chains[:]
@@ -243,7 +256,8 @@ def _inbound_listener(snapshot: MeshSnapshot, proxy: Proxy, number: int, port: S
         if mtls:
             chain.transport_socket.CopyFrom(inbound_mutual_socket())
         chain.filters.extend(
-            [_inbound_http(number, http_chain, snapshot.mesh_config, mtls=mtls)] if as_http
+            [_inbound_http(number, http_chain, snapshot.mesh_config, mtls=mtls, limits=limits)]
+            if as_http
             else _inbound_tcp(number, policy))
 
     if mode in (STRICT, PERMISSIVE):
@@ -272,7 +286,7 @@ def inbound_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[cluster_pb2.C
     return [*(inbound_cluster_resource(p.number, proxy.app_address, p.app_port, p.port.protocol,
                                        p.app_socket)
               for p in inbound_ports(snapshot, proxy)),
-            *jwks_clusters(snapshot, proxy)]
+            *jwks_clusters(snapshot, proxy), *rate_limit_clusters(snapshot, proxy)]
 
 
 def sidecar_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[listener_pb2.Listener]:

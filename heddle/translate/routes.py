@@ -35,7 +35,7 @@ from heddle.api.models.virtual_service_parts import (
 )
 from heddle.api.resource import Resource
 from heddle.api.specs import is_empty, spec_of
-from heddle.model.gateway_api import ROUTE_SEMANTICS
+from heddle.model.gateway_api import ROUTE_SEMANTICS, RULE_ORIGINS
 from heddle.model.proxy import Proxy
 from heddle.model.scope import ALLOW_ANY, REGISTRY_ONLY, delegate_of, delegates
 from heddle.model.snapshot import MeshSnapshot
@@ -47,6 +47,7 @@ from heddle.translate.delegation import merged_rules
 from heddle.translate.durations import parse_duration
 from heddle.translate.egress import BLACKHOLE_ROUTE, PASSTHROUGH_ROUTE, catch_all_routes
 from heddle.translate.names import outbound_cluster, parse_cluster
+from heddle.translate.rate_limits import attach, gateway_attachment, has_policies
 from heddle.translate.route_actions import (
     CORS_FILTER,
     FAULT_FILTER,
@@ -294,6 +295,8 @@ def routes_for(snapshot: MeshSnapshot, vs: Resource[Any], port: int,
     the routes are for that Gateway's server on `port` (None: for sidecars)."""
     routes: list[rc.Route] = []
     gateway_semantics = vs.metadata.annotations.get(ROUTE_SEMANTICS) == "gateway"
+    origins = _rule_origins(vs)
+    limited = gateway is not None and proxy is not None and has_policies(snapshot)
     for owner, i, http in _http_rules(snapshot, vs):
         matches = [m for m in http.match or [_EVERY_REQUEST]
                    if m.port in (None, port) and _applies_to(m, proxy, gateway, vs.namespace)]
@@ -315,8 +318,21 @@ def routes_for(snapshot: MeshSnapshot, vs: Resource[Any], port: int,
                 apply_headers(route, http.headers)
             if http.corsPolicy is not None and not is_empty(http.corsPolicy):
                 route.typed_per_filter_config[CORS_FILTER].CopyFrom(cors(http.corsPolicy))
+            if limited and proxy is not None:
+                origin = origins[i] if owner is vs and i < len(origins) else None
+                attach(route, gateway_attachment(snapshot, proxy, route, origin))
             routes.append(route)
     return routes
+
+
+def _rule_origins(vs: Resource[Any]) -> list[tuple[str, str, str] | None]:
+    """The Gateway API route (kind, namespace, name) each http rule came from."""
+    found: list[tuple[str, str, str] | None] = []
+    for origin in filter(None, vs.metadata.annotations.get(RULE_ORIGINS, "").split(",")):
+        kind, _, rest = origin.partition("/")
+        namespace, _, name = rest.partition("/")
+        found.append((kind, namespace, name) if name else None)
+    return found
 
 
 def _use_gateway_semantics(route: rc.Route) -> None:

@@ -129,13 +129,13 @@ def mesh_copy(base: Path, example: str = "hello", subnet: str | None = None) -> 
 def port_args() -> list[str]:
     """`heddle up` flags giving the control plane ports no one else uses."""
     ports: list[int] = []
-    while len(ports) < 4:  # a port just freed may be handed out again: take four apart
+    while len(ports) < 5:  # a port just freed may be handed out again: take five apart
         port = free_port()
         if port not in ports:
             ports.append(port)
-    xds, debug, ca, join = ports
+    xds, debug, ca, join, rate_limits = ports
     return ["--xds-port", str(xds), "--debug-port", str(debug), "--ca-port", str(ca),
-            "--join-port", str(join)]
+            "--join-port", str(join), "--ratelimit-port", str(rate_limits)]
 
 
 @contextlib.contextmanager

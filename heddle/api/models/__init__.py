@@ -7,6 +7,7 @@ root spec model of each kind under a short, stable name.
 from heddle.api.models._generated.core_namespace import NamespaceSpec
 from heddle.api.models._generated.core_secret import SecretSpec
 from heddle.api.models._generated.core_service import ServiceSpec
+from heddle.api.models._generated.gateway_backendtrafficpolicy import BackendTrafficPolicySpec
 from heddle.api.models._generated.gateway_gateway import GatewaySpec as K8sGatewaySpec
 from heddle.api.models._generated.gateway_gatewayclass import GatewayClassSpec
 from heddle.api.models._generated.gateway_grpcroute import GRPCRouteSpec
@@ -14,6 +15,7 @@ from heddle.api.models._generated.gateway_httproute import HTTPRouteSpec
 from heddle.api.models._generated.gateway_referencegrant import ReferenceGrantSpec
 from heddle.api.models._generated.gateway_tcproute import TCPRouteSpec
 from heddle.api.models._generated.gateway_tlsroute import TLSRouteSpec
+from heddle.api.models._generated.kuadrant_ratelimitpolicy import RateLimitPolicySpec
 from heddle.api.models._generated.networking_destinationrule import DestinationRuleSpec
 from heddle.api.models._generated.networking_envoyfilter import EnvoyFilterSpec
 from heddle.api.models._generated.networking_gateway import GatewaySpec
@@ -31,6 +33,7 @@ from heddle.api.models._generated.telemetry_telemetry import TelemetrySpec
 
 __all__ = [
     "AuthorizationPolicySpec",
+    "BackendTrafficPolicySpec",
     "DestinationRuleSpec",
     "EnvoyFilterSpec",
     "GRPCRouteSpec",
@@ -40,6 +43,7 @@ __all__ = [
     "K8sGatewaySpec",
     "NamespaceSpec",
     "PeerAuthenticationSpec",
+    "RateLimitPolicySpec",
     "ReferenceGrantSpec",
     "RequestAuthenticationSpec",
     "SecretSpec",

@@ -14,6 +14,7 @@ from heddle.api.semantics.networking import (
     check_sidecar,
     check_workload_entry,
 )
+from heddle.api.semantics.rate_limits import check_backend_traffic_policy
 from heddle.api.semantics.security import (
     check_authorization_policy,
     check_dry_run_annotation,
@@ -34,6 +35,7 @@ CHECKS: dict[tuple[str, str], SpecCheck] = {
     ("security.istio.io", "AuthorizationPolicy"): check_authorization_policy,
     ("security.istio.io", "RequestAuthentication"): check_request_authentication,
     ("security.istio.io", "PeerAuthentication"): check_peer_authentication,
+    ("gateway.envoyproxy.io", "BackendTrafficPolicy"): check_backend_traffic_policy,
 }
 
 

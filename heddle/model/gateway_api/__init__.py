@@ -3,7 +3,7 @@ GRPCRoute, TCPRoute, TLSRoute and ReferenceGrant become Istio Gateways and Virtu
 (which translation reads like any other) and the status the spec asks for. Pure: it reads
 resources and the registry and returns what they come to."""
 
-from heddle.model.gateway_api.convert import ROUTE_SEMANTICS, Conversion, convert
+from heddle.model.gateway_api.convert import ROUTE_SEMANTICS, RULE_ORIGINS, Conversion, convert
 from heddle.model.gateway_api.gateways import (
     BUILTIN_CLASSES,
     HEDDLE_CONTROLLER,
@@ -11,4 +11,4 @@ from heddle.model.gateway_api.gateways import (
 )
 
 __all__ = ["BUILTIN_CLASSES", "HEDDLE_CONTROLLER", "ISTIO_CONTROLLER", "ROUTE_SEMANTICS",
-           "Conversion", "convert"]
+           "RULE_ORIGINS", "Conversion", "convert"]

@@ -60,6 +60,9 @@ from heddle.registry.from_config import Registry
 
 ROUTE_SEMANTICS = "internal.istio.io/route-semantics"
 DERIVED_FROM = "heddle.dev/derived-from"
+# Which route each http rule of a merged VirtualService came from (`Kind/namespace/name`,
+# comma-separated in rule order): policies attached to a route (rate limits) find its rules.
+RULE_ORIGINS = "heddle.dev/rule-origins"
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute")
 
 
@@ -296,6 +299,8 @@ class _Builder:
                 continue
             contributions.sort(key=lambda c: _age(c.route))
             routes = [c.route for c in contributions]
+            origin = {id(rule): f"{c.route.kind}/{c.route.namespace}/{c.route.name}"
+                      for c in contributions for rule in c.http}
             rules = sort_rules([rule for c in contributions for rule in c.http])
             if gateway == "mesh":
                 name = derived_name(host, "mesh")
@@ -304,8 +309,10 @@ class _Builder:
                 name = derived_name(gw_namespace, gw_name, host)
             # As Istio: a route applies to a sidecar in its Service's namespace or its own.
             spec = {"http": rules, **({"exportTo": ["."]} if consumer else {})}
-            self.bodies.append((_virtual_service(name, routes[0].namespace, [host],
-                                                 [gateway], spec, routes), routes))
+            body = _virtual_service(name, routes[0].namespace, [host], [gateway], spec, routes)
+            body["metadata"]["annotations"][RULE_ORIGINS] = ",".join(
+                origin[id(rule)] for rule in rules)
+            self.bodies.append((body, routes))
 
     def _valid_alone(self, contribution: _Contribution, gateway: str, host: str) -> bool:
         """Each route's rules are checked on their own first, so that one invalid route is

@@ -9,8 +9,8 @@ gateway's, which proxy, which port) and returns its filters, or none: a gateway 
 authentication and authorization filters, as an inbound side does, and the route filters,
 as an outbound side does.
 
-Where the next ones go: rate limit after authorization and before the router (a request
-that is denied spends no quota), telemetry (stats) just before the router, ext_proc after
+Rate limits come after authorization (a request that is denied spends no quota). Where
+the next ones go: telemetry (stats) just before the router, ext_proc after
 authorization.
 """
 
@@ -27,6 +27,7 @@ from heddle.translate.filters import (
     ext_authz,
     fault,
     jwt_authn,
+    ratelimit,
     rbac,
     router,
 )
@@ -36,6 +37,9 @@ HTTP_FILTERS: tuple[tuple[str, FilterBuilder], ...] = (
     ("jwt_authn", jwt_authn.build),
     ("ext_authz", ext_authz.build),
     ("rbac", rbac.build),
+    # After authorization: a request refused there spends no quota.
+    ("local_ratelimit", ratelimit.build_local),
+    ("ratelimit", ratelimit.build_global),
     ("cors", cors.build),
     ("fault", fault.build),
     ("dynamic_forward_proxy", dynamic_forward_proxy.build),

@@ -1,0 +1,113 @@
+"""Rate limits through real Envoy: Envoy Gateway's BackendTrafficPolicy on a Gateway API
+route (global: counted by the rate-limit service `heddle up` runs, one bucket per client by
+a Distinct header) and on a Service (a local token bucket in each of its sidecars)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from heddle.local.workloads import low_port_offset
+from heddle.testing.waiting import wait_for
+
+from .mesh_fixtures import LocalMesh, running_mesh
+
+LIMITS = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: web}
+spec:
+  gatewayClassName: heddle
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: api}
+spec:
+  parentRefs: [{name: web}]
+  hostnames: [api.example]
+  rules: [{backendRefs: [{name: frontend, port: 8080}]}]
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: per-user}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api}]
+  rateLimit:
+    type: Global
+    global:
+      rules:
+      - clientSelectors: [{headers: [{name: x-user-id, type: Distinct}]}]
+        limit: {requests: 5, unit: Minute}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: backend-local}
+spec:
+  targetRefs: [{group: networking.istio.io, kind: ServiceEntry, name: backend}]
+  rateLimit:
+    type: Local
+    local:
+      rules:
+      - limit: {requests: 10, unit: Second}
+"""
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
+    with running_mesh(tmp_path_factory.mktemp("rate-limits"),
+                      extra={"rate-limits.yaml": LIMITS}) as running:
+        yield running
+
+
+def gateway(mesh: LocalMesh) -> str:
+    address = mesh.state().workloads["web-heddle.default"].address
+    return f"http://{address}:{80 + low_port_offset()}/"
+
+
+def as_user(client: httpx.Client, mesh: LocalMesh, user: str) -> httpx.Response:
+    return client.get(gateway(mesh), headers={"host": "api.example", "x-user-id": user})
+
+
+def test_a_global_limit_lets_exactly_n_through_per_client_then_429_with_retry_after(
+        mesh: LocalMesh) -> None:
+    with httpx.Client(trust_env=False, timeout=5) as client:
+        wait_for(lambda: as_user(client, mesh, "probe").status_code == 200, 30,
+                 "the gateway routes api.example")
+        alice = [as_user(client, mesh, "alice") for _ in range(8)]
+        assert [r.status_code for r in alice] == [200] * 5 + [429] * 3
+        refused = alice[5]
+        assert 0 < int(refused.headers["retry-after"]) <= 60
+        assert refused.headers["x-ratelimit-limit"].startswith("5")
+        # Bob has a bucket of his own: alice being over hers does not limit him.
+        assert [as_user(client, mesh, "bob").status_code for _ in range(5)] == [200] * 5
+        # No x-user-id: the rule's descriptor is not made, and nothing limits the request.
+        assert all(client.get(gateway(mesh), headers={"host": "api.example"}).status_code
+                   == 200 for _ in range(8))
+
+
+def paced(client: httpx.Client, url: str, rate: float, seconds: float) -> list[int]:
+    """GET `url` at `rate` per second for `seconds`: the statuses."""
+    statuses = []
+    start = time.monotonic()
+    for i in range(int(rate * seconds)):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        statuses.append(client.get(url).status_code)
+    return statuses
+
+
+def test_a_local_limit_of_10_rps_on_a_sidecar_holds_under_50_rps(mesh: LocalMesh) -> None:
+    # Straight to one backend's sidecar (PERMISSIVE: plaintext is accepted), whose inbound
+    # side carries the Service's token bucket.
+    url = f"http://{mesh.subnet}3:9090/"
+    with httpx.Client(trust_env=False, timeout=5) as client:
+        wait_for(lambda: paced(client, url, 50, 1).count(429) > 0, 30,
+                 "the backend's sidecar limits")  # and its bucket is drained
+        statuses = paced(client, url, 50, 10)
+    assert set(statuses) <= {200, 429}
+    assert 95 <= statuses.count(200) <= 105, statuses.count(200)
