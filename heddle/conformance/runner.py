@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from heddle.conformance import certs, manifests
+from heddle.conformance import certs, manifests, probes
 from heddle.conformance.compare import Captured, compare
 from heddle.conformance.scenarios import Case, Condition, Scenario
 from heddle.local.state import MeshState
@@ -298,24 +299,35 @@ class Sender:
         # A TLS client per server name: a pooled connection is reused by address alone, and
         # one made with another SNI would reach that name's filter chain on the gateway
         # (the upstream roundtripper makes a transport, so a connection, per request).
-        self.tls: dict[str, httpx.Client] = {}
+        self.tls: dict[tuple[str, bool], httpx.Client] = {}
+        self.h2c: httpx.Client | None = None
 
-    def tls_client(self, server_name: str) -> httpx.Client:
-        client = self.tls.get(server_name)
+    def tls_client(self, server_name: str, http2: bool = False) -> httpx.Client:
+        client = self.tls.get((server_name, http2))
         if client is None:
-            client = self.tls[server_name] = httpx.Client(
+            client = self.tls[server_name, http2] = httpx.Client(
                 trust_env=False, timeout=REQUEST_TIMEOUT, verify=self.context,
-                follow_redirects=False)
+                follow_redirects=False, http1=not http2, http2=http2)
         return client
+
+    def h2c_client(self) -> httpx.Client:
+        """HTTP/2 with prior knowledge on plaintext (the upstream's H2C_PRIOR_KNOWLEDGE)."""
+        if self.h2c is None:
+            self.h2c = httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT,
+                                    follow_redirects=False, http1=False, http2=True)
+        return self.h2c
 
     def close(self) -> None:
         self.plain.close()
+        if self.h2c is not None:
+            self.h2c.close()
         for client in self.tls.values():
             client.close()
         self.tls.clear()
 
     def send(self, case: Case, address: str, port: int) -> Captured:
-        https = case.request.protocol == "HTTPS"
+        protocol = case.request.protocol
+        https = protocol in ("HTTPS", "H2")
         scheme = "https" if https else "http"
         default = 443 if https else 80
         authority = address if port == default else f"{address}:{port}"
@@ -325,7 +337,8 @@ class Sender:
         if case.request.host:
             headers.append(("Host", case.request.host))
         server_name = case.server_name or case.request.host
-        client = self.tls_client(server_name) if https else self.plain
+        client = (self.tls_client(server_name, protocol == "H2") if https
+                  else self.h2c_client() if protocol == "H2C" else self.plain)
         extensions = {}
         if https:
             extensions["sni_hostname"] = server_name
@@ -378,15 +391,29 @@ def converge(attempt: Callable[[], str | None], *, consecutive: int = CONSECUTIV
     return f"timeout after {attempts} attempts ({passes}/{consecutive} passes): {last}"
 
 
+def _listener_protocol(request_protocol: str) -> str:
+    """The listener protocol a request's goes to: HTTP/2 over TLS to HTTPS, h2c and
+    WebSocket to HTTP."""
+    return "HTTPS" if request_protocol in ("HTTPS", "H2") else "HTTP"
+
+
 def run_case(mesh: ConformanceMesh, sender: Sender, scenario: Scenario, case: Case,
              resources: list[dict[str, Any]]) -> str | None:
     gateway = case.gateway or scenario.gateway
     protocol = case.request.protocol
-    port = case.port or _listener_port(resources, gateway, protocol)
+    listener = _listener_protocol(protocol)
+    port = case.port or _listener_port(resources, gateway, listener)
+    if protocol == "WS":
+        return converge(lambda: probes.websocket_echo(
+            mesh.gateway_address(gateway), port, case.request.path, case.request.host,
+            f"ws://gateway/{scenario.name}/{case.name}"))
 
     def once() -> str | None:
+        # a retry simulation's attempt is a new request: the backend counts it from nothing
+        sent = probes.with_retry_id(case, str(uuid.uuid4())) if case.retry_simulation \
+            else case
         try:
-            got = sender.send(case, mesh.gateway_address(gateway), port)
+            got = sender.send(sent, mesh.gateway_address(gateway), port)
         except httpx.HTTPError as err:
             return f"request failed: {type(err).__name__}: {err}"
         except ScenarioFailed as err:
@@ -395,9 +422,12 @@ def run_case(mesh: ConformanceMesh, sender: Sender, scenario: Scenario, case: Ca
             if got.status in (408, 504):
                 return f"timeout status {got.status}"
             return "expected a failure, got 200" if got.status == 200 else None
-        return compare(case, got, "https" if protocol == "HTTPS" else "http")
+        return compare(sent, got, "https" if listener == "HTTPS" else "http")
 
     why = converge(once)
+    if why is None and case.mirror_percents:
+        return percentage_mirrored(mesh, lambda c: sender.send(c, mesh.gateway_address(
+            gateway), port), case)
     if why is None and case.weights:
         return weighted(lambda: sender.send(case, mesh.gateway_address(gateway), port), case)
     if why is None and case.mirrored_to:
@@ -461,6 +491,51 @@ def weighted(send: Callable[[], Captured], case: Case) -> str | None:
     return f"traffic distribution: {why}"
 
 
+def _mirror_counts(mesh: ConformanceMesh, path: str, mirrors: list[str]) -> dict[str, int]:
+    pattern = re.compile(re.escape(MIRROR_LOG.format(path=path)) + " ")
+    return {mirror: len(pattern.findall(mesh.app_logs(*mirror.split("/", 1))))
+            for mirror in mirrors}
+
+
+def percentage_mirrored(mesh: ConformanceMesh, send: Callable[[Case], Captured],
+                        case: Case) -> str | None:
+    """The upstream's distribution check of a percentage mirror: up to MIRROR_CHECKS rounds
+    of MIRROR_REQUESTS requests carrying a fresh request id, MIRROR_CONCURRENCY at a time;
+    None once each mirror logged its share of a round within the binomial band."""
+    mirrors = [name for name, _ in case.mirror_percents]
+    why: str | None = "no round"
+    for _ in range(probes.MIRROR_CHECKS):
+        sent = probes.with_query(case, {probes.REQUEST_ID: str(uuid.uuid4())})
+
+        def one(_: int, sent: Case = sent) -> str | None:
+            got = send(sent)
+            return compare(sent, got)
+
+        try:
+            with ThreadPoolExecutor(max_workers=probes.MIRROR_CONCURRENCY) as pool:
+                failures = [w for w in pool.map(one, range(probes.MIRROR_REQUESTS)) if w]
+        except httpx.HTTPError as err:
+            why = f"error while sending requests: {err}"
+            continue
+        if failures:
+            why = f"{len(failures)} requests failed; first: {failures[0]}"
+            continue
+        # Mirrored copies are sent on the side: wait until the logs stop growing.
+        counts, deadline = _mirror_counts(mesh, sent.request.path, mirrors), \
+            time.monotonic() + REQUEST_TIMEOUT
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            latest = _mirror_counts(mesh, sent.request.path, mirrors)
+            if latest == counts:
+                break
+            counts = latest
+        why = probes.mirror_share_error(counts, case.mirror_percents)
+        if why is None:
+            return None
+        mesh.log(f"  {case.name}: {why}")
+    return f"percentage mirror: {why}"
+
+
 def _mirrored(mesh: ConformanceMesh, pattern: re.Pattern[str], namespace: str,
               name: str) -> str | None:
     """The mirror backend's log proves the mirroring (as the upstream reads the pod's)."""
@@ -503,8 +578,8 @@ def run_scenario(mesh: ConformanceMesh, scenario: Scenario, sender: Sender) -> O
         for gateway in sorted(g for g in gateways if g):
             for case in scenario.cases:
                 if (case.gateway or scenario.gateway) == gateway:
-                    port = case.port or _listener_port(resources, gateway,
-                                                       case.request.protocol)
+                    port = case.port or _listener_port(resources, gateway, _listener_protocol(
+                        case.request.protocol))
                     wait_for(partial(_listening, mesh, gateway, port), STATUS_TIMEOUT)
     except ScenarioFailed as err:
         return Outcome(scenario.name, "fail", f"not ready: {err}",
