@@ -130,13 +130,18 @@ class ConformanceMesh:
         if out.returncode != 0 and "no mesh" not in (out.stdout + out.stderr).lower():
             self.log(f"heddle down: {out.stdout}{out.stderr}".strip())
 
-    def apply_scenario(self, scenario: Scenario, deleted: frozenset[str] = frozenset()) -> None:
+    def apply_scenario(self, scenario: Scenario, deleted: frozenset[str] = frozenset(),
+                       update: Mapping[str, Any] | None = None) -> None:
         """Write the scenario's manifests beside the base ones, less the resources named in
-        `deleted` ("Kind ns/name")."""
+        `deleted` ("Kind ns/name"), with `update`'s changes (`resource`: "Kind ns/name",
+        `set`: dotted path -> value) made, as a client's patch."""
         text = "\n---\n".join((self.corpus / m).read_text() for m in scenario.manifests)
         converted = manifests.convert(text, self.pods, sys.executable,
                                       max_replicas=self.max_replicas)
         documents = [d for d in converted.documents if manifests.describe(d) not in deleted]
+        if update is not None:
+            documents = probes.patched(documents, str(update["resource"]),
+                                       dict(update["set"]), manifests.describe)
         path = self.config_dir / "scenario.yaml"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(manifests.Converted(documents, []).text())
@@ -299,15 +304,15 @@ class Sender:
         # A TLS client per server name: a pooled connection is reused by address alone, and
         # one made with another SNI would reach that name's filter chain on the gateway
         # (the upstream roundtripper makes a transport, so a connection, per request).
-        self.tls: dict[tuple[str, bool], httpx.Client] = {}
+        self.tls: dict[str, httpx.Client] = {}
         self.h2c: httpx.Client | None = None
 
-    def tls_client(self, server_name: str, http2: bool = False) -> httpx.Client:
-        client = self.tls.get((server_name, http2))
+    def tls_client(self, server_name: str) -> httpx.Client:
+        client = self.tls.get(server_name)
         if client is None:
-            client = self.tls[server_name, http2] = httpx.Client(
+            client = self.tls[server_name] = httpx.Client(
                 trust_env=False, timeout=REQUEST_TIMEOUT, verify=self.context,
-                follow_redirects=False, http1=not http2, http2=http2)
+                follow_redirects=False)
         return client
 
     def h2c_client(self) -> httpx.Client:
@@ -326,6 +331,16 @@ class Sender:
         self.tls.clear()
 
     def send(self, case: Case, address: str, port: int) -> Captured:
+        if case.request.protocol != "H2":
+            return self._send(case, address, port, None)
+        # HTTP/2 over TLS: a connection per request, as the upstream's transport per request
+        # (an HTTP/2 connection is what a client reuses across names; 421 answers that).
+        with httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT, verify=self.context,
+                          follow_redirects=False, http1=False, http2=True) as client:
+            return self._send(case, address, port, client)
+
+    def _send(self, case: Case, address: str, port: int, client: httpx.Client | None,
+              ) -> Captured:
         protocol = case.request.protocol
         https = protocol in ("HTTPS", "H2")
         scheme = "https" if https else "http"
@@ -337,8 +352,9 @@ class Sender:
         if case.request.host:
             headers.append(("Host", case.request.host))
         server_name = case.server_name or case.request.host
-        client = (self.tls_client(server_name, protocol == "H2") if https
-                  else self.h2c_client() if protocol == "H2C" else self.plain)
+        if client is None:
+            client = (self.tls_client(server_name) if https
+                      else self.h2c_client() if protocol == "H2C" else self.plain)
         extensions = {}
         if https:
             extensions["sni_hostname"] = server_name
@@ -548,6 +564,39 @@ def _status(mesh: ConformanceMesh, condition: Condition) -> str | None:
     return check_condition(mesh.resources(), condition)
 
 
+def _latest(mesh: ConformanceMesh, kind: str, ref: str, not_generation: object = None,
+            ) -> str | None:
+    obj = _object(mesh.resources(), kind, ref)
+    if obj is None:
+        return f"{kind} {ref} not found"
+    generation = (obj.get("metadata") or {}).get("generation")
+    if not_generation is not None and generation == not_generation:
+        return f"{kind} {ref}: generation still {generation} after the update"
+    return probes.stale_conditions(obj)
+
+
+def generation_bump(mesh: ConformanceMesh, scenario: Scenario,
+                    update: Mapping[str, Any]) -> str | None:
+    """The upstream's observedGeneration check: the route's conditions observe its
+    generation; after `update` (a spec change) it has a new generation, is Accepted with its
+    refs resolved again, and every condition observes the new one."""
+    kind, ref = str(update["resource"]).split(" ", 1)
+    try:
+        wait_for(partial(_latest, mesh, kind, ref), STATUS_TIMEOUT)
+        obj = _object(mesh.resources(), kind, ref) or {}
+        before = (obj.get("metadata") or {}).get("generation")
+        mesh.apply_scenario(scenario, update=update)
+        wait_for(partial(_latest, mesh, kind, ref, before), STATUS_TIMEOUT)
+        for route, parent in scenario.routes:
+            for condition in ("Accepted", "ResolvedRefs"):
+                wait_for(partial(_status, mesh, Condition(kind, route, condition, "True",
+                                                          parent=parent)), STATUS_TIMEOUT)
+        wait_for(partial(_latest, mesh, kind, ref, before), STATUS_TIMEOUT)
+    except ScenarioFailed as err:
+        return str(err)
+    return None
+
+
 def _listening(mesh: ConformanceMesh, gateway: str, port: int) -> str | None:
     return _accepts(mesh.gateway_address(gateway), port)
 
@@ -584,6 +633,12 @@ def run_scenario(mesh: ConformanceMesh, scenario: Scenario, sender: Sender) -> O
     except ScenarioFailed as err:
         return Outcome(scenario.name, "fail", f"not ready: {err}",
                        seconds=time.monotonic() - start)
+    update = scenario.extra.get("update")
+    if isinstance(update, Mapping):
+        why = generation_bump(mesh, scenario, update)
+        return Outcome(scenario.name, "fail" if why else "pass", why or "",
+                       (("observedGeneration should increment", why or ""),),
+                       time.monotonic() - start)
     # The upstream runs a scenario's cases in parallel (t.Parallel()): each converges apart;
     # a case that deletes something first starts a new phase once it is gone.
     phases: list[list[Case]] = []
