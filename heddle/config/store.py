@@ -12,6 +12,7 @@ from heddle.api.loader import LoadResult
 from heddle.api.resource import Resource, ResourceKey, UnmanagedObject
 from heddle.clock import Clock, LoopClock
 from heddle.config.events import ChangeType, ResourceChange, StoreEvent
+from heddle.config.generations import Generations
 from heddle.config.problems import ConfigProblems, FileProblems, ProblemHistory, group_by_file
 
 
@@ -64,6 +65,7 @@ class ConfigStore:
         # finding duplicates costs what they are, not what the store holds.
         self._definers: dict[tuple[int, ResourceKey], set[str]] = {}
         self._shared: set[tuple[int, ResourceKey]] = set()  # those with two files or more
+        self._generations = Generations()  # metadata.generation of Gateway API resources
 
     @property
     def version(self) -> int:
@@ -255,7 +257,7 @@ class ConfigStore:
                     for k, r in after.items())
         if changes or moved:
             self._version += 1
-            self._resources = after
+            self._resources = self._generations.stamp(after)
         return changes
 
     def _publish(self, source: str, changes: list[ResourceChange]) -> StoreEvent:

@@ -3,7 +3,9 @@ request is reflected as JSON (path with its query, host, method, protocol, heade
 canonical names, and the pod's namespace, service and name from $NAMESPACE, $SERVICE_NAME and
 $POD_NAME), `X-Echo-Set-Header: name:value,...` sets response headers, `?delay=1s` answers
 late, and each request is logged as `Echoing back request made to PATH to client (ADDR)`, the
-line the suite proves mirroring by.
+line the suite proves mirroring by. As echo-basic also: `/retry/...` simulates a flaky
+backend (`echo_retry`), `/ws` upgrades to a WebSocket echo (`echo_ws`), and the h2c port
+($H2C_PORT, 3001) speaks HTTP/2 with prior knowledge (`echo_h2c`, when `h2` is installed).
 
 `python -m heddle.conformance.echo` listens on $HEDDLE_APP_ADDRESS (default 127.0.0.1) at
 each port of $ECHO_PORTS (default 3000). Lean on purpose (asyncio and h11 only): one runs per
@@ -16,10 +18,17 @@ import asyncio
 import json
 import os
 import re
+import socket
+import struct
 import sys
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
 import h11
+
+from heddle.conformance import echo_h2c, echo_ws
+from heddle.conformance.echo_retry import PREFIX as RETRY_PREFIX
+from heddle.conformance.echo_retry import BadRequest, Fail, RetrySimulation
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -70,11 +79,18 @@ def response_headers(request_headers: list[tuple[str, str]]) -> list[tuple[str, 
     return found
 
 
-async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 env: dict[str, str]) -> None:
-    connection = h11.Connection(h11.SERVER)
+def _client(writer: asyncio.StreamWriter) -> str:
     peer = writer.get_extra_info("peername")
-    client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+
+async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 env: dict[str, str], retries: RetrySimulation, initial: bytes = b"",
+                 h2c_port: bool = False) -> None:
+    connection = h11.Connection(h11.SERVER)
+    if initial:  # (an empty one would tell h11 the client closed)
+        connection.receive_data(initial)
+    client = _client(writer)
     try:
         while True:
             request: h11.Request | None = None
@@ -97,7 +113,19 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     break
             if request is None:
                 return
-            await _answer(connection, writer, request, env, client)
+            if h2c_port:
+                await _send(connection, writer, 400, [], echo_h2c.NOT_H2C, "text/plain")
+                return
+            headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in request.headers]
+            key = echo_ws.wants_upgrade(headers)
+            if key is not None and request.target == echo_ws.PATH.encode():
+                await _websocket(connection, reader, writer, key, client)
+                return
+            if request.target.startswith(RETRY_PREFIX.encode()):
+                if not await _retry(connection, writer, request, env, client, retries):
+                    return
+            else:
+                await _answer(connection, writer, request, env, client)
             if connection.our_state is h11.MUST_CLOSE or connection.their_state is not h11.DONE:
                 return
             connection.start_next_cycle()
@@ -127,9 +155,87 @@ async def _answer(connection: h11.Connection, writer: asyncio.StreamWriter,
     await writer.drain()
 
 
+async def _send(connection: h11.Connection, writer: asyncio.StreamWriter, status: int,
+                headers: list[tuple[bytes, bytes]], body: bytes,
+                content_type: str = "application/json") -> None:
+    writer.write(connection.send(h11.Response(status_code=status, headers=[
+        (b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
+        *headers])) or b"")
+    writer.write(connection.send(h11.Data(data=body)) or b"")
+    writer.write(connection.send(h11.EndOfMessage()) or b"")
+    await writer.drain()
+
+
+async def _retry(connection: h11.Connection, writer: asyncio.StreamWriter,
+                 request: h11.Request, env: dict[str, str], client: str,
+                 retries: RetrySimulation) -> bool:
+    """One attempt at `/retry/`; False when the connection was reset."""
+    target = request.target.decode("latin-1")
+    outcome = retries.attempt(parse_qs(urlsplit(target).query))
+    if isinstance(outcome, BadRequest):
+        await _send(connection, writer, 400, [], outcome.message.encode(), "text/plain")
+    elif isinstance(outcome, Fail):
+        if outcome.delay:
+            await asyncio.sleep(outcome.delay)
+        if outcome.status is None:
+            _reset(writer)
+            return False
+        await _send(connection, writer, outcome.status, [], b"")
+    else:
+        await _answer(connection, writer, request, env, client)
+    return True
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST (linger 0), as echo-basic's connection-error attempts do."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def _websocket(connection: h11.Connection, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter, key: str, client: str) -> None:
+    print(f"established websocket connection {client}", flush=True)
+    writer.write(connection.send(h11.InformationalResponse(status_code=101, headers=[
+        (b"upgrade", b"websocket"), (b"connection", b"Upgrade"),
+        (b"sec-websocket-accept", echo_ws.accept_key(key).encode())])) or b"")
+    await writer.drain()
+    await echo_ws.echo_frames(reader, writer, connection.trailing_data[0])
+
+
+async def _serve_h2c_port(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                          env: dict[str, str], retries: RetrySimulation) -> None:
+    """HTTP/2 when the client starts with its preface; otherwise HTTP/1.1 (answered 400)."""
+    first = b""
+    try:
+        while len(first) < len(echo_h2c.PREFACE) and echo_h2c.PREFACE.startswith(first):
+            chunk = await reader.read(len(echo_h2c.PREFACE) - len(first))
+            if not chunk:
+                break
+            first += chunk
+    except ConnectionError:
+        writer.close()
+        return
+    if first == echo_h2c.PREFACE:
+        await echo_h2c.serve(reader, writer, first, _client(writer),
+                             lambda m, t, h, v: reflect(m, t, h, v, env), response_headers,
+                             go_duration)
+    else:
+        await _serve(reader, writer, env, retries, first, h2c_port=True)
+
+
 async def serve(address: str, ports: list[int], env: dict[str, str]) -> None:
-    servers = [await asyncio.start_server(lambda r, w: _serve(r, w, env), address, port)
-               for port in ports]
+    retries = RetrySimulation(go_duration)
+    h2c = int(env.get("H2C_PORT") or 3001) if echo_h2c.available() else None
+
+    def handler(port: int) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                       Awaitable[None]]:
+        if port == h2c:
+            return lambda r, w: _serve_h2c_port(r, w, env, retries)
+        return lambda r, w: _serve(r, w, env, retries)
+
+    servers = [await asyncio.start_server(handler(port), address, port) for port in ports]
     print(f"echo serving on {address} ports {', '.join(map(str, ports))}", flush=True)
     await asyncio.gather(*(s.serve_forever() for s in servers))
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -28,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from heddle.conformance import certs, manifests, mesh_base
+from heddle.conformance import certs, manifests, mesh_base, probes
 from heddle.conformance.compare import Captured, compare, compare_rpc
 from heddle.conformance.mesh_client import MeshSender, NoClientPod, compare_mesh
 from heddle.conformance.rpc import RpcSender
@@ -136,13 +137,18 @@ class ConformanceMesh:
         if out.returncode != 0 and "no mesh" not in (out.stdout + out.stderr).lower():
             self.log(f"heddle down: {out.stdout}{out.stderr}".strip())
 
-    def apply_scenario(self, scenario: Scenario, deleted: frozenset[str] = frozenset()) -> None:
+    def apply_scenario(self, scenario: Scenario, deleted: frozenset[str] = frozenset(),
+                       update: Mapping[str, Any] | None = None) -> None:
         """Write the scenario's manifests beside the base ones, less the resources named in
-        `deleted` ("Kind ns/name")."""
+        `deleted` ("Kind ns/name"), with `update`'s changes (`resource`: "Kind ns/name",
+        `set`: dotted path -> value) made, as a client's patch."""
         text = "\n---\n".join((self.corpus / m).read_text() for m in scenario.manifests)
         converted = manifests.convert(text, self.pods, sys.executable,
                                       max_replicas=self.max_replicas)
         documents = [d for d in converted.documents if manifests.describe(d) not in deleted]
+        if update is not None:
+            documents = probes.patched(documents, str(update["resource"]),
+                                       dict(update["set"]), manifests.describe)
         path = self.config_dir / "scenario.yaml"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(manifests.Converted(documents, []).text())
@@ -307,6 +313,7 @@ class Sender:
         # (the upstream roundtripper makes a transport, so a connection, per request).
         self.tls: dict[str, httpx.Client] = {}
         self.rpc = RpcSender(REQUEST_TIMEOUT)
+        self.h2c: httpx.Client | None = None
 
     def tls_client(self, server_name: str) -> httpx.Client:
         client = self.tls.get(server_name)
@@ -316,15 +323,35 @@ class Sender:
                 follow_redirects=False)
         return client
 
+    def h2c_client(self) -> httpx.Client:
+        """HTTP/2 with prior knowledge on plaintext (the upstream's H2C_PRIOR_KNOWLEDGE)."""
+        if self.h2c is None:
+            self.h2c = httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT,
+                                    follow_redirects=False, http1=False, http2=True)
+        return self.h2c
+
     def close(self) -> None:
         self.plain.close()
+        if self.h2c is not None:
+            self.h2c.close()
         for client in self.tls.values():
             client.close()
         self.tls.clear()
         self.rpc.close()
 
     def send(self, case: Case, address: str, port: int) -> Captured:
-        https = case.request.protocol == "HTTPS"
+        if case.request.protocol != "H2":
+            return self._send(case, address, port, None)
+        # HTTP/2 over TLS: a connection per request, as the upstream's transport per request
+        # (an HTTP/2 connection is what a client reuses across names; 421 answers that).
+        with httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT, verify=self.context,
+                          follow_redirects=False, http1=False, http2=True) as client:
+            return self._send(case, address, port, client)
+
+    def _send(self, case: Case, address: str, port: int, client: httpx.Client | None,
+              ) -> Captured:
+        protocol = case.request.protocol
+        https = protocol in ("HTTPS", "H2")
         scheme = "https" if https else "http"
         default = 443 if https else 80
         authority = address if port == default else f"{address}:{port}"
@@ -334,7 +361,9 @@ class Sender:
         if case.request.host:
             headers.append(("Host", case.request.host))
         server_name = case.server_name or case.request.host
-        client = self.tls_client(server_name) if https else self.plain
+        if client is None:
+            client = (self.tls_client(server_name) if https
+                      else self.h2c_client() if protocol == "H2C" else self.plain)
         extensions = {}
         if https:
             extensions["sni_hostname"] = server_name
@@ -387,19 +416,33 @@ def converge(attempt: Callable[[], str | None], *, consecutive: int = CONSECUTIV
     return f"timeout after {attempts} attempts ({passes}/{consecutive} passes): {last}"
 
 
+def _listener_protocol(request_protocol: str) -> str:
+    """The listener protocol a request's goes to: HTTP/2 over TLS to HTTPS, h2c and
+    WebSocket to HTTP."""
+    return "HTTPS" if request_protocol in ("HTTPS", "H2") else "HTTP"
+
+
 def run_case(mesh: ConformanceMesh, sender: Sender, scenario: Scenario, case: Case,
              resources: list[dict[str, Any]]) -> str | None:
     if scenario.mesh:
         return run_mesh_case(mesh, case)
     gateway = case.gateway or scenario.gateway
     protocol = case.request.protocol
-    port = case.port or _listener_port(resources, gateway, protocol)
+    listener = _listener_protocol(protocol)
+    port = case.port or _listener_port(resources, gateway, listener)
+    if protocol == "WS":
+        return converge(lambda: probes.websocket_echo(
+            mesh.gateway_address(gateway), port, case.request.path, case.request.host,
+            f"ws://gateway/{scenario.name}/{case.name}"))
     if case.rpc is not None:
         return run_rpc_case(mesh, sender.rpc, case, gateway, port)
 
     def once() -> str | None:
+        # a retry simulation's attempt is a new request: the backend counts it from nothing
+        sent = probes.with_retry_id(case, str(uuid.uuid4())) if case.retry_simulation \
+            else case
         try:
-            got = sender.send(case, mesh.gateway_address(gateway), port)
+            got = sender.send(sent, mesh.gateway_address(gateway), port)
         except httpx.HTTPError as err:
             return f"request failed: {type(err).__name__}: {err}"
         except ScenarioFailed as err:
@@ -408,7 +451,7 @@ def run_case(mesh: ConformanceMesh, sender: Sender, scenario: Scenario, case: Ca
             if got.status in (408, 504):
                 return f"timeout status {got.status}"
             return "expected a failure, got 200" if got.status == 200 else None
-        return compare(case, got, "https" if protocol == "HTTPS" else "http")
+        return compare(sent, got, "https" if listener == "HTTPS" else "http")
 
     def pod() -> str:
         got = sender.send(case, mesh.gateway_address(gateway), port)
@@ -418,6 +461,9 @@ def run_case(mesh: ConformanceMesh, sender: Sender, scenario: Scenario, case: Ca
         return str((got.echoed or {}).get("pod", ""))
 
     why = converge(once)
+    if why is None and case.mirror_percents:
+        return percentage_mirrored(mesh, lambda c: sender.send(c, mesh.gateway_address(
+            gateway), port), case)
     if why is None and case.weights:
         return weighted(pod, case)
     if why is None and case.mirrored_to:
@@ -529,6 +575,51 @@ def weighted(pod: Callable[[], str], case: Case) -> str | None:
     return f"traffic distribution: {why}"
 
 
+def _mirror_counts(mesh: ConformanceMesh, path: str, mirrors: list[str]) -> dict[str, int]:
+    pattern = re.compile(re.escape(MIRROR_LOG.format(path=path)) + " ")
+    return {mirror: len(pattern.findall(mesh.app_logs(*mirror.split("/", 1))))
+            for mirror in mirrors}
+
+
+def percentage_mirrored(mesh: ConformanceMesh, send: Callable[[Case], Captured],
+                        case: Case) -> str | None:
+    """The upstream's distribution check of a percentage mirror: up to MIRROR_CHECKS rounds
+    of MIRROR_REQUESTS requests carrying a fresh request id, MIRROR_CONCURRENCY at a time;
+    None once each mirror logged its share of a round within the binomial band."""
+    mirrors = [name for name, _ in case.mirror_percents]
+    why: str | None = "no round"
+    for _ in range(probes.MIRROR_CHECKS):
+        sent = probes.with_query(case, {probes.REQUEST_ID: str(uuid.uuid4())})
+
+        def one(_: int, sent: Case = sent) -> str | None:
+            got = send(sent)
+            return compare(sent, got)
+
+        try:
+            with ThreadPoolExecutor(max_workers=probes.MIRROR_CONCURRENCY) as pool:
+                failures = [w for w in pool.map(one, range(probes.MIRROR_REQUESTS)) if w]
+        except httpx.HTTPError as err:
+            why = f"error while sending requests: {err}"
+            continue
+        if failures:
+            why = f"{len(failures)} requests failed; first: {failures[0]}"
+            continue
+        # Mirrored copies are sent on the side: wait until the logs stop growing.
+        counts, deadline = _mirror_counts(mesh, sent.request.path, mirrors), \
+            time.monotonic() + REQUEST_TIMEOUT
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            latest = _mirror_counts(mesh, sent.request.path, mirrors)
+            if latest == counts:
+                break
+            counts = latest
+        why = probes.mirror_share_error(counts, case.mirror_percents)
+        if why is None:
+            return None
+        mesh.log(f"  {case.name}: {why}")
+    return f"percentage mirror: {why}"
+
+
 def _mirrored(mesh: ConformanceMesh, pattern: re.Pattern[str], namespace: str,
               name: str) -> str | None:
     """The mirror backend's log proves the mirroring (as the upstream reads the pod's)."""
@@ -539,6 +630,39 @@ def _mirrored(mesh: ConformanceMesh, pattern: re.Pattern[str], namespace: str,
 
 def _status(mesh: ConformanceMesh, condition: Condition) -> str | None:
     return check_condition(mesh.resources(), condition)
+
+
+def _latest(mesh: ConformanceMesh, kind: str, ref: str, not_generation: object = None,
+            ) -> str | None:
+    obj = _object(mesh.resources(), kind, ref)
+    if obj is None:
+        return f"{kind} {ref} not found"
+    generation = (obj.get("metadata") or {}).get("generation")
+    if not_generation is not None and generation == not_generation:
+        return f"{kind} {ref}: generation still {generation} after the update"
+    return probes.stale_conditions(obj)
+
+
+def generation_bump(mesh: ConformanceMesh, scenario: Scenario,
+                    update: Mapping[str, Any]) -> str | None:
+    """The upstream's observedGeneration check: the route's conditions observe its
+    generation; after `update` (a spec change) it has a new generation, is Accepted with its
+    refs resolved again, and every condition observes the new one."""
+    kind, ref = str(update["resource"]).split(" ", 1)
+    try:
+        wait_for(partial(_latest, mesh, kind, ref), STATUS_TIMEOUT)
+        obj = _object(mesh.resources(), kind, ref) or {}
+        before = (obj.get("metadata") or {}).get("generation")
+        mesh.apply_scenario(scenario, update=update)
+        wait_for(partial(_latest, mesh, kind, ref, before), STATUS_TIMEOUT)
+        for route, parent in scenario.routes:
+            for condition in ("Accepted", "ResolvedRefs"):
+                wait_for(partial(_status, mesh, Condition(kind, route, condition, "True",
+                                                          parent=parent)), STATUS_TIMEOUT)
+        wait_for(partial(_latest, mesh, kind, ref, before), STATUS_TIMEOUT)
+    except ScenarioFailed as err:
+        return str(err)
+    return None
 
 
 def _listening(mesh: ConformanceMesh, gateway: str, port: int) -> str | None:
@@ -571,12 +695,18 @@ def run_scenario(mesh: ConformanceMesh, scenario: Scenario, sender: Sender) -> O
         for gateway in sorted(g for g in gateways if g):
             for case in scenario.cases:
                 if (case.gateway or scenario.gateway) == gateway:
-                    port = case.port or _listener_port(resources, gateway,
-                                                       case.request.protocol)
+                    port = case.port or _listener_port(resources, gateway, _listener_protocol(
+                        case.request.protocol))
                     wait_for(partial(_listening, mesh, gateway, port), STATUS_TIMEOUT)
     except ScenarioFailed as err:
         return Outcome(scenario.name, "fail", f"not ready: {err}",
                        seconds=time.monotonic() - start)
+    update = scenario.extra.get("update")
+    if isinstance(update, Mapping):
+        why = generation_bump(mesh, scenario, update)
+        return Outcome(scenario.name, "fail" if why else "pass", why or "",
+                       (("observedGeneration should increment", why or ""),),
+                       time.monotonic() - start)
     # The upstream runs a scenario's cases in parallel (t.Parallel()): each converges apart;
     # a case that deletes something first starts a new phase once it is gone.
     phases: list[list[Case]] = []

@@ -37,7 +37,7 @@ class Request:
     path: str = "/"
     headers: tuple[tuple[str, str], ...] = ()
     unfollow_redirect: bool = False
-    protocol: str = "HTTP"  # or HTTPS
+    protocol: str = "HTTP"  # or HTTPS; H2C (HTTP/2 prior knowledge), H2 (over TLS), WS
     body: str = ""
 
 
@@ -117,6 +117,12 @@ class Case:
     # GAMMA: the namespace of the pod the request is sent from (app=echo,version=v1, as the
     # upstream's MeshAppEchoV1); the mesh namespace when empty.
     client_namespace: str = ""
+    # echo-basic's retry simulation (`responseCode`, `succeedAfter`, `delayRetry`): query
+    # values sent with a fresh `uuid` on every attempt, so each counts its own failures.
+    retry_simulation: tuple[tuple[str, str], ...] = ()
+    # Percentage mirrors (ns/name, percent): once the case passes, 500 requests with a fresh
+    # request id, and each mirror's share of them within 3 binomial deviations (5 tries).
+    mirror_percents: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -217,8 +223,14 @@ def _case(raw: Mapping[str, Any], index: int, where: str) -> Case:
     redirect_raw = raw.get("redirectRequest")
     redirect = None if redirect_raw is None else Redirect(
         **{k: str(redirect_raw.get(k, "")) for k in ("scheme", "host", "port", "path")})
-    mirrors = tuple(f"{ref.get('namespace') or raw.get('namespace', '')}/{ref['name']}"
-                    for ref in (m.get("backendRef", m) for m in raw.get("mirroredTo") or ()))
+    def mirror_name(entry: Mapping[str, Any]) -> str:
+        ref = entry.get("backendRef", entry)
+        return f"{ref.get('namespace') or raw.get('namespace', '')}/{ref['name']}"
+
+    mirroring = list(raw.get("mirroredTo") or ())
+    mirrors = tuple(mirror_name(m) for m in mirroring if m.get("percent") is None)
+    percents = tuple((mirror_name(m), float(m["percent"])) for m in mirroring
+                     if m.get("percent") is not None)
     name = str(raw.get("testCaseName") or "")
     if not name:
         label = f"{index} request to '{request.host}{request.path}'" + (
@@ -236,7 +248,8 @@ def _case(raw: Mapping[str, Any], index: int, where: str) -> Case:
         expect_failure=bool(raw.get("expectFailure", False)),
         delete_before=tuple(map(str, raw.get("deleteBefore") or ())),
         weights=tuple((str(k), float(v)) for k, v in (raw.get("weights") or {}).items()),
-        client_namespace=str(raw.get("clientNamespace", "")))
+        client_namespace=str(raw.get("clientNamespace", "")),
+        retry_simulation=_pairs(raw.get("retrySimulation")), mirror_percents=percents)
 
 
 def _condition(raw: Mapping[str, Any]) -> Condition:

@@ -62,7 +62,7 @@ from heddle.translate.filters.context import Direction, FilterContext
 from heddle.translate.filters.registry import http_filters
 from heddle.translate.gateway_tls import CredentialProblem, credential_secrets, server_tls
 from heddle.translate.jwt import jwks_clusters
-from heddle.translate.listeners import access_log
+from heddle.translate.listeners import access_log, websocket_upgrade
 from heddle.translate.path_normalization import apply_path_normalization
 from heddle.translate.rate_limits import rate_limit_clusters
 from heddle.translate.routes import (
@@ -287,7 +287,7 @@ def _manager(snapshot: MeshSnapshot, proxy: Proxy, route_name: str,
         # From the registry, as a gateway's: authentication, authorization (the deciding
         # policy lands in the access log, as on sidecars), route filters, the router.
         http_filters=http_filters(FilterContext(snapshot, proxy, Direction.GATEWAY, port)),
-        access_log=[access_log()],
+        access_log=[access_log()], upgrade_configs=websocket_upgrade(),
         # The gateway is the edge: the client's address is the peer's, as in Istio.
         use_remote_address=wrappers_pb2.BoolValue(value=True))
     apply_path_normalization(manager, snapshot.mesh_config)

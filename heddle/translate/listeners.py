@@ -88,6 +88,11 @@ def access_log() -> accesslog_pb2.AccessLog:
     return accesslog_pb2.AccessLog(name="envoy.access_loggers.stdout", typed_config=_pack(logger))
 
 
+def websocket_upgrade() -> list[hcm.HttpConnectionManager.UpgradeConfig]:
+    """WebSocket upgrades pass every HTTP connection manager, as Istio allows them on all."""
+    return [hcm.HttpConnectionManager.UpgradeConfig(upgrade_type="websocket")]
+
+
 def _listener(name: str, address: str, port: int,
               filters: Iterable[listener_components_pb2.Filter]) -> listener_pb2.Listener:
     listener = listener_pb2.Listener(
@@ -113,7 +118,8 @@ def outbound_listener(snapshot: MeshSnapshot, proxy: Proxy) -> listener_pb2.List
         # Absolute-form requests (GET http://frontend:8080/) arrive from HTTP proxy clients.
         http_protocol_options={"allow_absolute_url": {"value": True}},
         # CONNECT tunnels carry TCP (and TLS) to services through the same proxy.
-        upgrade_configs=[hcm.HttpConnectionManager.UpgradeConfig(upgrade_type="CONNECT")],
+        upgrade_configs=[*websocket_upgrade(),
+                         hcm.HttpConnectionManager.UpgradeConfig(upgrade_type="CONNECT")],
     )
     # Routes match the normalized path, as the server's sidecar and application will see it.
     apply_path_normalization(manager, snapshot.mesh_config)
@@ -141,7 +147,7 @@ def _inbound_http(port: int, chain: list[hcm.HttpFilter], mesh: MeshConfig, mtls
     manager = hcm.HttpConnectionManager(
         stat_prefix=f"inbound_{port}", route_config=route,
         http_filters=chain,
-        access_log=[access_log()])
+        access_log=[access_log()], upgrade_configs=websocket_upgrade())
     # Before any policy filter: rules match the path the application will receive.
     apply_path_normalization(manager, mesh)
     if mtls:  # tell the application who called, as Istio does (x-forwarded-client-cert)
