@@ -123,11 +123,12 @@ class ConformanceMesh:
             base += "\n---\n" + mesh_base.manifests(self.corpus)
         (self.config_dir / "base.yaml").write_text(
             self._convert(base, [manifests.NO_INGRESS, *secrets]))
-        xds, debug, ca, join = free_ports(4)
+        xds, debug, ca, join, rate_limits = free_ports(5)
         self.debug_port = debug
         out = self.heddle("up", str(self.config_dir), "--detach", "--xds-port", str(xds),
                           "--debug-port", str(debug), "--ca-port", str(ca), "--join-port",
-                          str(join), "--timeout", str(timeout), timeout=timeout + 60)
+                          str(join), "--ratelimit-port", str(rate_limits), "--timeout",
+                          str(timeout), timeout=timeout + 60)
         if out.returncode != 0:
             self.down()
             raise RuntimeError(f"heddle up failed: {out.stdout}{out.stderr}")
