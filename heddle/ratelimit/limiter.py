@@ -42,6 +42,7 @@ class DescriptorDecision:
     remaining: int = 0
     reset_seconds: int = 0  # until the window ends (duration_until_reset)
     unlimited: bool = False
+    shadow: bool = False  # over a shadow-mode limit: answered OK, reported as would-limit
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ class Limiter:
                 if after > near:
                     stats.near_limit.inc(hits if before >= near else after - near)
                 stats.within_limit.inc(hits)
-        if over and limit.shadow_mode:
+        shadow = over and limit.shadow_mode
+        if shadow:
             stats.shadow_mode.inc(over_hits)
             if crossed:  # once a window, not once a request
                 log.info("shadow mode: %s went over its limit of %d per %s; answering OK "
@@ -151,7 +153,7 @@ class Limiter:
                          _unit_name(limit), item.reset_seconds)
             over = False
         remaining = 0 if over or after is None else max(0, allowed - after)
-        return DescriptorDecision(over, limit, remaining, item.reset_seconds)
+        return DescriptorDecision(over, limit, remaining, item.reset_seconds, shadow=shadow)
 
     def _unreachable(self, domain: str, unlimited: Sequence[bool], counted: list[_Counted],
                      err: BackendUnavailable) -> Decision:

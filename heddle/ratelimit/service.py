@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
@@ -31,7 +33,7 @@ class RateLimitService(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[m
             descriptors = [_descriptor(d, request.hits_addend) for d in request.descriptors]
         except ValueError as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        return response(await self.limiter.decide(request.domain, descriptors))
+        return response(await self.limiter.decide(request.domain, descriptors), descriptors)
 
 
 def _descriptor(descriptor: object, request_hits: int) -> DescriptorRequest:
@@ -50,13 +52,33 @@ def _descriptor(descriptor: object, request_hits: int) -> DescriptorRequest:
     return DescriptorRequest(entries, hits, override)
 
 
-def response(decision: Decision) -> rls_pb2.RateLimitResponse:
+# What the proxy's access log reads (dynamic metadata of its ratelimit filter): the
+# descriptor that limited the request, or that would have in shadow mode.
+LIMITED_BY = "limited_by"
+SHADOW_LIMITED_BY = "shadow_limited_by"
+
+
+def _describe(request: DescriptorRequest) -> str:
+    return ",".join(f"{key}={value}" if value else key for key, value in request.entries)
+
+
+def response(decision: Decision, requests: Sequence[DescriptorRequest] = (),
+             ) -> rls_pb2.RateLimitResponse:
+    """The answer; `requests` (in the order of `decision.descriptors`) name in its dynamic
+    metadata the first descriptor that limited the request, and the first in shadow mode."""
     answer = rls_pb2.RateLimitResponse(
         overall_code=OVER_LIMIT if decision.over_limit else OK,
         statuses=[_status(d) for d in decision.descriptors])
     if decision.over_limit:
         answer.response_headers_to_add.append(
             base_pb2.HeaderValue(key="retry-after", value=str(decision.retry_after)))
+    named = list(zip(decision.descriptors, requests, strict=False))
+    limited = next((r for d, r in named if d.over_limit), None)
+    shadowed = next((r for d, r in named if d.shadow), None)
+    if limited is not None:
+        answer.dynamic_metadata.fields[LIMITED_BY].string_value = _describe(limited)
+    if shadowed is not None:
+        answer.dynamic_metadata.fields[SHADOW_LIMITED_BY].string_value = _describe(shadowed)
     return answer
 
 

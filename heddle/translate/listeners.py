@@ -72,7 +72,13 @@ ACCESS_LOG_FORMAT = (
     "dry_run_deny=%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_deny_shadow_effective_policy_id)%"
     ":%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_deny_shadow_engine_result)% "
     "dry_run_allow=%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_allow_shadow_effective_policy_id)%"
-    ":%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_allow_shadow_engine_result)%\n"
+    ":%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_allow_shadow_engine_result)% "
+    # A 429 names the rate-limit rule that refused it (the global service's descriptor, or
+    # the route's local rules); shadow-mode rules name what they would have refused.
+    "ratelimit=%DYNAMIC_METADATA(envoy.filters.http.ratelimit:limited_by)%"
+    ":%RESP(X-HEDDLE-RATELIMIT)% "
+    "shadow_ratelimit=%DYNAMIC_METADATA(envoy.filters.http.ratelimit:shadow_limited_by)%"
+    ":%REQ(X-HEDDLE-RATELIMIT-SHADOW)%\n"
 )
 
 

@@ -51,7 +51,8 @@ STAT_PREFIX = "http_local_rate_limiter"
 # Requests no rule counts pass: a route's default bucket is (practically) unlimited.
 UNLIMITED = 4_294_967_295
 MAX_DISTINCT_VALUES = 10_000  # per route: buckets made for Distinct values, as LRU
-ORIGIN_ANNOTATION = "heddle.dev/rule-origins"
+LIMITED_HEADER = "x-heddle-ratelimit"  # on a local 429: the route's local rules
+SHADOW_HEADER = "x-heddle-ratelimit-shadow"  # to the backend: what shadow rules would refuse
 
 
 def policies(snapshot: MeshSnapshot) -> tuple[LimitPolicy, ...]:
@@ -181,6 +182,14 @@ def local_route_config(attachment: Attachment) -> local_rl.LocalRateLimit | None
             for p, r in rules])
     if any(rule.headers for _, rule in rules):
         config.enable_x_ratelimit_headers = common_rl.DRAFT_VERSION_03
+    # Envoy does not say which bucket refused: the route's rules are named instead (the
+    # access log reads these headers).
+    named = ",".join(rule_id(p, r) for p, r in rules)
+    config.response_headers_to_add.add(header=base_pb2.HeaderValue(
+        key=LIMITED_HEADER, value=named))
+    if not enforced:
+        config.request_headers_to_add_when_not_enforced.add(header=base_pb2.HeaderValue(
+            key=SHADOW_HEADER, value=named))
     if any(c.kind is MatchKind.DISTINCT for _, r in rules for c in r.conditions):
         config.max_dynamic_descriptors.value = MAX_DISTINCT_VALUES
     return config

@@ -42,6 +42,9 @@ spec:
       rules:
       - clientSelectors: [{headers: [{name: x-user-id, type: Distinct}]}]
         limit: {requests: 5, unit: Minute}
+      - clientSelectors: [{headers: [{name: x-trial-user, type: Distinct}]}]
+        limit: {requests: 2, unit: Minute}
+        shadowMode: true
 ---
 apiVersion: gateway.envoyproxy.io/v1alpha1
 kind: BackendTrafficPolicy
@@ -49,10 +52,13 @@ metadata: {name: backend-local}
 spec:
   targetRefs: [{group: networking.istio.io, kind: ServiceEntry, name: backend}]
   rateLimit:
-    type: Local
     local:
       rules:
       - limit: {requests: 10, unit: Second}
+    global:
+      rules:
+      - clientSelectors: [{headers: [{name: x-user-id, type: Distinct}]}]
+        limit: {requests: 3, unit: Minute}
 """
 
 
@@ -87,6 +93,45 @@ def test_a_global_limit_lets_exactly_n_through_per_client_then_429_with_retry_af
         # No x-user-id: the rule's descriptor is not made, and nothing limits the request.
         assert all(client.get(gateway(mesh), headers={"host": "api.example"}).status_code
                    == 200 for _ in range(8))
+    # The gateway's access log (Envoy flushes it each second) names the rule and the
+    # descriptor that refused each 429.
+    def refusals() -> list[str]:
+        return [line for line in mesh.envoy_log("web-heddle").splitlines()
+                if '" 429 ' in line]
+
+    wait_for(lambda: len(refusals()) >= 3, 10, "the 429s in the gateway's access log")
+    assert len(refusals()) == 3, refusals()
+    assert all("ratelimit=heddle.rule=default/per-user/global/0,heddle.place=" in line
+               and "c0=alice" in line for line in refusals()), refusals()
+
+
+def test_shadow_mode_never_refuses_and_logs_what_it_would_have(mesh: LocalMesh) -> None:
+    with httpx.Client(trust_env=False, timeout=5) as client:
+        wait_for(lambda: as_user(client, mesh, "probe-2").status_code == 200, 30,
+                 "the gateway routes api.example")
+        statuses = [client.get(gateway(mesh), headers={
+            "host": "api.example", "x-trial-user": "eve"}).status_code for _ in range(5)]
+    assert statuses == [200] * 5
+
+    def would() -> list[str]:
+        return [line for line in mesh.envoy_log("web-heddle").splitlines()
+                if "shadow_ratelimit=heddle.rule=default/per-user/global/1" in line]
+
+    wait_for(lambda: len(would()) >= 3, 10, "the shadow hits in the gateway's access log")
+    assert len(would()) == 3 and all("c0=eve" in line for line in would()), would()
+
+
+def test_a_per_client_limit_holds_on_calls_between_services(mesh: LocalMesh) -> None:
+    """Through the client's sidecar to the backend Service: its two replicas' sidecars ask
+    the rate-limit service, so the per-user bucket is the Service's, not a replica's."""
+    proxies = {"http://": httpx.HTTPTransport(proxy=f"http://{mesh.subnet}1:15001")}
+    with httpx.Client(trust_env=False, timeout=5, mounts=proxies) as client:
+        def call(user: str) -> int:
+            return client.get("http://backend:9090/", headers={"x-user-id": user}).status_code
+
+        wait_for(lambda: call("probe") == 200, 30, "the client reaches the backend")
+        assert [call("carol") for _ in range(5)] == [200] * 3 + [429] * 2
+        assert [call("dave") for _ in range(3)] == [200] * 3
 
 
 def paced(client: httpx.Client, url: str, rate: float, seconds: float) -> list[int]:
@@ -111,3 +156,11 @@ def test_a_local_limit_of_10_rps_on_a_sidecar_holds_under_50_rps(mesh: LocalMesh
         statuses = paced(client, url, 50, 10)
     assert set(statuses) <= {200, 429}
     assert 95 <= statuses.count(200) <= 105, statuses.count(200)
+
+    # The sidecar's access log flags each refusal (RL) and names the route's local rule.
+    def refused() -> list[str]:
+        return [line for line in mesh.envoy_log("backend-1").splitlines()
+                if '" 429 RL ' in line]
+
+    wait_for(lambda: len(refused()) >= statuses.count(429), 10, "the 429s in the log")
+    assert all("ratelimit=-:default/backend-local/local/0" in line for line in refused())
