@@ -320,6 +320,20 @@ def down(args: argparse.Namespace) -> None:
     echo("mesh down")
 
 
+def _rate_limit_service() -> str:
+    """Where the control plane serves global rate limits (its options file says), and the
+    counters' home; "" when unknown."""
+    try:
+        options = json.loads((mesh_home() / "control-plane.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    address = options.get("rate_limit_address") if isinstance(options, dict) else None
+    if not address or not options.get("rate_limit_dir"):
+        return ""
+    redis = options.get("rate_limit_redis")
+    return f"{address} (counters {'in Redis ' + redis if redis else 'in memory'})"
+
+
 def _sync_summary(state: MeshState) -> dict[str, str] | None:
     """Per node id, its streams' xDS state; None when the control plane does not answer."""
     try:
@@ -377,7 +391,8 @@ def status(_: argparse.Namespace) -> None:
         problems = problems_future.result()
     echo(f"mesh from {state.config_dir}; control plane pid {state.control_plane_pid}, "
          f"xDS 127.0.0.1:{state.xds_port} (plaintext) and 127.0.0.1:{state.ca_port} "
-         f"(mutual TLS), debug 127.0.0.1:{state.debug_port}")
+         f"(mutual TLS), debug 127.0.0.1:{state.debug_port}"
+         + (f", rate limits {limits}" if (limits := _rate_limit_service()) else ""))
     rows = []
     for key, readiness in zip(keys, ready, strict=True):
         workload = state.workloads[key]

@@ -15,11 +15,15 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from heddle.api.models import BackendTrafficPolicySpec
 from heddle.api.resource import Resource, ResourceKey
 from heddle.api.specs import spec_of
+from heddle.model.gateway_api.convert import generation_of
+
+if TYPE_CHECKING:
+    from heddle.model.snapshot import MeshSnapshot
 
 BTP_GROUP = "gateway.envoyproxy.io"
 BTP_KIND = "BackendTrafficPolicy"
@@ -225,3 +229,34 @@ def for_service(policies: Iterable[LimitPolicy], namespace: str, name: str,
     return Attachment(tuple(p for p in policies if _targets_any(p, "", "Service", namespace, name)
                             or _targets_any(p, "networking.istio.io", "ServiceEntry",
                                             namespace, name)), place)
+
+
+CONTROLLER = "heddle.dev/gateway-controller"
+
+
+def _target_exists(snapshot: MeshSnapshot, target: Target) -> bool:
+    if target.kind == "Service" and target.group == "":
+        return any(s.namespace == target.namespace and s.name == target.name
+                   for s in snapshot.registry.services)
+    return snapshot.get(target.group, target.kind, target.namespace, target.name) is not None
+
+
+def policy_status(snapshot: MeshSnapshot, resource: Resource[Any]) -> dict[str, Any] | None:
+    """A rate-limit policy's status as Envoy Gateway writes it (GEP-713 ancestors): per
+    target, Accepted, or not with TargetNotFound."""
+    if (resource.key.group, resource.kind) != (BTP_GROUP, BTP_KIND):
+        return None
+    ancestors = []
+    for target in _targets(resource, spec_of(resource, BackendTrafficPolicySpec)):
+        found = _target_exists(snapshot, target)
+        ref: dict[str, Any] = {"group": target.group, "kind": target.kind,
+                               "namespace": target.namespace, "name": target.name}
+        if target.section:
+            ref["sectionName"] = target.section
+        ancestors.append({"ancestorRef": ref, "controllerName": CONTROLLER, "conditions": [{
+            "type": "Accepted", "status": "True" if found else "False",
+            "reason": "Accepted" if found else "TargetNotFound",
+            "message": "Policy has been accepted." if found else
+            f"{target.kind} {target.namespace}/{target.name} does not exist",
+            "observedGeneration": generation_of(resource)}]})
+    return {"ancestors": ancestors}

@@ -12,6 +12,7 @@ from google.protobuf.json_format import MessageToDict
 from heddle.api.diagnostics import Diagnostic
 from heddle.api.resource import Resource
 from heddle.config.problems import ConfigProblems
+from heddle.model.rate_limits import policy_status
 from heddle.model.snapshot import MeshSnapshot
 from heddle.xds.server import XdsServer
 
@@ -34,7 +35,7 @@ def _resource_json(snapshot: MeshSnapshot, rejected: dict[str, Diagnostic]
 def _with_status(snapshot: MeshSnapshot, resource: Resource[Any]) -> dict[str, Any]:
     """The document as written, with the status the control plane keeps for it (Gateway
     API resources: their conditions, listeners and per-parent route status)."""
-    status = snapshot.gateway_api.status_json(resource.key)
+    status = snapshot.gateway_api.status_json(resource.key) or policy_status(snapshot, resource)
     return dict(resource.body) if status is None else {**resource.body, "status": status}
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import yaml
 
 from heddle.local.workloads import low_port_offset
 from heddle.testing.waiting import wait_for
@@ -132,6 +133,17 @@ def test_a_per_client_limit_holds_on_calls_between_services(mesh: LocalMesh) -> 
         wait_for(lambda: call("probe") == 200, 30, "the client reaches the backend")
         assert [call("carol") for _ in range(5)] == [200] * 3 + [429] * 2
         assert [call("dave") for _ in range(3)] == [200] * 3
+
+
+def test_status_and_get_show_the_service_and_each_policys_targets(mesh: LocalMesh) -> None:
+    status = mesh.heddle("status").stdout
+    assert "rate limits 127.0.0.1:" in status and "(counters in memory)" in status
+    shown = yaml.safe_load(mesh.heddle("get", "backendtrafficpolicy", "per-user", "-o",
+                                       "yaml").stdout)
+    (ancestor,) = shown["status"]["ancestors"]
+    assert ancestor["ancestorRef"]["name"] == "api"
+    assert ancestor["conditions"][0]["type"] == "Accepted"
+    assert ancestor["conditions"][0]["status"] == "True"
 
 
 def paced(client: httpx.Client, url: str, rate: float, seconds: float) -> list[int]:

@@ -17,7 +17,7 @@ from test_translate_gateway import ROOT, snapshot
 from heddle.api.loader import load_text
 from heddle.model.gateways import gateway_workloads
 from heddle.model.proxy import Proxy, ProxyType
-from heddle.model.rate_limits import MatchKind, Mode, Source, limit_policies
+from heddle.model.rate_limits import MatchKind, Mode, Source, limit_policies, policy_status
 from heddle.model.snapshot import MeshSnapshot
 from heddle.testing.bootstraps import sidecar_bootstrap
 from heddle.testing.envoy import validate_bootstrap
@@ -165,3 +165,26 @@ spec:
     assert any(m.startswith("spec.retry:") for m in messages), messages
     assert any("cost.response" in m for m in messages), messages
     assert result.resources == []
+
+
+def test_a_policy_is_accepted_per_target_that_exists_and_not_for_one_that_does_not() -> None:
+    missing = """
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: strays, namespace: default}
+spec:
+  targetRefs:
+  - {group: gateway.networking.k8s.io, kind: HTTPRoute, name: shop}
+  - {group: gateway.networking.k8s.io, kind: HTTPRoute, name: nowhere}
+  - {group: "", kind: Service, name: backend}
+  rateLimit: {local: {rules: [{limit: {requests: 1, unit: Second}}]}}
+"""
+    mesh = snapshot(LIMITS, missing, fixture=False)
+    resource = mesh.get("gateway.envoyproxy.io", "BackendTrafficPolicy", "default", "strays")
+    assert resource is not None
+    status = policy_status(mesh, resource)
+    assert status is not None
+    verdicts = [(a["ancestorRef"]["name"], a["conditions"][0]["status"],
+                 a["conditions"][0]["reason"]) for a in status["ancestors"]]
+    assert verdicts == [("shop", "True", "Accepted"), ("nowhere", "False", "TargetNotFound"),
+                        ("backend", "True", "Accepted")]

@@ -80,7 +80,7 @@ class Conversion:
         return found[0].to_json(found[1]) if found else None
 
 
-def _generation(resource: Resource[Any]) -> int:
+def generation_of(resource: Resource[Any]) -> int:
     meta = resource.body.get("metadata") or {}
     value = meta.get("generation") if isinstance(meta, Mapping) else None
     return value if isinstance(value, int) else 1
@@ -206,7 +206,7 @@ class _Builder:
                     mesh_rules = mesh_rules or self._rules(route, enforce_grants=False)
                     meshes.append((ref, hosts))
                 parents.append(self._parent_status(written, _HEDDLE, denied, mesh_rules, 1))
-        self.statuses[route.key] = (RouteStatus(tuple(parents)), _generation(route))
+        self.statuses[route.key] = (RouteStatus(tuple(parents)), generation_of(route))
         seen: set[tuple[str, str, str]] = set()
         for _ref, listener in attached:
             marker = (listener.gateway.namespace, listener.gateway.name, listener.name)
@@ -441,7 +441,7 @@ def convert(resources: Iterable[Resource[Any]], registry: Registry) -> Conversio
     classes = managed_classes(of(GATEWAY_GROUP, "GatewayClass"))
     for resource in of(GATEWAY_GROUP, "GatewayClass"):
         if resource.name in classes:
-            statuses[resource.key] = (GatewayStatus(class_conditions()), _generation(resource))
+            statuses[resource.key] = (GatewayStatus(class_conditions()), generation_of(resource))
     route_namespaces = frozenset(r.namespace for kind in ROUTE_KINDS
                                  for r in of(GATEWAY_GROUP, kind))
     gateways = {(g.namespace, g.name): g for g in of(GATEWAY_GROUP, "Gateway")}
@@ -501,5 +501,5 @@ def _gateway_resources(plan: GatewayPlan, builder: _Builder) -> list[Resource[An
                                         plan.attached.get(listener.name, 0), conditions))
     builder.statuses[gateway.key] = (GatewayStatus(gateway_conditions(plan), tuple(listeners),
                                                    tuple(plan.addresses)),
-                                     _generation(gateway))
+                                     generation_of(gateway))
     return made
