@@ -86,6 +86,9 @@ class MeshOptions:
     rate_limit_address: str = "127.0.0.1:15016"
     rate_limit_dir: Path | None = None
     rate_limit_redis: str | None = None
+    # More replicas of the service (host:port, comma-separated), run by someone else on the
+    # same configuration and Redis: proxies spread their questions over all of them.
+    rate_limit_replicas: str = ""
 
     @property
     def xds_port(self) -> int:
@@ -207,7 +210,8 @@ class ControlPlane:
             self._snapshot_key = key
             mesh_config = dataclasses.replace(
                 MeshConfig.from_objects(self.store.unmanaged()),
-                rate_limit_service=self.options.rate_limit_address)
+                rate_limit_service=",".join(filter(None, [
+                    self.options.rate_limit_address, self.options.rate_limit_replicas])))
             if mesh_config.diagnostics != self._snapshot.mesh_config.diagnostics:
                 for diagnostic in mesh_config.diagnostics:
                     log.error("%s", diagnostic)

@@ -147,3 +147,7 @@ def add_control_plane_flags(parser: argparse.ArgumentParser) -> None:
                         help="Keep global rate-limit counters in this Redis "
                              "(redis://HOST:PORT/DB), shared by every replica; default: in "
                              "memory.")
+    parser.add_argument("--ratelimit-replica", dest="ratelimit_replicas", action="append",
+                        default=[], metavar="HOST:PORT",
+                        help="Another replica of the rate-limit service (`heddle ratelimit` "
+                             "on the same configuration and Redis); proxies ask them in turn.")

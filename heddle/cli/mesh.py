@@ -178,7 +178,8 @@ def _options(args: argparse.Namespace, config: Path) -> MeshOptions:
         secure_address=f"127.0.0.1:{args.ca_port}", join_address=f"127.0.0.1:{args.join_port}",
         cert_lifetime=args.cert_lifetime,
         rate_limit_address=f"127.0.0.1:{args.ratelimit_port}",
-        rate_limit_redis=args.ratelimit_redis)
+        rate_limit_redis=args.ratelimit_redis,
+        rate_limit_replicas=",".join(args.ratelimit_replicas))
 
 
 def _start(args: argparse.Namespace, config: Path, home: Path) -> int | None:

@@ -54,7 +54,8 @@ def control_plane(args: argparse.Namespace) -> None:
             ca_dir=args.ca_dir, secure_address=f"127.0.0.1:{args.ca_port}",
             join_address=f"127.0.0.1:{args.join_port}", cert_lifetime=args.cert_lifetime,
         rate_limit_address=f"127.0.0.1:{args.ratelimit_port}",
-        rate_limit_redis=args.ratelimit_redis)
+        rate_limit_redis=args.ratelimit_redis,
+        rate_limit_replicas=",".join(args.ratelimit_replicas))
     configure_logging()
     run_until_signalled(ControlPlane(options).run)
 

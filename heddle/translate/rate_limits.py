@@ -285,15 +285,18 @@ def _service_ports(snapshot: MeshSnapshot, proxy: Proxy) -> list[int]:
     return found
 
 
-def rate_limit_cluster(address: str) -> cluster_pb2.Cluster:
-    """The rate-limit service, over HTTP/2 (gRPC) at `address` (host:port)."""
-    host, _, port = address.rpartition(":")
+def rate_limit_cluster(addresses: str) -> cluster_pb2.Cluster:
+    """The rate-limit service, over HTTP/2 (gRPC) at `addresses` (host:port, comma-separated:
+    its replicas, asked in turn)."""
     cluster = cluster_pb2.Cluster(name=RLS_CLUSTER, type=cluster_pb2.Cluster.STATIC,
                                   connect_timeout=duration_pb2.Duration(seconds=1))
     cluster.load_assignment.cluster_name = RLS_CLUSTER
-    endpoint = cluster.load_assignment.endpoints.add().lb_endpoints.add().endpoint
-    endpoint.address.CopyFrom(address_pb2.Address(socket_address=address_pb2.SocketAddress(
-        address=host.strip("[]"), port_value=int(port))))
+    endpoints = cluster.load_assignment.endpoints.add()
+    for address in filter(None, (a.strip() for a in addresses.split(","))):
+        host, _, port = address.rpartition(":")
+        endpoint = endpoints.lb_endpoints.add().endpoint
+        endpoint.address.CopyFrom(address_pb2.Address(socket_address=address_pb2.SocketAddress(
+            address=host.strip("[]"), port_value=int(port))))
     options = http_protocol_options_pb2.HttpProtocolOptions()
     options.explicit_http_config.http2_protocol_options.CopyFrom(
         protocol_pb2.Http2ProtocolOptions())
