@@ -31,7 +31,7 @@ from heddle.ca.tokens import TokenIssuer
 from heddle.clock import Clock, LoopClock
 from heddle.config.applied import AppliedConfig, AppliedSource
 from heddle.config.directory import DirectorySource
-from heddle.config.events import StoreEvent
+from heddle.config.events import ChangeType, StoreEvent
 from heddle.config.problems import ConfigProblems
 from heddle.config.source import ConfigSource
 from heddle.config.store import ConfigStore
@@ -48,6 +48,7 @@ from heddle.xds.agent_ports import start_agent_ports
 from heddle.xds.debounce import Debouncer
 from heddle.xds.debug import debug_app
 from heddle.xds.generator import CachedSidecarGenerator, GatewayGenerator
+from heddle.xds.metrics import ControlPlaneMetrics
 from heddle.xds.push import PushRequest
 
 if TYPE_CHECKING:
@@ -185,7 +186,10 @@ class ControlPlane:
         self._snapshot_key = (0, 0)
         self.membership = Membership(on_change=self._membership_changed, clock=self.clock)
         self.generators = generators if generators is not None else proxy_generators()
-        self.xds = XdsServer(self.snapshot, self.generators, membership=self.membership)
+        self.metrics = ControlPlaneMetrics()
+        self.xds = XdsServer(self.snapshot, self.generators, membership=self.membership,
+                             metrics=self.metrics)
+        self._first_change: float | None = None  # since the last push (convergence time)
         self.debouncer = Debouncer(self._push, options.debounce_quiet,
                                    options.debounce_max, clock=self.clock)
         self.certificates = self._certificates(options.ca_dir) if options.ca_dir else None
@@ -199,7 +203,8 @@ class ControlPlane:
         tokens = TokenIssuer.load_or_create(ca_dir)
         service = CertificateService(
             authority, tokens,
-            max_lifetime=datetime.timedelta(seconds=self.options.cert_lifetime))
+            max_lifetime=datetime.timedelta(seconds=self.options.cert_lifetime),
+            counted=self.metrics.csr)
         return CertificateParts(authority, tokens, service)
 
     def snapshot(self) -> MeshSnapshot:
@@ -237,8 +242,11 @@ class ControlPlane:
 
     async def _push(self, request: PushRequest) -> None:
         self._write_rate_limits()
+        changed, self._first_change = self._first_change, None
         before = self.xds.pushed_proxies
         await self.xds.push_all(request)
+        if changed is not None:
+            self.metrics.convergence.observe(self.clock.now() - changed)
         total = len(self.xds.proxies())
         if total:
             events_log.info("pushed to %d of %d proxies (the others do not depend on it)"
@@ -265,7 +273,13 @@ class ControlPlane:
         if self._rate_limit_server is not None:  # this process's own: no need to watch
             self._rate_limit_server.config.reload()
 
+    def _changed(self, reason: str) -> None:
+        self.metrics.triggered(reason)
+        if self._first_change is None:
+            self._first_change = self.clock.now()
+
     def _membership_changed(self) -> None:
+        self._changed("endpoint")
         self.debouncer.trigger()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -343,7 +357,14 @@ class ControlPlane:
             _log_problems(event)
             if event.changes:
                 _log_changes(event)
+                self._changed("config")
+                for change in event.changes:
+                    self.metrics.config_event(change.key.kind, _EVENTS[change.type])
                 self.debouncer.trigger(change.key for change in event.changes)
+
+
+# pilot_k8s_cfg_events' event label, as istiod names them.
+_EVENTS = {ChangeType.ADDED: "add", ChangeType.UPDATED: "update", ChangeType.DELETED: "delete"}
 
 
 def _log_problems(event: StoreEvent) -> None:

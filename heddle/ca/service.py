@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -43,10 +44,14 @@ def decode(data: bytes) -> dict[str, Any]:
 
 class CertificateService:
     def __init__(self, ca: CertificateAuthority, tokens: TokenIssuer,
-                 max_lifetime: datetime.timedelta = datetime.timedelta(hours=24)) -> None:
+                 max_lifetime: datetime.timedelta = datetime.timedelta(hours=24),
+                 counted: Callable[[bool], None] = lambda issued: None) -> None:
+        """`counted(issued)`: told of every certificate request, and whether it was signed
+        (the control plane's citadel_server_* metrics)."""
         self.ca = ca
         self.tokens = tokens
         self.max_lifetime = max_lifetime
+        self.counted = counted
 
     def _caller(self, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Identity, str]:
         """Who asks, and what proved it ("client certificate" or "token")."""
@@ -69,6 +74,7 @@ class CertificateService:
             identity, proof = self._caller(context)
         except InvalidToken as err:
             log.warning("refused a certificate request from %s: %s", peer_address(context), err)
+            self.counted(False)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(err))
             raise
         ttl = datetime.timedelta(seconds=float(request.get("ttl_seconds") or 0))
@@ -77,10 +83,12 @@ class CertificateService:
             signed = self.ca.sign(str(request.get("csr", "")).encode(), identity, lifetime)
         except (SigningRefused, ValueError) as err:
             log.warning("refused a certificate for a %s bound to %s: %s", proof, identity, err)
+            self.counted(False)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(err))
             raise
         log.info("issued a certificate for %s (by %s) until %s", identity, proof,
                  signed.not_after.isoformat())
+        self.counted(True)
         return {"cert_chain": signed.cert_chain_pem.decode(), "root": signed.root_pem.decode(),
                 "not_after": signed.not_after.isoformat()}
 

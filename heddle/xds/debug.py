@@ -69,6 +69,16 @@ def debug_app(xds: XdsServer, snapshots: Callable[[], MeshSnapshot],
                                   "resources": _resource_json(snapshot,
                                                               problems().rejected())})
 
+    async def configz(_: web.Request) -> web.Response:
+        """istiod's /debug/configz: every configuration object in force, with its status."""
+        snapshot = snapshots()
+        return web.json_response([_with_status(snapshot, r) for r in snapshot.resources()])
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=xds.metrics.exposition(),
+                            content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
     async def all_diagnostics(_: web.Request) -> web.Response:
         return web.json_response([str(d) for d in diagnostics()])
 
@@ -77,6 +87,8 @@ def debug_app(xds: XdsServer, snapshots: Callable[[], MeshSnapshot],
 
     app = web.Application()
     app.router.add_get("/debug/syncz", syncz)
+    app.router.add_get("/debug/configz", configz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/debug/config_dump", config_dump)
     app.router.add_get("/debug/resources", resources)
     app.router.add_get("/debug/diagnostics", all_diagnostics)

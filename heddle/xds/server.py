@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,7 @@ from heddle.translate.sidecar import (
 from heddle.xds.authorize import NotAuthorized, authorize, authorize_instance
 from heddle.xds.cache import PackCache
 from heddle.xds.generator import CachedSidecarGenerator
+from heddle.xds.metrics import ControlPlaneMetrics
 from heddle.xds.proxies import UnknownProxy, node_metadata, proxy_from_node
 from heddle.xds.push import PushContext, PushRequest, inconsistencies
 from heddle.xds.status import ProxyStatus
@@ -154,8 +156,9 @@ class _Stream:
                 return
         elif version != state.sent_version or force:
             state.nonce, state.sent_version = self._nonce(), version
-            self.outbox.put_nowait(partial(_sotw_response, version, type_url, state.nonce,
-                                           wanted))
+            self.outbox.put_nowait(partial(
+                _sized, self.server.metrics, type_url,
+                partial(_sotw_response, version, type_url, state.nonce, wanted)))
             self._sent(type_url, state)
             sent = self._version_map(type_url, wanted)
         else:
@@ -193,8 +196,9 @@ class _Stream:
             return None
         state.nonce, state.sent_version = self._nonce(), version
         versions = state.pending[state.nonce] = self._version_map(type_url, wanted)
-        self.outbox.put_nowait(partial(_delta_response, version, type_url, state.nonce,
-                                       changed, removed))
+        self.outbox.put_nowait(partial(
+            _sized, self.server.metrics, type_url,
+            partial(_delta_response, version, type_url, state.nonce, changed, removed)))
         self._sent(type_url, state)
         return versions
 
@@ -205,6 +209,7 @@ class _Stream:
         return {n: r.version for n, r in wanted.items()}
 
     def _sent(self, type_url: str, state: _TypeState) -> None:
+        self.server.metrics.pushed(type_url)
         status = self.status.of(type_url)
         status.sent_version, status.sent_nonce = state.sent_version, state.nonce
 
@@ -224,6 +229,7 @@ class _Stream:
         status = self.status.of(type_url)
         if error:
             status.nack_message, status.nacked_version = error, state.sent_version
+            self.server.metrics.rejected(type_url)
             log.warning("%s rejected %s version %s: %s", self.connection_id, type_url,
                         state.sent_version, error)
             if self.delta:
@@ -286,6 +292,13 @@ def _encode(response: Response) -> bytes:
     return response()
 
 
+def _sized(metrics: ControlPlaneMetrics, type_url: str, make: Callable[[], bytes]) -> bytes:
+    """A response as it is encoded, its size counted (pilot_xds_config_size_bytes)."""
+    encoded = make()
+    metrics.sized(type_url, len(encoded))
+    return encoded
+
+
 def _sotw_response(version: str, type_url: str, nonce: str,
                    wanted: dict[str, VersionedResource]) -> bytes:
     return encoded_response(
@@ -311,10 +324,13 @@ class XdsServer:
 
     def __init__(self, snapshots: Callable[[], MeshSnapshot],
                  generators: Generators | Generator | None = None,
-                 membership: Membership | None = None) -> None:
+                 membership: Membership | None = None,
+                 metrics: ControlPlaneMetrics | None = None) -> None:
         """`generators` by proxy type; one generator serves every type; None: the cached
         sidecar generator for every type (routers get a sidecar's until theirs exists)."""
         self._snapshots = snapshots
+        self.metrics = metrics or ControlPlaneMetrics()
+        self.metrics.connected = lambda: len(self._streams)
         if generators is None:
             generators = CachedSidecarGenerator()
         if not isinstance(generators, Mapping):
@@ -378,8 +394,12 @@ class XdsServer:
         return await asyncio.get_running_loop().run_in_executor(self._worker, work)
 
     async def _build(self, snapshot: MeshSnapshot, proxy: Proxy) -> Built:
-        return await self._in_worker(
+        """A connecting proxy's first configuration (timed as a push, as istiod does)."""
+        started = time.monotonic()
+        built = await self._in_worker(
             lambda: _built(self._generate(snapshot, proxy), self.packs))
+        self.metrics.push_time.observe(time.monotonic() - started)
+        return built
 
     async def config_of(self, proxy_or_connection_id: str) -> ProxyResources | None:
         stream = self._stream(proxy_or_connection_id)
@@ -442,6 +462,7 @@ class XdsServer:
             if stream is None:
                 continue
             snapshot, proxy = self._snapshots(), stream.proxy
+            started = time.monotonic()
             old = stream.snapshot if request.changes is not None else None
             built = await self._in_worker(partial(self._build_if_needed, contexts, old,
                                                   request.changes, snapshot, proxy))
@@ -453,6 +474,7 @@ class XdsServer:
             self.pushed_proxies += 1
             if connection_id in self._streams and stream.adopt(built, snapshot):
                 stream.push()
+            self.metrics.push_time.observe(time.monotonic() - started)
 
     def _build_if_needed(self, contexts: dict[tuple[int, int, frozenset[ResourceKey]],
                                               PushContext],

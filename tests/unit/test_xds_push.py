@@ -13,6 +13,7 @@ from heddle.api.loader import load_text
 from heddle.api.resource import ResourceKey
 from heddle.model.snapshot import MeshSnapshot
 from heddle.testing.ads_client import AdsClient
+from heddle.testing.waiting import eventually
 from heddle.translate.listeners import OUTBOUND_ROUTE
 from heddle.translate.sidecar import CLUSTER, LISTENER, ROUTE
 from heddle.xds.push import PushRequest
@@ -165,3 +166,25 @@ async def test_a_second_server_on_a_port_in_use_fails_instead_of_sharing_it() ->
                              f"127.0.0.1:{port}")
     finally:
         await first.stop(None)
+
+
+async def test_a_rejected_response_is_counted_by_type_in_istiods_metric(delta: bool) -> None:
+    mesh = Mesh()
+    mesh.set(_namespace("a"))
+    xds = XdsServer(lambda: mesh.snapshot)
+    server, port = await start_grpc(xds, "127.0.0.1:0")
+    try:
+        async with AdsClient.connect(f"127.0.0.1:{port}", _node("a"), delta) as a:
+            a.subscribe(CLUSTER)
+            response = await asyncio.wait_for(a.inbox.get(), 10)
+            a.nack(response, "cluster refused")
+            status = xds.status_of(_node("a").id)
+            assert status is not None
+            await eventually(lambda: bool(status.of(CLUSTER).nack_message), 5,
+                             "the NACK recorded")
+        counters = xds.metrics.counters
+        assert counters.value("pilot_total_xds_rejects", (("type", "cds"),)) == 1
+        assert counters.value("pilot_xds_pushes", (("type", "cds"),)) == 1
+        assert "pilot_total_xds_rejects{type=\"cds\"} 1.0" in xds.metrics.exposition().decode()
+    finally:
+        await server.stop(None)
