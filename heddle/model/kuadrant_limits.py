@@ -104,12 +104,14 @@ def _specificity(policy: LimitPolicy, place: RoutePlace) -> int | None:
     the policy is not on this place."""
     levels = []
     for t in policy.targets:
-        if t.kind == "Gateway" and place.gateway == (t.namespace, t.name):
-            if not t.section or t.section == place.listener:
-                levels.append(1 if t.section else 0)
-        elif place.route is not None and (t.kind, t.namespace, t.name) == place.route:
-            if not t.section or t.section == place.rule:
-                levels.append(3 if t.section else 2)
+        if t.kind == "Gateway":
+            on_it = place.gateway == (t.namespace, t.name) and t.section in ("", place.listener)
+            base = 0
+        else:
+            on_it = place.route == (t.kind, t.namespace, t.name) and t.section in ("", place.rule)
+            base = 2
+        if on_it:
+            levels.append(base + bool(t.section))
     return max(levels) if levels else None
 
 
