@@ -207,6 +207,9 @@ def test_a_local_policy_takes_any_window_from_50ms() -> None:
     assert "spec.limits.l.rates[0].window" not in fields
     fields = {e.field for e in load_text(BAD % ("Local", "20ms"), "p.yaml").errors}
     assert "spec.limits.l.rates[0].window" in fields
+    zero = (BAD % ("Local", "1s")).replace("limit: 5", "limit: 0")
+    fields = {e.field for e in load_text(zero, "p.yaml").errors}
+    assert "spec.limits.l.rates[0].limit" in fields  # Envoy's buckets hold 1 or more
     fields = {e.field for e in load_text(BAD % ("Sometimes", "1m"), "p.yaml").errors}
     assert "metadata.annotations.heddle.dev/rate-limit-mode" in fields
 

@@ -20,6 +20,8 @@ from heddle.api.kuadrant_windows import (
 from heddle.api.problems import FieldProblem, PathKey
 from heddle.api.semantics.common import items, mapping
 
+MAX_LIMIT = 2**32 - 1  # the rate-limit service's requests_per_unit, and a bucket's tokens
+
 
 def check_rate_limit_policy(spec: dict[str, Any], annotations: dict[str, Any],
                             ) -> list[FieldProblem]:
@@ -64,9 +66,13 @@ def _check_rate(path: PathKey, rate: dict[str, Any], local: bool) -> list[FieldP
     if not isinstance(window, str) or not isinstance(limit, int):
         return []  # the schema says so
     problems = []
-    if limit < 0:
-        problems.append(FieldProblem((*path, "limit"), f"limit {limit} is negative",
-                                     "write 0 (refuse every request) or more"))
+    if limit < 0 or limit > MAX_LIMIT:
+        problems.append(FieldProblem((*path, "limit"), f"limit {limit} is out of range",
+                                     f"write 0 (refuse every request) to {MAX_LIMIT}"))
+    elif local and limit == 0:
+        problems.append(FieldProblem(
+            (*path, "limit"), "a proxy's token bucket holds at least 1 request",
+            "write 1 or more, or count Global (the default) to refuse every request"))
     ms = window_ms(window)
     if local:
         if ms < MIN_LOCAL_MS:
