@@ -46,6 +46,7 @@ class Source(StrEnum):
     METHOD = "method"
     PATH = "path"
     SOURCE_CIDR = "sourceCIDR"
+    EXPR = "expr"  # a CEL expression Envoy evaluates (`name`): its value is the entry's
 
 
 class MatchKind(StrEnum):
@@ -61,7 +62,7 @@ class Condition:
 
     source: Source
     kind: MatchKind
-    name: str = ""  # the header's or query parameter's
+    name: str = ""  # the header's or query parameter's; an expression's CEL text
     value: str = ""  # what an exact, prefix or regex match compares with; a CIDR
     invert: bool = False
 
@@ -85,10 +86,17 @@ class LimitRule:
     shadow: bool = False  # counted and logged, never refused
     shared: bool = False  # one bucket across every target, not one per route
     headers: bool = True  # x-ratelimit-limit / -remaining / -reset on answers
+    name: str = ""  # the limit's own name, where the API names limits (and merges by name)
+    # A local bucket's window when it is not one unit (a Kuadrant window such as 10s).
+    window_ms: int = 0
 
     @property
     def window_seconds(self) -> int:
         return UNIT_SECONDS[self.unit]
+
+    @property
+    def fill_interval_ms(self) -> int:
+        return self.window_ms or self.window_seconds * 1000
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,7 @@ class LimitPolicy:
     targets: tuple[Target, ...]
     rules: tuple[LimitRule, ...]
     merges: bool = False  # a route's policy that adds its Gateway's rules to its own
+    overrides: bool = False  # Kuadrant: beats the policies of more specific targets
 
     @property
     def ref(self) -> str:

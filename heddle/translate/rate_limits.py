@@ -15,16 +15,20 @@ from collections.abc import Iterable
 from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import address_pb2, base_pb2, protocol_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, extension_pb2, protocol_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2 as common_rl
 from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2 as local_rl
 from envoy.extensions.filters.http.ratelimit.v3 import rate_limit_pb2 as global_rl
+from envoy.extensions.rate_limit_descriptors.expr.v3 import expr_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import percent_pb2, token_bucket_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
+from heddle.model.gateway_api.gateways import PARENTS_ANNOTATION
+from heddle.model.kuadrant_limits import KIND as KUADRANT_KIND
+from heddle.model.kuadrant_limits import KUADRANT_GROUP, RoutePlace, acting_on, kuadrant_policies
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.rate_limits import (
     Attachment,
@@ -47,6 +51,7 @@ RULE_KEY = "heddle.rule"  # the first entry of every descriptor: which policy's 
 PLACE_KEY = "heddle.place"  # then, unless the rule is shared, where: each place its own bucket
 MATCHED = "match"  # the value of an entry that says a condition held
 RLS_CLUSTER = "heddle-ratelimit"
+EXPR_DESCRIPTOR = "envoy.rate_limit_descriptors.expr"
 STAT_PREFIX = "http_local_rate_limiter"
 # Requests no rule counts pass: a route's default bucket is (practically) unlimited.
 UNLIMITED = 4_294_967_295
@@ -57,7 +62,8 @@ SHADOW_HEADER = "x-heddle-ratelimit-shadow"  # to the backend: what shadow rules
 
 def policies(snapshot: MeshSnapshot) -> tuple[LimitPolicy, ...]:
     return snapshot.memo(("rate-limit-policies",), lambda: limit_policies(
-        snapshot.of_kind("gateway.envoyproxy.io", "BackendTrafficPolicy")))
+        snapshot.of_kind("gateway.envoyproxy.io", "BackendTrafficPolicy"))
+        + kuadrant_policies(snapshot.of_kind(KUADRANT_GROUP, KUADRANT_KIND)))
 
 
 def rule_id(policy: LimitPolicy, rule: LimitRule) -> str:
@@ -77,9 +83,26 @@ def _string_match(condition: Condition) -> string_pb2.StringMatcher:
     return string_pb2.StringMatcher(exact=condition.value)
 
 
+def _matched(condition: Condition) -> str:
+    """The value of the entry a condition makes when it holds ("" for each value its own)."""
+    if condition.kind is MatchKind.DISTINCT:
+        return ""
+    return condition.value if condition.source is Source.EXPR else MATCHED
+
+
+def _expression(key: str, condition: Condition) -> rc.RateLimit.Action:
+    """Envoy evaluates the CEL and makes the entry of its value; an expression that fails
+    (a header absent) leaves the whole descriptor out, so the rule does not count it."""
+    return rc.RateLimit.Action(extension=extension_pb2.TypedExtensionConfig(
+        name=EXPR_DESCRIPTOR, typed_config=_pack(expr_pb2.Descriptor(
+            descriptor_key=key, text=condition.name))))
+
+
 def _action(index: int, condition: Condition) -> list[rc.RateLimit.Action]:
     key = _key(index)
     Action = rc.RateLimit.Action
+    if condition.source is Source.EXPR:
+        return [_expression(key, condition)]
     if condition.source is Source.SOURCE_CIDR:
         if condition.kind is MatchKind.DISTINCT:
             actions = []
@@ -145,17 +168,16 @@ def _entries(policy: LimitPolicy, rule: LimitRule, place: str,
                 entries.append(Entry(key="masked_remote_address", value=network))
             if condition.kind is MatchKind.DISTINCT:
                 entries.append(Entry(key="masked_remote_address", value=""))
-        elif condition.kind is MatchKind.DISTINCT:
-            entries.append(Entry(key=_key(i), value=""))
         else:
-            entries.append(Entry(key=_key(i), value=MATCHED))
+            entries.append(Entry(key=_key(i), value=_matched(condition)))
     return entries
 
 
 def _bucket(rule: LimitRule) -> token_bucket_pb2.TokenBucket:
     return token_bucket_pb2.TokenBucket(
         max_tokens=rule.requests, tokens_per_fill=wrappers_pb2.UInt32Value(value=rule.requests),
-        fill_interval=duration_pb2.Duration(seconds=rule.window_seconds))
+        fill_interval=duration_pb2.Duration(seconds=rule.fill_interval_ms // 1000,
+                                            nanos=rule.fill_interval_ms % 1000 * 1_000_000))
 
 
 def _percent(value: int) -> base_pb2.RuntimeFractionalPercent:
@@ -220,11 +242,32 @@ def attach(route: rc.Route, attachment: Attachment) -> None:
 
 
 def gateway_attachment(snapshot: MeshSnapshot, proxy: Proxy, route: rc.Route,
-                       origin: tuple[str, str, str] | None) -> Attachment:
+                       origin: tuple[str, str, str] | None, server: str = "",
+                       rule: str = "") -> Attachment:
+    """`server`: the (Istio) Gateway `namespace/name` whose server the route is for;
+    `rule`: the name of the http rule it was made from (a Gateway API rule's name)."""
     gateway_name = proxy.label_map.get("gateway.networking.k8s.io/gateway-name")
     gateway = (proxy.namespace, gateway_name) if gateway_name else None
     place = f"{origin[1]}/{origin[2]}/{route.name}" if origin else route.name
-    return for_route(policies(snapshot), origin, gateway, place)
+    everything = policies(snapshot)
+    attachment = for_route([p for p in everything if p.key.group != KUADRANT_GROUP],
+                           origin, gateway, place)
+    kuadrant = [p for p in everything if p.key.group == KUADRANT_GROUP]
+    if not kuadrant:
+        return attachment
+    where = RoutePlace(gateway, _listener(snapshot, server), origin, rule)
+    return Attachment(attachment.policies + acting_on(kuadrant, where), place)
+
+
+def _listener(snapshot: MeshSnapshot, server: str) -> str:
+    """The Gateway API listener an Istio Gateway was made for (its parents annotation
+    reads `Gateway/NAME/LISTENER.NAMESPACE`), or ""."""
+    namespace, _, name = server.partition("/")
+    for gateway in snapshot.of_kind("networking.istio.io", "Gateway", namespace):
+        if gateway.name == name:
+            parent = gateway.metadata.annotations.get(PARENTS_ANNOTATION, "")
+            return parent.split("/", 2)[-1].removesuffix(f".{namespace}") if parent else ""
+    return ""
 
 
 def services_at(snapshot: MeshSnapshot, proxy: Proxy, number: int) -> list[tuple[str, str]]:
@@ -321,7 +364,7 @@ def _descriptor(policy: LimitPolicy, rule: LimitRule) -> dict[str, Any]:
             if condition.kind is MatchKind.DISTINCT:
                 levels.append(("masked_remote_address", ""))
         else:
-            levels.append((_key(i), "" if condition.kind is MatchKind.DISTINCT else MATCHED))
+            levels.append((_key(i), _matched(condition)))
     node: dict[str, Any] = {"rate_limit": {"unit": rule.unit,
                                            "requests_per_unit": rule.requests}}
     if rule.shadow:

@@ -320,7 +320,8 @@ def routes_for(snapshot: MeshSnapshot, vs: Resource[Any], port: int,
                 route.typed_per_filter_config[CORS_FILTER].CopyFrom(cors(http.corsPolicy))
             if limited and proxy is not None:
                 origin = origins[i] if owner is vs and i < len(origins) else None
-                attach(route, gateway_attachment(snapshot, proxy, route, origin))
+                attach(route, gateway_attachment(snapshot, proxy, route, origin,
+                                                 server=gateway or "", rule=http.name or ""))
             routes.append(route)
     return routes
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from heddle.api.problems import FieldProblem
 from heddle.api.semantics.common import mapping
+from heddle.api.semantics.kuadrant import check_rate_limit_policy
 from heddle.api.semantics.networking import (
     check_destination_rule,
     check_gateway,
@@ -24,6 +25,8 @@ from heddle.api.semantics.security import (
 from heddle.api.semantics.virtualservice import check_virtual_service
 
 SpecCheck = Callable[[dict[str, Any]], list[FieldProblem]]
+# Checks that read the object's annotations beside its spec.
+AnnotatedCheck = Callable[[dict[str, Any], dict[str, Any]], list[FieldProblem]]
 
 CHECKS: dict[tuple[str, str], SpecCheck] = {
     ("networking.istio.io", "VirtualService"): check_virtual_service,
@@ -36,6 +39,9 @@ CHECKS: dict[tuple[str, str], SpecCheck] = {
     ("security.istio.io", "RequestAuthentication"): check_request_authentication,
     ("security.istio.io", "PeerAuthentication"): check_peer_authentication,
     ("gateway.envoyproxy.io", "BackendTrafficPolicy"): check_backend_traffic_policy,
+}
+ANNOTATED_CHECKS: dict[tuple[str, str], AnnotatedCheck] = {
+    ("kuadrant.io", "RateLimitPolicy"): check_rate_limit_policy,
 }
 
 
@@ -51,4 +57,7 @@ def check_semantics(group: str, kind: str, body: dict[str, Any],
     check = CHECKS.get((group, kind))
     if check is not None and isinstance(spec, dict):
         problems += check(spec)
+    annotated = ANNOTATED_CHECKS.get((group, kind))
+    if annotated is not None and isinstance(spec, dict):
+        problems += annotated(spec, mapping(dict(metadata or {}).get("annotations")))
     return problems
