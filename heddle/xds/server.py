@@ -34,6 +34,7 @@ from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.from_config import workload_from_group
 from heddle.registry.membership import EntryKey, InstanceKey, Membership
+from heddle.translate.consistency import inconsistencies
 from heddle.translate.sidecar import (
     CLUSTER,
     ENDPOINT,
@@ -45,7 +46,7 @@ from heddle.xds.authorize import NotAuthorized, authorize, authorize_instance
 from heddle.xds.cache import PackCache
 from heddle.xds.generator import CachedSidecarGenerator
 from heddle.xds.proxies import UnknownProxy, node_metadata, proxy_from_node
-from heddle.xds.push import PushContext, PushRequest, inconsistencies
+from heddle.xds.push import PushContext, PushRequest
 from heddle.xds.status import ProxyStatus
 from heddle.xds.throttle import SendThrottle
 from heddle.xds.versions import VersionedResource, encoded_response, type_version
