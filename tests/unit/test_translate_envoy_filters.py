@@ -251,9 +251,11 @@ def test_network_filter_and_listener_merges_merge_the_typed_config() -> None:
           portNumber: 9080
           filterChain: {filter: {name: envoy.filters.network.http_connection_manager}}
 """
-    value = """        value:
+    manager_type = ("type.googleapis.com/envoy.extensions.filters.network."
+                    "http_connection_manager.v3.HttpConnectionManager")
+    value = f"""        value:
           typed_config:
-            "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+            "@type": {manager_type}
             server_name: bookinfo
 """
     listener_match = "      match: {context: SIDECAR_INBOUND, listener: {portNumber: 9080}}\n"
