@@ -58,6 +58,7 @@ from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import resolve_host
 from heddle.translate.authz import network_rbac_filters
 from heddle.translate.clusters import outbound_clusters, outbound_endpoints
+from heddle.translate.envoy_filters import apply_envoy_filters
 from heddle.translate.filters.context import Direction, FilterContext
 from heddle.translate.filters.registry import http_filters
 from heddle.translate.gateway_tls import CredentialProblem, credential_secrets, server_tls
@@ -439,7 +440,8 @@ def gateway_config(snapshot: MeshSnapshot, proxy: Proxy) -> GatewayConfig:
         if listener is not None:
             bound[port] = number
             listeners[listener.name] = listener
-    return config
+    resources, skipped = apply_envoy_filters(snapshot, proxy, config.resources)
+    return GatewayConfig(resources, [*config.problems, *skipped])
 
 
 def gateway_resources(snapshot: MeshSnapshot, proxy: Proxy) -> ProxyResources:

@@ -51,9 +51,18 @@ def sidecar_resources(snapshot: MeshSnapshot, proxy: Proxy) -> ProxyResources:
     routes = outbound.memo(("routes", labels), lambda: proxy_route_config(
         outbound, OUTBOUND_ROUTE, proxy, scope.outbound_traffic_mode))
     clusters = [*outbound_side, passthrough_cluster(), *inbound_clusters(snapshot, proxy)]
-    return ProxyResources({
+    return with_envoy_filters(snapshot, proxy, ProxyResources({
         CLUSTER: {c.name: c for c in clusters},
         ENDPOINT: {e.cluster_name: e for e in endpoints},
         LISTENER: {listener.name: listener for listener in sidecar_listeners(snapshot, proxy)},
         ROUTE: {OUTBOUND_ROUTE: routes},
-    })
+    }))
+
+
+def with_envoy_filters(snapshot: MeshSnapshot, proxy: Proxy,
+                       resources: ProxyResources) -> ProxyResources:
+    """The translation with the EnvoyFilters acting on the proxy applied (those that fail
+    are skipped: the xDS server's generator says why)."""
+    # envoy_filters builds on this module's types: imported here, not at the top.
+    from heddle.translate.envoy_filters import apply_envoy_filters
+    return apply_envoy_filters(snapshot, proxy, resources)[0]

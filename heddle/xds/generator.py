@@ -33,6 +33,7 @@ from heddle.translate.clusters import (
     outbound_targets,
 )
 from heddle.translate.egress import passthrough_cluster
+from heddle.translate.envoy_filters import apply_envoy_filters
 from heddle.translate.gateway import gateway_config
 from heddle.translate.listeners import OUTBOUND_ROUTE, inbound_clusters, sidecar_listeners
 from heddle.translate.mtls import namespace_mtls_mode, workload_mtls_mode
@@ -51,6 +52,7 @@ from heddle.xds.cache import (
 
 Outbound = tuple[list[cluster_pb2.Cluster], list[endpoint_pb2.ClusterLoadAssignment]]
 SECURITY = "security.istio.io"
+log = logging.getLogger(__name__)
 
 
 def _label_keys(value: Any, found: set[str]) -> None:
@@ -95,6 +97,7 @@ class CachedSidecarGenerator:
         self.fingerprints = Fingerprints()
         self._snapshot: MeshSnapshot | None = None
         self._rule_digests: dict[int, tuple[object, str]] = {}
+        self._skipped: dict[str, tuple[str, ...]] = {}  # EnvoyFilters skipped, per proxy
 
     def _begin(self, snapshot: MeshSnapshot) -> None:
         if self._snapshot is not snapshot and (self._snapshot is None
@@ -132,13 +135,20 @@ class CachedSidecarGenerator:
                                lambda: self._routes(snapshot, scope, client, labels))
         passthrough = snapshot.memo("passthrough_cluster", passthrough_cluster)
         every = [*clusters, passthrough, *inbound_clusters(snapshot, proxy)]
-        return ProxyResources({
+        # EnvoyFilters patch copies: the cached messages stay every proxy's.
+        resources, skipped = apply_envoy_filters(snapshot, proxy, ProxyResources({
             CLUSTER: {c.name: c for c in every},
             ENDPOINT: {e.cluster_name: e for e in endpoints},
             LISTENER: {listener.name: listener
                        for listener in sidecar_listeners(snapshot, proxy)},
             ROUTE: {OUTBOUND_ROUTE: routes},
-        })
+        }))
+        said = self._skipped.get(proxy.id, ())
+        for problem in skipped:
+            if problem not in said:
+                log.error("sidecar %s.%s: %s", proxy.name, proxy.namespace, problem)
+        self._skipped[proxy.id] = tuple(skipped)
+        return resources
 
     def _mesh(self, snapshot: MeshSnapshot) -> str:
         return snapshot.memo("mesh_config_digest", lambda: digest(repr(snapshot.mesh_config)))

@@ -35,6 +35,7 @@ from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.from_config import workload_from_group
 from heddle.registry.membership import EntryKey, InstanceKey, Membership
+from heddle.translate.consistency import inconsistencies
 from heddle.translate.sidecar import (
     CLUSTER,
     ENDPOINT,
@@ -47,7 +48,7 @@ from heddle.xds.cache import PackCache
 from heddle.xds.generator import CachedSidecarGenerator
 from heddle.xds.metrics import ControlPlaneMetrics
 from heddle.xds.proxies import UnknownProxy, node_metadata, proxy_from_node
-from heddle.xds.push import PushContext, PushRequest, inconsistencies
+from heddle.xds.push import PushContext, PushRequest
 from heddle.xds.status import ProxyStatus
 from heddle.xds.throttle import SendThrottle
 from heddle.xds.versions import VersionedResource, encoded_response, type_version

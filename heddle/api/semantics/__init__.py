@@ -7,6 +7,7 @@ from typing import Any
 
 from heddle.api.problems import FieldProblem
 from heddle.api.semantics.common import mapping
+from heddle.api.semantics.envoy_filters import check_envoy_filter
 from heddle.api.semantics.kuadrant import check_rate_limit_policy
 from heddle.api.semantics.networking import (
     check_destination_rule,
@@ -35,6 +36,7 @@ CHECKS: dict[tuple[str, str], SpecCheck] = {
     ("networking.istio.io", "ServiceEntry"): check_service_entry,
     ("networking.istio.io", "Sidecar"): check_sidecar,
     ("networking.istio.io", "WorkloadEntry"): check_workload_entry,
+    ("networking.istio.io", "EnvoyFilter"): check_envoy_filter,
     ("security.istio.io", "AuthorizationPolicy"): check_authorization_policy,
     ("security.istio.io", "RequestAuthentication"): check_request_authentication,
     ("security.istio.io", "PeerAuthentication"): check_peer_authentication,
