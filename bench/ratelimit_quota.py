@@ -223,8 +223,7 @@ def phase(mode: str, rate: int, seconds: float, proxies: int, folder: Path) -> d
             path = config_dir / f"envoy-{i}.json"
             path.write_text(json.dumps(bootstrap(limited, port, admin, rls)))
             envoys.append(subprocess.Popen(
-                [envoy, "-c", str(path), "--concurrency", "1", "--base-id", str(
-                    1000 + rate % 997 * 8 + i + (4 if mode == "lease" else 0)),
+                [envoy, "-c", str(path), "--concurrency", "1", "--disable-hot-restart",
                  "-l", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             ports.append(port)
         _wait_listening([*ports, rls], 20)
