@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 BTP_GROUP = "gateway.envoyproxy.io"
 BTP_KIND = "BackendTrafficPolicy"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
+# `lease` on a BackendTrafficPolicy: its global rules are enforced from quota the rate-limit
+# service leases each proxy (RLQS), not by a call per request.
+MODE_ANNOTATION = "heddle.dev/rate-limit-mode"
+LEASE = "lease"
 # envoyproxy/ratelimit's units (its config says them in capitals).
 UNITS = {"Second": "SECOND", "Minute": "MINUTE", "Hour": "HOUR", "Day": "DAY",
          "Week": "WEEK", "Month": "MONTH", "Year": "YEAR"}
@@ -116,6 +120,7 @@ class LimitPolicy:
     rules: tuple[LimitRule, ...]
     merges: bool = False  # a route's policy that adds its Gateway's rules to its own
     overrides: bool = False  # Kuadrant: beats the policies of more specific targets
+    leased: bool = False  # global rules from leased quota (MODE_ANNOTATION), not per request
 
     @property
     def ref(self) -> str:
@@ -174,13 +179,15 @@ def from_backend_traffic_policy(resource: Resource[Any]) -> list[LimitPolicy]:
         return []
     targets = _targets(resource, spec)
     merges = spec.mergeType is not None
+    leases = resource.metadata.annotations.get(MODE_ANNOTATION) == LEASE
     found = []
     if spec.rateLimit.local is not None and spec.rateLimit.local.rules:
         found.append(LimitPolicy(resource.key, Mode.LOCAL, targets,
                                  _rules(spec.rateLimit.local.rules), merges))
     if spec.rateLimit.global_ is not None and spec.rateLimit.global_.rules:
         found.append(LimitPolicy(resource.key, Mode.GLOBAL, targets,
-                                 _rules(spec.rateLimit.global_.rules), merges))
+                                 _rules(spec.rateLimit.global_.rules), merges,
+                                 leased=leases))
     return found
 
 

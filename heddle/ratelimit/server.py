@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from envoy.service.rate_limit_quota.v3 import rlqs_pb2_grpc
 from envoy.service.ratelimit.v3 import rls_pb2_grpc
 
 from heddle.ratelimit.backends import Counters
@@ -17,6 +18,9 @@ from heddle.ratelimit.backends.memory import MemoryCounters
 from heddle.ratelimit.limiter import NEAR_LIMIT_RATIO, Limiter
 from heddle.ratelimit.metrics import RateLimitMetrics
 from heddle.ratelimit.near_cache import NearCache
+from heddle.ratelimit.quota.leases import Leases, MemoryLeases
+from heddle.ratelimit.quota.metrics import register_quota_metrics
+from heddle.ratelimit.quota.service import RateLimitQuotaService
 from heddle.ratelimit.reload import LiveConfig
 from heddle.ratelimit.service import RateLimitService
 
@@ -39,6 +43,9 @@ class RateLimitOptions:
     near_cache: bool = True
     near_limit_ratio: float = NEAR_LIMIT_RATIO
     key_prefix: str = ""
+    # Quota leasing (RLQS) on the same port, from the same config: proxies of a policy in
+    # lease mode ask it for quota every reporting interval instead of asking per request.
+    quota: bool = True
 
 
 class RateLimitServer:
@@ -55,6 +62,10 @@ class RateLimitServer:
             failure_mode_deny=options.failure_mode_deny,
             domain_failure_mode_deny=options.domain_failure_mode_deny,
             key_prefix=options.key_prefix)
+        self.quota: RateLimitQuotaService | None = None
+        if options.quota:
+            self.quota = RateLimitQuotaService(self._leases(), self.config.get)
+            register_quota_metrics(self.metrics.registry, self.quota.stats)
         self.port = 0
         self.metrics_port = 0
         self._server: grpc.aio.Server | None = None
@@ -69,6 +80,14 @@ class RateLimitServer:
                              on_round_trip=self.metrics.redis_latency.observe,
                              on_error=lambda _: self.metrics.redis_errors.inc())
 
+    def _leases(self) -> Leases:
+        if self.options.redis_url is None:
+            return MemoryLeases()
+        from heddle.ratelimit.quota.leases import RedisLeases
+
+        return RedisLeases(self.options.redis_url, self.options.redis_timeout,
+                           self.options.key_prefix)
+
     async def start(self) -> None:
         """Load the config (an invalid one is logged; the service answers with none until
         it is fixed), then listen for gRPC and metrics."""
@@ -76,6 +95,8 @@ class RateLimitServer:
         server = grpc.aio.server()
         rls_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitService(self.limiter),
                                                              server)
+        if self.quota is not None:
+            rlqs_pb2_grpc.add_RateLimitQuotaServiceServicer_to_server(self.quota, server)
         self.port = server.add_insecure_port(self.options.address)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.options.address}")
@@ -102,6 +123,8 @@ class RateLimitServer:
             self._metrics_server.server_close()
             self._metrics_server = None
         await self.counters.close()
+        if self.quota is not None:
+            await self.quota.leases.close()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, reloading the config as its directory changes."""

@@ -218,7 +218,8 @@ def local_route_config(attachment: Attachment) -> local_rl.LocalRateLimit | None
 
 
 def global_route_config(attachment: Attachment) -> global_rl.RateLimitPerRoute | None:
-    rules = attachment.of_mode(Mode.GLOBAL)
+    # Leased rules are the quota filter's (heddle.translate.rate_limit_quota), not the RLS's.
+    rules = [(p, r) for p, r in attachment.of_mode(Mode.GLOBAL) if not p.leased]
     if not rules:
         return None
     return global_rl.RateLimitPerRoute(
@@ -239,6 +240,9 @@ def attach(route: rc.Route, attachment: Attachment) -> None:
     per_route = global_route_config(attachment)
     if per_route is not None:
         route.typed_per_filter_config[GLOBAL_FILTER].CopyFrom(_pack(per_route))
+    from heddle.translate import rate_limit_quota  # it builds on this module
+
+    rate_limit_quota.attach(route, attachment)
 
 
 def gateway_attachment(snapshot: MeshSnapshot, proxy: Proxy, route: rc.Route,

@@ -34,7 +34,8 @@ def _names(chain: list[hcm.HttpFilter]) -> list[str]:
 def test_registry_orders_authentication_then_authorization_then_route_filters_then_router(
         ) -> None:
     assert [name for name, _ in HTTP_FILTERS] == [
-        "jwt_authn", "ext_authz", "rbac", "local_ratelimit", "ratelimit", "cors", "fault",
+        "jwt_authn", "ext_authz", "rbac", "local_ratelimit", "ratelimit", "rate_limit_quota",
+        "cors", "fault",
         "dynamic_forward_proxy", "alpn", "router"]
 
 

@@ -20,6 +20,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
 
+from heddle.translate import rate_limit_quota
 from heddle.translate.filters import (
     alpn,
     cors,
@@ -40,6 +41,8 @@ HTTP_FILTERS: tuple[tuple[str, FilterBuilder], ...] = (
     # After authorization: a request refused there spends no quota.
     ("local_ratelimit", ratelimit.build_local),
     ("ratelimit", ratelimit.build_global),
+    # Global rules in lease mode: enforced from quota the rate-limit service assigns.
+    ("rate_limit_quota", rate_limit_quota.build),
     ("cors", cors.build),
     ("fault", fault.build),
     ("dynamic_forward_proxy", dynamic_forward_proxy.build),
