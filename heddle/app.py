@@ -241,7 +241,10 @@ class ControlPlane:
             [*snapshot.mesh_config.diagnostics, *snapshot.gateway_api.diagnostics])
 
     async def _push(self, request: PushRequest) -> None:
-        self._write_rate_limits()
+        try:
+            self._write_rate_limits()
+        except OSError as err:  # a full disk must not stop the pushes
+            log.error("cannot write the rate-limit service's configuration: %s", err)
         changed, self._first_change = self._first_change, None
         before = self.xds.pushed_proxies
         await self.xds.push_all(request)

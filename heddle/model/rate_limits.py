@@ -124,8 +124,11 @@ class LimitPolicy:
 
     @property
     def ref(self) -> str:
-        """How logs, status and the rate-limit service's descriptors name the policy."""
-        return f"{self.key.namespace}/{self.key.name}"
+        """How logs, status and the rate-limit service's descriptors name the policy: a
+        BackendTrafficPolicy by namespace/name, another kind with its kind first, so that
+        two kinds' policies of one name never share a rule's name."""
+        own = f"{self.key.namespace}/{self.key.name}"
+        return own if self.key.kind == BTP_KIND else f"{self.key.kind}/{own}"
 
 
 def _conditions(selector: Any) -> list[Condition]:
@@ -147,8 +150,10 @@ def _conditions(selector: Any) -> list[Condition]:
                                path.value or "/", bool(path.invert)))
     if selector.sourceCIDR is not None:
         cidr = selector.sourceCIDR
+        # As Envoy writes a masked address: host bits cleared, IPv6 compressed, a length.
+        network = str(ipaddress.ip_network(cidr.value or "0.0.0.0/0", strict=False))
         found.append(Condition(Source.SOURCE_CIDR, kinds[str(cidr.type or "Exact")],
-                               value=cidr.value or "", invert=bool(cidr.invert)))
+                               value=network, invert=bool(cidr.invert)))
     return found
 
 
@@ -235,7 +240,7 @@ def for_route(policies: Iterable[LimitPolicy], origin: tuple[str, str, str] | No
                       and _targets_any(p, GATEWAY_GROUP, "Gateway", *gateway)]
         chosen += own
         if not own or all(p.merges for p in own):
-            chosen += on_gateway
+            chosen += [p for p in on_gateway if p not in chosen]
     return Attachment(tuple(chosen), place)
 
 

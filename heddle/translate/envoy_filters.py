@@ -298,7 +298,9 @@ class _Patcher:
             if network.name not in HCM_NAMES or not network.HasField("typed_config"):
                 continue
             manager = hcm.HttpConnectionManager()
-            network.typed_config.Unpack(manager)
+            if not network.typed_config.Unpack(manager):
+                raise PatchError(f"filter {network.name} is no longer an HTTP connection "
+                                 f"manager ({network.typed_config.type_url})")
             for patch in self.of("HTTP_FILTER", context):
                 if applies(patch) and _network_filter_matches(patch, network):
                     _list_patch(manager.http_filters, patch,
@@ -462,11 +464,16 @@ def _router_last(listeners: Iterable[Message]) -> list[str]:
                 if network.name not in HCM_NAMES:
                     continue
                 manager = hcm.HttpConnectionManager()
-                network.typed_config.Unpack(manager)
+                if not network.typed_config.Unpack(manager):
+                    problems.append(f"listener {listener.name}: {network.name} is not an "
+                                    f"HTTP connection manager")
+                    continue
                 names = [f.name for f in manager.http_filters]
-                if ROUTER in names and names[-1] != ROUTER:
-                    problems.append(f"listener {listener.name}: HTTP filter {names[-1]} "
-                                    f"after the router (Envoy rejects it)")
+                if not names or names[-1] != ROUTER:
+                    # Envoy wants a terminal filter last; Heddle's chains end with the router.
+                    problems.append(f"listener {listener.name}: the HTTP filters end with "
+                                    f"{names[-1] if names else 'nothing'}, not the router "
+                                    f"(Envoy rejects a chain without its terminal filter)")
     return problems
 
 

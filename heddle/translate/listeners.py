@@ -56,6 +56,7 @@ from heddle.translate.rate_limits import (
     attach,
     has_policies,
     inbound_attachment,
+    needs_remote_address,
     rate_limit_clusters,
 )
 
@@ -154,6 +155,9 @@ def _inbound_http(port: int, chain: list[hcm.HttpFilter], mesh: MeshConfig, mtls
         stat_prefix=f"inbound_{port}", route_config=route,
         http_filters=chain,
         access_log=[access_log()], upgrade_configs=websocket_upgrade())
+    if limits is not None and needs_remote_address(limits):
+        # The rate limits read the client's address: the peer's, never X-Forwarded-For.
+        manager.use_remote_address.value = True
     # Before any policy filter: rules match the path the application will receive.
     apply_path_normalization(manager, mesh)
     if mtls:  # tell the application who called, as Istio does (x-forwarded-client-cert)

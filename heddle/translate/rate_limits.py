@@ -11,6 +11,7 @@ Gateway's clientSelectors mean.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -45,6 +46,7 @@ from heddle.model.rate_limits import (
 from heddle.model.snapshot import MeshSnapshot
 
 LOCAL_FILTER = "envoy.filters.http.local_ratelimit"
+SHADOW_LOCAL_FILTER = "heddle.local_ratelimit.shadow"  # a second local_ratelimit, never enforced
 GLOBAL_FILTER = "envoy.filters.http.ratelimit"
 DOMAIN = "heddle"
 RULE_KEY = "heddle.rule"  # the first entry of every descriptor: which policy's rule
@@ -76,6 +78,10 @@ def _key(index: int) -> str:
 
 
 def _string_match(condition: Condition) -> string_pb2.StringMatcher:
+    if condition.source is Source.PATH and condition.kind is MatchKind.EXACT:
+        # `:path` carries the query: an exact path is that path, with any query after it.
+        return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(
+            regex=re.escape(condition.value) + r"(\?.*)?"))
     if condition.kind is MatchKind.REGEX:
         return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=condition.value))
     if condition.kind is MatchKind.PREFIX:
@@ -185,13 +191,15 @@ def _percent(value: int) -> base_pb2.RuntimeFractionalPercent:
         numerator=value, denominator=percent_pb2.FractionalPercent.HUNDRED))
 
 
-def local_route_config(attachment: Attachment) -> local_rl.LocalRateLimit | None:
-    rules = attachment.of_mode(Mode.LOCAL)
+def local_route_config(attachment: Attachment, shadow: bool = False,
+                       ) -> local_rl.LocalRateLimit | None:
+    """The route's enforced local rules, or (`shadow`) its shadow-mode ones: Envoy enforces
+    one filter's buckets together, so shadow rules have a filter of their own
+    (SHADOW_LOCAL_FILTER), never enforced, counting and logging what it would refuse."""
+    rules = [(p, r) for p, r in attachment.of_mode(Mode.LOCAL) if r.shadow is shadow]
     if not rules:
         return None
-    # A shadow rule counts (its stats and the access log's flag) but never refuses; Envoy
-    # enforces a route's buckets together, so the route is enforced unless every rule is shadow.
-    enforced = 0 if all(rule.shadow for _, rule in rules) else 100
+    enforced = 0 if shadow else 100
     config = local_rl.LocalRateLimit(
         stat_prefix=STAT_PREFIX,
         token_bucket=token_bucket_pb2.TokenBucket(
@@ -234,9 +242,10 @@ def _pack(message: Any) -> any_pb2.Any:
 
 def attach(route: rc.Route, attachment: Attachment) -> None:
     """Put the attachment's local buckets and global actions on `route`."""
-    local = local_route_config(attachment)
-    if local is not None:
-        route.typed_per_filter_config[LOCAL_FILTER].CopyFrom(_pack(local))
+    for name, shadow in ((LOCAL_FILTER, False), (SHADOW_LOCAL_FILTER, True)):
+        local = local_route_config(attachment, shadow)
+        if local is not None:
+            route.typed_per_filter_config[name].CopyFrom(_pack(local))
     per_route = global_route_config(attachment)
     if per_route is not None:
         route.typed_per_filter_config[GLOBAL_FILTER].CopyFrom(_pack(per_route))
@@ -301,6 +310,18 @@ def inbound_attachment(snapshot: MeshSnapshot, proxy: Proxy, number: int) -> Att
         chosen += [p for p in attachment.policies if p not in chosen]
         places.append(attachment.place)
     return Attachment(tuple(chosen), ",".join(places) or f"{proxy.namespace}/{proxy.name}")
+
+
+def has_shadow_local_rules(snapshot: MeshSnapshot) -> bool:
+    return any(p.mode is Mode.LOCAL and any(r.shadow for r in p.rules)
+               for p in policies(snapshot))
+
+
+def needs_remote_address(attachment: Attachment) -> bool:
+    """Whether a rule reads the client's address: then the connection's peer, never an
+    X-Forwarded-For the client wrote."""
+    return any(c.source is Source.SOURCE_CIDR for p in attachment.policies for r in p.rules
+               for c in r.conditions)
 
 
 def has_policies(snapshot: MeshSnapshot, mode: Mode | None = None) -> bool:

@@ -181,7 +181,7 @@ def test_a_filter_that_would_break_the_router_is_skipped_and_said() -> None:
     plain = sidecar_resources(bookinfo(), PRODUCTPAGE)
     resources, problems = apply_envoy_filters(mesh, PRODUCTPAGE, plain)
     assert [p.split(":")[0] for p in problems] == ["EnvoyFilter default/late"]
-    assert "after the router" in problems[0] and problems[0].endswith("skipped")
+    assert "not the router" in problems[0] and problems[0].endswith("skipped")
     # The other filter still applies.
     assert http_filters(resources.of(LISTENER)[INBOUND])[0] == "envoy.filters.http.fault"
 

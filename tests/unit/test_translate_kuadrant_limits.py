@@ -85,17 +85,21 @@ def test_a_rate_limit_policy_reads_as_rules_of_expression_conditions() -> None:
     assert found["web-defaults"].merges and found["internal-overrides"].overrides
 
 
+# How a Kuadrant policy of namespace default names its rules (its kind first).
+RLP = "RateLimitPolicy/default"
+
+
 @pytest.mark.parametrize(("route", "expected"), [
     # The rule's own policy beats the route's (atomic defaults); the Gateway's merged
     # defaults add what neither names.
-    ("http.80/admin", ["default/web-defaults/global/0", "default/web-defaults/global/1",
-                       "default/admin-per-subject/local/0"]),
+    ("http.80/admin", [f"{RLP}/web-defaults/global/0", f"{RLP}/web-defaults/global/1",
+                       f"{RLP}/admin-per-subject/local/0"]),
     # The route's defaults beat the Gateway's same-named per-user; per-address is added.
-    ("http.80/get-toys", ["default/toystore/global/0", "default/toystore/global/1",
-                          "default/toystore/global/2", "default/web-defaults/global/1"]),
+    ("http.80/get-toys", [f"{RLP}/toystore/global/0", f"{RLP}/toystore/global/1",
+                          f"{RLP}/toystore/global/2", f"{RLP}/web-defaults/global/1"]),
     # The internal listener's atomic overrides replace every policy below them.
-    ("http.8081/get-toys", ["default/internal-overrides/global/0",
-                            "default/web-defaults/global/0", "default/web-defaults/global/1"]),
+    ("http.8081/get-toys", [f"{RLP}/internal-overrides/global/0",
+                            f"{RLP}/web-defaults/global/0", f"{RLP}/web-defaults/global/1"]),
 ])
 def test_defaults_and_overrides_choose_a_routes_limits_as_kuadrant_does(
         route: str, expected: list[str]) -> None:
@@ -121,11 +125,11 @@ def test_a_predicate_and_a_counter_are_expressions_envoy_evaluates() -> None:
     # any value (each its own bucket); Kuadrant limits have no place level (shared).
     config = service_config(policies(snap))
     branches = {d["value"]: d for d in config["descriptors"]}
-    assert branches["default/toystore/global/1"]["descriptors"] == [
+    assert branches["RateLimitPolicy/default/toystore/global/1"]["descriptors"] == [
         {"key": "c0", "value": "true", "descriptors": [
             {"key": "c1", "value": "true", "rate_limit": {"unit": "SECOND",
                                                           "requests_per_unit": 2}}]}]
-    assert branches["default/toystore/global/0"]["descriptors"] == [
+    assert branches["RateLimitPolicy/default/toystore/global/0"]["descriptors"] == [
         {"key": "c0", "rate_limit": {"unit": "MINUTE", "requests_per_unit": 5}}]
 
 

@@ -26,6 +26,7 @@ from heddle.translate.rate_limits import (
     GLOBAL_FILTER,
     LOCAL_FILTER,
     RLS_CLUSTER,
+    SHADOW_LOCAL_FILTER,
     policies,
     service_config,
 )
@@ -77,8 +78,14 @@ def test_the_route_carries_its_own_local_buckets_and_the_gateways_global_actions
     cart = routes["default.shop.0"]
     local = local_rl.LocalRateLimit()
     cart.typed_per_filter_config[LOCAL_FILTER].Unpack(local)
-    assert [d.token_bucket.max_tokens for d in local.descriptors] == [10, 3, 1]
+    assert [d.token_bucket.max_tokens for d in local.descriptors] == [10, 3]
     assert local.max_dynamic_descriptors.value > 0  # Distinct: a bucket per x-user-id
+    # The shadow rule has a filter of its own, never enforced: it cannot refuse.
+    shadow = local_rl.LocalRateLimit()
+    cart.typed_per_filter_config[SHADOW_LOCAL_FILTER].Unpack(shadow)
+    assert [d.token_bucket.max_tokens for d in shadow.descriptors] == [1]
+    assert shadow.filter_enforced.default_value.numerator == 0
+    assert local.filter_enforced.default_value.numerator == 100
     # The route has no global policy of its own: the Gateway's apply.
     per_route = global_rl.RateLimitPerRoute()
     cart.typed_per_filter_config[GLOBAL_FILTER].Unpack(per_route)
@@ -188,3 +195,44 @@ spec:
                  a["conditions"][0]["reason"]) for a in status["ancestors"]]
     assert verdicts == [("shop", "True", "Accepted"), ("nowhere", "False", "TargetNotFound"),
                         ("backend", "True", "Accepted")]
+
+
+def test_limits_envoy_would_refuse_or_could_not_honour_are_errors() -> None:
+    text = """
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: p, namespace: default}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: shop, sectionName: a}]
+  rateLimit:
+    local:
+      rules:
+      - limit: {requests: 0, unit: Second}
+      - limit: {requests: 1, unit: Second}
+        cost: {request: {from: Number, number: -1}}
+      - clientSelectors: [{sourceCIDR: {value: 10.0.0.0/8, invert: true}}]
+        limit: {requests: 1, unit: Second}
+"""
+    fields = [e.field for e in load_text(text, "p.yaml").errors]
+    assert "spec.targetRefs[0].sectionName" in fields
+    assert "spec.rateLimit.local.rules[0].limit.requests" in fields
+    assert "spec.rateLimit.local.rules[1].cost.request.number" in fields
+    assert "spec.rateLimit.local.rules[2].clientSelectors[0].sourceCIDR.invert" in fields
+
+
+def test_a_cidr_is_compared_as_envoy_writes_a_masked_address() -> None:
+    text = LIMITS + """---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: office, namespace: default}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: blog}]
+  rateLimit:
+    global:
+      rules:
+      - clientSelectors: [{sourceCIDR: {value: 10.1.2.3/8}}]
+        limit: {requests: 9, unit: Minute}
+"""
+    mesh = snapshot(text, fixture=False)
+    [office] = [p for p in policies(mesh) if p.key.name == "office"]
+    assert office.rules[0].conditions[0].value == "10.0.0.0/8"

@@ -36,6 +36,11 @@ def check_backend_traffic_policy(spec: dict[str, Any]) -> list[FieldProblem]:
         ref = mapping(raw)
         if not ref:
             continue
+        if ref.get("sectionName"):
+            problems.append(FieldProblem(
+                ("spec", *path, "sectionName"), "sectionName is not supported: the policy "
+                "would act on the whole target", "target the whole Gateway or route, or a "
+                "route of its own"))
         group, target_kind = str(ref.get("group") or ""), str(ref.get("kind") or "")
         if (group, target_kind) not in TARGET_KINDS:
             problems.append(FieldProblem(
@@ -72,6 +77,11 @@ def _check_rule(path: PathKey, rule: dict[str, Any]) -> list[FieldProblem]:
     elif not isinstance(limit.get("requests"), int) or not limit.get("unit"):
         problems.append(FieldProblem((*path, "limit"), "a limit needs requests and unit",
                                      "write e.g. `limit: {requests: 10, unit: Minute}`"))
+    elif limit["requests"] < 1:
+        # Envoy's token buckets need a token; a global 0 would refuse everything anyway.
+        problems.append(FieldProblem((*path, "limit", "requests"),
+                                     f"a limit of {limit['requests']} requests refuses every "
+                                     "request", "give at least 1, or remove the rule"))
     cost = mapping(rule.get("cost"))
     if "response" in cost:
         problems.append(FieldProblem((*path, "cost", "response"),
@@ -82,6 +92,9 @@ def _check_rule(path: PathKey, rule: dict[str, Any]) -> list[FieldProblem]:
         problems.append(FieldProblem((*path, "cost", "request", "from"),
                                      "only a fixed cost (from: Number) is supported",
                                      "set from: Number and number: N"))
+    elif isinstance(request.get("number"), int) and request["number"] < 0:
+        problems.append(FieldProblem((*path, "cost", "request", "number"),
+                                     "a cost cannot be negative", "give 0 or more"))
     for j, selector in enumerate(_list(rule.get("clientSelectors"))):
         problems += _check_selector((*path, "clientSelectors", j), mapping(selector))
     return problems
@@ -109,10 +122,12 @@ def _check_selector(path: PathKey, selector: dict[str, Any]) -> list[FieldProble
     cidr = mapping(selector.get("sourceCIDR"))
     if cidr:
         problems += check_cidr((*path, "sourceCIDR", "value"), cidr.get("value"))
-        if cidr.get("type") == "Distinct" and cidr.get("invert"):
+        if cidr.get("invert"):
+            # Envoy's masked_remote_address makes an entry for every address: it cannot say
+            # "outside this range".
             problems.append(FieldProblem((*path, "sourceCIDR", "invert"),
-                                         "a Distinct match cannot be inverted",
-                                         "remove invert"))
+                                         "an inverted sourceCIDR match is not supported",
+                                         "list the ranges to limit instead"))
     route_path = mapping(selector.get("path"))
     if route_path.get("type") == "RegularExpression":
         problems += check_regex((*path, "path", "value"), route_path.get("value"))

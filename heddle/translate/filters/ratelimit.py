@@ -20,10 +20,18 @@ from heddle.translate.rate_limits import (
     GLOBAL_FILTER,
     LOCAL_FILTER,
     RLS_CLUSTER,
+    SHADOW_LOCAL_FILTER,
     STAT_PREFIX,
     has_policies,
+    has_shadow_local_rules,
     inbound_attachment,
 )
+
+
+def _milliseconds(value: int) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromMilliseconds(value)
+    return duration
 
 
 def _acts(context: FilterContext, mode: Mode) -> bool:
@@ -40,7 +48,11 @@ def _acts(context: FilterContext, mode: Mode) -> bool:
 def build_local(context: FilterContext) -> list[hcm.HttpFilter]:
     if not _acts(context, Mode.LOCAL):
         return []
-    return [http_filter(LOCAL_FILTER, local_rl.LocalRateLimit(stat_prefix=STAT_PREFIX))]
+    found = [http_filter(LOCAL_FILTER, local_rl.LocalRateLimit(stat_prefix=STAT_PREFIX))]
+    if has_shadow_local_rules(context.snapshot):
+        found.append(http_filter(SHADOW_LOCAL_FILTER, local_rl.LocalRateLimit(
+            stat_prefix=f"{STAT_PREFIX}_shadow")))
+    return found
 
 
 def build_global(context: FilterContext) -> list[hcm.HttpFilter]:
@@ -51,8 +63,7 @@ def build_global(context: FilterContext) -> list[hcm.HttpFilter]:
         # Fail open, as Envoy Gateway does: a rate-limit service that cannot answer in time
         # lets the request through rather than taking the route down.
         failure_mode_deny=False,
-        timeout=duration_pb2.Duration(nanos=context.snapshot.mesh_config.rate_limit_timeout_ms
-                                      * 1_000_000),
+        timeout=_milliseconds(context.snapshot.mesh_config.rate_limit_timeout_ms),
         enable_x_ratelimit_headers=global_rl.RateLimit.DRAFT_VERSION_03,
         rate_limit_service=rls_pb2.RateLimitServiceConfig(
             grpc_service=grpc_service_pb2.GrpcService(
