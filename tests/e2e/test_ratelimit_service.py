@@ -21,6 +21,8 @@ import pytest
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
+from heddle.ratelimit.backends import Increment
+from heddle.ratelimit.backends.redis import RedisCounters
 from heddle.ratelimit.server import RateLimitOptions, RateLimitServer
 from tests.e2e.redis_server import RedisServer, redis_server
 
@@ -234,3 +236,17 @@ async def test_keys_over_their_limit_skip_redis(config_dir: Path,
         # The 6th went over and was remembered; the 7th to 10th never reached Redis.
         assert server.counters.round_trips == 6  # type: ignore[attr-defined]
         assert redis_server.command("KEYS", "*").count("edge_client_gina_") == 1
+
+
+async def test_a_burst_beyond_the_redis_pool_queues_and_still_counts(
+        redis_server: RedisServer) -> None:
+    """More decisions in flight than pooled connections wait for one (within the timeout):
+    none fails open, and every hit is counted."""
+    counters = RedisCounters(redis_server.url, timeout=2.0, max_connections=2)
+    try:
+        results = await asyncio.gather(*(counters.increment(
+            [Increment("burst-key", 1, 60)]) for _ in range(40)))
+    finally:
+        await counters.close()
+    assert sorted(r[0] for r in results) == list(range(1, 41))
+    assert redis_server.command("GET", "burst-key").endswith("40")

@@ -3,10 +3,12 @@
 One decision is one pipelined round trip: INCRBY and EXPIRE for each of its keys, sent as
 one write on one pooled connection and answered together (no MULTI: each key's INCRBY is
 atomic on its own, which is all a fixed window needs). Every exchange is bounded by
-`timeout`; a failure marks Redis down for `retry_interval`, during which decisions fail at
-once by the failure mode instead of each waiting out the timeout, and the next decision
-after it tries again on a fresh connection, so limiting resumes within that interval of
-Redis returning.
+`timeout`, waiting for a pooled connection included (a burst beyond the pool queues, it is
+no failure). A failure fails that decision by the failure mode; `FAILURES_TO_OPEN` in a row
+mark Redis down for `retry_interval`, during which decisions fail at once instead of each
+waiting out the timeout, and the next decision after it tries again on a fresh connection,
+so limiting resumes within that interval of Redis returning. One slow answer under load
+does not turn the limits off for everyone.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from redis.exceptions import RedisError
 from heddle.ratelimit.backends import BackendUnavailable, Increment
 
 DEFAULT_RETRY_INTERVAL = 0.5
+FAILURES_TO_OPEN = 3  # consecutive failed exchanges before Redis is taken for down
 
 
 class RedisCounters:
@@ -40,12 +43,13 @@ class RedisCounters:
         self._on_round_trip = on_round_trip
         self._on_error = on_error
         self._down_until = 0.0
+        self._failures = 0  # consecutive
         # No retries inside the client: a retry would double the time a decision waits,
         # and the next decision is the retry.
-        self._client = aioredis.Redis.from_url(
+        self._client = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0), max_connections=max_connections,
-            health_check_interval=0)
+            retry=Retry(NoBackoff(), 0), max_connections=max_connections, timeout=timeout,
+            health_check_interval=0))
 
     async def increment(self, increments: Sequence[Increment]) -> list[int]:
         if not increments:
@@ -62,11 +66,14 @@ class RedisCounters:
             async with asyncio.timeout(self.timeout):
                 results = await self._exchange(commands)
         except (RedisError, OSError, TimeoutError) as err:
-            self._down_until = time.monotonic() + self.retry_interval
+            self._failures += 1
+            if self._failures >= FAILURES_TO_OPEN:
+                self._down_until = time.monotonic() + self.retry_interval
             if self._on_error is not None:
                 self._on_error(err)
             raise BackendUnavailable(f"Redis at {self.url}: {type(err).__name__}: "
                                      f"{err or 'timed out'}") from err
+        self._failures = 0
         if self._on_round_trip is not None:
             self._on_round_trip(time.monotonic() - started)
         return results[::2]
