@@ -283,21 +283,30 @@ def _listener(snapshot: MeshSnapshot, server: str) -> str:
     return ""
 
 
+def _served(snapshot: MeshSnapshot, proxy: Proxy) -> dict[int, tuple[tuple[str, str], ...]]:
+    """By the workload's port: (namespace, name) of each Service whose port reaches it there.
+    Once per snapshot and workload: every inbound port, and the cluster check, ask."""
+    def compute() -> dict[int, tuple[tuple[str, str], ...]]:
+        found: dict[int, list[tuple[str, str]]] = {}
+        registry = snapshot.registry
+        for service in registry.services:
+            if service.selector is None or service.namespace != proxy.namespace:
+                continue
+            for workload in registry.workloads_of(service):
+                if workload.address != proxy.address:
+                    continue
+                for port in service.ports:
+                    target = (dict(workload.ports).get(port.name) or port.target_port
+                              or port.number)
+                    found.setdefault(target, []).append((service.namespace, service.name))
+        return {n: tuple(dict.fromkeys(names)) for n, names in found.items()}
+
+    return snapshot.memo(("rate-limit-served", proxy.namespace, proxy.address), compute)
+
+
 def services_at(snapshot: MeshSnapshot, proxy: Proxy, number: int) -> list[tuple[str, str]]:
     """(namespace, name) of each Service whose port reaches this workload at `number`."""
-    found = []
-    registry = snapshot.registry
-    for service in registry.services:
-        if service.selector is None or service.namespace != proxy.namespace:
-            continue
-        for workload in registry.workloads_of(service):
-            if workload.address != proxy.address:
-                continue
-            for port in service.ports:
-                target = dict(workload.ports).get(port.name) or port.target_port or port.number
-                if target == number:
-                    found.append((service.namespace, service.name))
-    return list(dict.fromkeys(found))
+    return list(_served(snapshot, proxy).get(number, ()))
 
 
 def inbound_attachment(snapshot: MeshSnapshot, proxy: Proxy, number: int) -> Attachment:
@@ -334,23 +343,9 @@ def rate_limit_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[cluster_pb
         return []
     if proxy.type is ProxyType.SIDECAR and not any(
             inbound_attachment(snapshot, proxy, number).of_mode(Mode.GLOBAL)
-            for number in set(_service_ports(snapshot, proxy))):
+            for number in _served(snapshot, proxy)):
         return []
     return [rate_limit_cluster(snapshot.mesh_config.rate_limit_service)]
-
-
-def _service_ports(snapshot: MeshSnapshot, proxy: Proxy) -> list[int]:
-    """The target ports of the Services that select this workload."""
-    found = []
-    registry = snapshot.registry
-    for service in registry.services:
-        if service.selector is None or service.namespace != proxy.namespace:
-            continue
-        for workload in registry.workloads_of(service):
-            if workload.address == proxy.address:
-                found += [dict(workload.ports).get(p.name) or p.target_port or p.number
-                          for p in service.ports]
-    return found
 
 
 def rate_limit_cluster(addresses: str) -> cluster_pb2.Cluster:
