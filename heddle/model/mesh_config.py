@@ -14,6 +14,12 @@ from heddle.api import istio_defaults
 from heddle.api.diagnostics import Diagnostic, ResourceRef, Severity
 from heddle.api.resource import UnmanagedObject
 from heddle.api.yaml_documents import read_documents
+from heddle.model.mesh_telemetry import (
+    AccessLogSettings,
+    DefaultProviders,
+    find_provider,
+    read_telemetry,
+)
 
 MESH_CONFIG_NAMESPACE = "istio-system"
 MESH_CONFIG_NAME = "istio"
@@ -40,6 +46,9 @@ class MeshConfig:
     # for its answer before letting the request through. Set by the control plane's options.
     rate_limit_service: str = "127.0.0.1:15016"
     rate_limit_timeout_ms: int = 100
+    # accessLogFile / accessLogEncoding / accessLogFormat, and defaultProviders (Telemetry API).
+    access_log: AccessLogSettings = field(default_factory=AccessLogSettings)
+    default_providers: DefaultProviders = field(default_factory=DefaultProviders)
     # What was wrong with the mesh config; a bad value is ignored (its default is used).
     diagnostics: tuple[Diagnostic, ...] = field(default=(), compare=False)
 
@@ -74,10 +83,17 @@ class MeshConfig:
             diagnostics = () if problem is None else (Diagnostic(
                 Severity.ERROR, problem[0], position=obj.source, resource=ref, field=_PATH_FIELD,
                 fix=problem[1]),)
+            access_log, default_providers, telemetry_problems = read_telemetry(
+                mesh, obj.source, ref)
             return cls(MappingProxyType(providers),
                        str(mode or istio_defaults.OUTBOUND_TRAFFIC_MODE), normalization,
-                       diagnostics=diagnostics)
+                       access_log=access_log, default_providers=default_providers,
+                       diagnostics=diagnostics + telemetry_problems)
         return cls()
+
+    def provider(self, name: str) -> Mapping[str, Any] | None:
+        """The extension provider `name` (case-insensitive), Istio's built-in ones included."""
+        return find_provider(self.extension_providers, name)
 
 
 def _path_normalization(value: object) -> tuple[str, tuple[str, str] | None]:
