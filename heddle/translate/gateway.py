@@ -56,6 +56,7 @@ from heddle.model.scope import NETWORKING, proxy_scope
 from heddle.model.selectors import matches
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import resolve_host
+from heddle.translate.access_logs import CLIENT, access_logs
 from heddle.translate.authz import network_rbac_filters
 from heddle.translate.clusters import outbound_clusters, outbound_endpoints
 from heddle.translate.envoy_filters import apply_envoy_filters
@@ -63,7 +64,7 @@ from heddle.translate.filters.context import Direction, FilterContext
 from heddle.translate.filters.registry import http_filters
 from heddle.translate.gateway_tls import CredentialProblem, credential_secrets, server_tls
 from heddle.translate.jwt import jwks_clusters
-from heddle.translate.listeners import access_log, websocket_upgrade
+from heddle.translate.listeners import websocket_upgrade
 from heddle.translate.path_normalization import apply_path_normalization
 from heddle.translate.rate_limits import rate_limit_clusters
 from heddle.translate.routes import (
@@ -288,7 +289,7 @@ def _manager(snapshot: MeshSnapshot, proxy: Proxy, route_name: str,
         # From the registry, as a gateway's: authentication, authorization (the deciding
         # policy lands in the access log, as on sidecars), route filters, the router.
         http_filters=http_filters(FilterContext(snapshot, proxy, Direction.GATEWAY, port)),
-        access_log=[access_log()], upgrade_configs=websocket_upgrade(),
+        access_log=access_logs(snapshot, proxy, CLIENT), upgrade_configs=websocket_upgrade(),
         # The gateway is the edge: the client's address is the peer's, as in Istio.
         use_remote_address=wrappers_pb2.BoolValue(value=True))
     apply_path_normalization(manager, snapshot.mesh_config)
@@ -301,7 +302,8 @@ def _tcp_proxy(snapshot: MeshSnapshot, gateway: Proxy, namespace: str,
     """The gateway's AuthorizationPolicies on the connection (network RBAC: HTTP-only
     fields make ALLOW rules match nothing and are ignored by DENY rules, as on sidecars),
     then the TCP proxy to the destinations."""
-    proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix, access_log=[access_log()])
+    proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix,
+                                   access_log=access_logs(snapshot, gateway, CLIENT))
     clusters = [(destination_cluster(snapshot, namespace, d.destination, port), d.weight or 0)
                 for d in destinations]
     if len(clusters) == 1:

@@ -16,7 +16,6 @@ from envoy.config.core.v3 import address_pb2, config_source_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
-from envoy.extensions.access_loggers.stream.v3 import stream_pb2
 from envoy.extensions.filters.listener.http_inspector.v3 import http_inspector_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -37,6 +36,7 @@ from heddle.registry import protocols
 from heddle.registry.model import ServicePort
 from heddle.registry.protocols import HTTP_PROTOCOLS
 from heddle.translate import ports
+from heddle.translate.access_logs import CLIENT, SERVER, access_logs
 from heddle.translate.alpn import ISTIO_HTTP_ALPNS
 from heddle.translate.authz import network_rbac_filters
 from heddle.translate.clusters import inbound_cluster_resource
@@ -63,36 +63,10 @@ from heddle.translate.rate_limits import (
 OUTBOUND_LISTENER = "virtualOutbound"
 OUTBOUND_ROUTE = "http_proxy"
 
-# One line per request on every hop, so a request's path through the mesh can be read back.
-ACCESS_LOG_FORMAT = (
-    "[%START_TIME%] %DOWNSTREAM_LOCAL_ADDRESS% \"%REQ(:METHOD)% %REQ(:AUTHORITY)%"
-    "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%\" %RESPONSE_CODE% %RESPONSE_FLAGS% "
-    "%UPSTREAM_CLUSTER% %UPSTREAM_HOST% %DURATION%ms x-request-id=%REQ(X-REQUEST-ID)% "
-    # A denial names the deciding policy rule; dry-run policies record what they would do.
-    "details=%RESPONSE_CODE_DETAILS% "
-    "dry_run_deny=%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_deny_shadow_effective_policy_id)%"
-    ":%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_deny_shadow_engine_result)% "
-    "dry_run_allow=%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_allow_shadow_effective_policy_id)%"
-    ":%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_allow_shadow_engine_result)% "
-    # A 429 names the rate-limit rule that refused it (the global service's descriptor, or
-    # the route's local rules); shadow-mode rules name what they would have refused.
-    "ratelimit=%DYNAMIC_METADATA(envoy.filters.http.ratelimit:limited_by)%"
-    ":%RESP(X-HEDDLE-RATELIMIT)% "
-    "shadow_ratelimit=%DYNAMIC_METADATA(envoy.filters.http.ratelimit:shadow_limited_by)%"
-    ":%REQ(X-HEDDLE-RATELIMIT-SHADOW)%\n"
-)
-
-
 def _pack(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed
-
-
-def access_log() -> accesslog_pb2.AccessLog:
-    logger = stream_pb2.StdoutAccessLog()
-    logger.log_format.text_format_source.inline_string = ACCESS_LOG_FORMAT
-    return accesslog_pb2.AccessLog(name="envoy.access_loggers.stdout", typed_config=_pack(logger))
 
 
 def websocket_upgrade() -> list[hcm.HttpConnectionManager.UpgradeConfig]:
@@ -121,7 +95,7 @@ def outbound_listener(snapshot: MeshSnapshot, proxy: Proxy) -> listener_pb2.List
         # CORS and fault act only where a route carries their config (VirtualService corsPolicy,
         # fault); the forward proxy filter only on routes to the passthrough cluster.
         http_filters=http_filters(FilterContext(snapshot, proxy, Direction.OUTBOUND)),
-        access_log=[access_log()],
+        access_log=access_logs(snapshot, proxy, CLIENT),
         # Absolute-form requests (GET http://frontend:8080/) arrive from HTTP proxy clients.
         http_protocol_options={"allow_absolute_url": {"value": True}},
         # CONNECT tunnels carry TCP (and TLS) to services through the same proxy.
@@ -140,9 +114,10 @@ Named = list[tuple[str, Message]]
 
 
 def _inbound_http(port: int, chain: list[hcm.HttpFilter], mesh: MeshConfig, mtls: bool = False,
-                  limits: Attachment | None = None) -> listener_components_pb2.Filter:
+                  limits: Attachment | None = None,
+                  logs: Iterable[accesslog_pb2.AccessLog] = ()) -> listener_components_pb2.Filter:
     """`chain`: the HTTP filters, from the registry (authn, authz, ..., the router);
-    `limits`: the rate limits of the Services this port serves."""
+    `limits`: the rate limits of the Services this port serves; `logs`: its access logs."""
     cluster = inbound_cluster(port)
     route = route_pb2.RouteConfiguration(name=cluster)
     host = route.virtual_hosts.add(name=f"inbound|http|{port}", domains=["*"])
@@ -154,7 +129,7 @@ def _inbound_http(port: int, chain: list[hcm.HttpFilter], mesh: MeshConfig, mtls
     manager = hcm.HttpConnectionManager(
         stat_prefix=f"inbound_{port}", route_config=route,
         http_filters=chain,
-        access_log=[access_log()], upgrade_configs=websocket_upgrade())
+        access_log=logs, upgrade_configs=websocket_upgrade())
     if limits is not None and needs_remote_address(limits):
         # The rate limits read the client's address: the peer's, never X-Forwarded-For.
         manager.use_remote_address.value = True
@@ -167,9 +142,10 @@ def _inbound_http(port: int, chain: list[hcm.HttpFilter], mesh: MeshConfig, mtls
                                           typed_config=_pack(manager))
 
 
-def _inbound_tcp(port: int, policy: Named) -> list[listener_components_pb2.Filter]:
+def _inbound_tcp(port: int, policy: Named, logs: Iterable[accesslog_pb2.AccessLog] = (),
+                 ) -> list[listener_components_pb2.Filter]:
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=f"inbound_{port}", cluster=inbound_cluster(port),
-                                   access_log=[access_log()])
+                                   access_log=logs)
     return [*(listener_components_pb2.Filter(name=n, typed_config=_pack(c)) for n, c in policy),
             listener_components_pb2.Filter(name="envoy.filters.network.tcp_proxy",
                                            typed_config=_pack(proxy))]
@@ -252,6 +228,7 @@ def _inbound_listener(snapshot: MeshSnapshot, proxy: Proxy, number: int, port: S
     policy: Named = network_rbac_filters(snapshot, proxy, number) if tcp else []
     limits = inbound_attachment(snapshot, proxy, number) if http and has_policies(
         snapshot) else None
+    logs = access_logs(snapshot, proxy, SERVER)
 
     listener = _listener(f"{proxy.address}_{number}", proxy.address, number, [])
     del listener.filter_chains[:]
@@ -272,9 +249,10 @@ def _inbound_listener(snapshot: MeshSnapshot, proxy: Proxy, number: int, port: S
         if mtls:
             chain.transport_socket.CopyFrom(inbound_mutual_socket())
         chain.filters.extend(
-            [_inbound_http(number, http_chain, snapshot.mesh_config, mtls=mtls, limits=limits)]
+            [_inbound_http(number, http_chain, snapshot.mesh_config, mtls=mtls, limits=limits,
+                           logs=logs)]
             if as_http
-            else _inbound_tcp(number, policy))
+            else _inbound_tcp(number, policy, logs))
 
     if mode in (STRICT, PERMISSIVE):
         if auto:
