@@ -198,7 +198,7 @@ def test_an_invalid_token_gets_401_at_the_gateway_and_never_reaches_the_backend(
     # A backend logs a request before it answers: had either reached one, it would be there.
     logs = edge.backend_logs()
     assert forged not in logs and expired not in logs
-    wait_for(lambda: re.search(rf'{forged}" 401 .*details=jwt_authn_access_denied',
+    wait_for(lambda: re.search(rf'{forged} HTTP/[\d.]+" 401 \S+ jwt_authn_access_denied',
                                edge.gateway_log()), 10, "the gateway's access log line")
 
 
@@ -209,7 +209,7 @@ def test_a_missing_token_gets_403_from_the_policy_requiring_request_principals(
     assert path not in edge.backend_logs()
     # No ALLOW rule matched: the access log says none did.
     wait_for(lambda: re.search(
-        rf'{path}" 403 .*details=rbac_access_denied_matched_policy\[none\]',
+        rf'{path} HTTP/[\d.]+" 403 \S+ rbac_access_denied_matched_policy\[none\]',
         edge.gateway_log()), 10, "the gateway's access log line")
 
 
@@ -218,7 +218,7 @@ def test_a_deny_policy_on_a_path_gets_403_and_the_access_log_names_it(edge: Edge
     assert edge.get(path, valid_token())[0] == 403
     assert path not in edge.backend_logs()
     wait_for(lambda: re.search(
-        rf'{re.escape(path)}" 403 .*details=rbac_access_denied_matched_policy'
+        rf'{re.escape(path)} HTTP/[\d.]+" 403 \S+ rbac_access_denied_matched_policy'
         rf'\[ns\[istio-system\]-policy\[deny-admin\]-rule\[0\]\]', edge.gateway_log()),
         10, "the deciding policy in the gateway's access log")
 

@@ -147,7 +147,7 @@ def test_plaintext_http_is_detected_by_the_servers_sidecar(mesh: LocalMesh) -> N
         return [line for line in mesh.envoy_log("plain-v1").splitlines() if token in line]
 
     wait_for(logged, 10, "the request in the server sidecar's access log")
-    assert f'"GET {authority}/{token}" 200 ' in logged()[0]
+    assert f'"GET /{token} HTTP/1.1" 200 ' in logged()[0] and f'"{authority}"' in logged()[0]
 
 
 def test_tcp_to_another_unnamed_port_still_works(mesh: LocalMesh) -> None:

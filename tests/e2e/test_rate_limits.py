@@ -185,7 +185,7 @@ def test_a_local_limit_of_10_rps_on_a_sidecar_holds_under_50_rps(mesh: LocalMesh
     # The sidecar's access log flags each refusal (RL) and names the route's local rule.
     def refused() -> list[str]:
         return [line for line in mesh.envoy_log("backend-1").splitlines()
-                if '/reports" 429 RL ' in line]
+                if '/reports HTTP/1.1" 429 RL ' in line]
 
     wait_for(lambda: len(refused()) >= statuses.count(429), 10, "the 429s in the log")
     assert all("ratelimit=-:default/backend-local/local/0" in line for line in refused())
