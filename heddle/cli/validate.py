@@ -23,6 +23,7 @@ def validate(args: argparse.Namespace) -> int:
     from heddle.api.diagnostics import Severity
     from heddle.api.loader import load_paths, yaml_files
     from heddle.model.mesh_config import MeshConfig
+    from heddle.model.telemetry import provider_problems
 
     files: list[Path] = args.files
     missing = [p for p in files if not p.exists()]
@@ -31,13 +32,15 @@ def validate(args: argparse.Namespace) -> int:
     result = load_paths([p for p in files if p.exists()])
     # Mesh config (ConfigMap istio-system/istio) is kept as is by the loader; its settings
     # are checked where they are read.
-    mesh_problems = list(MeshConfig.from_objects(result.unmanaged).diagnostics)
+    mesh = MeshConfig.from_objects(result.unmanaged)
+    mesh_problems = [*mesh.diagnostics, *provider_problems(mesh, result.resources)]
     shown = [d for d in [*result.diagnostics, *mesh_problems]
              if args.verbose or d.severity is not Severity.INFO]
     for diagnostic in shown:
         echo(str(diagnostic), err=diagnostic.is_error)
     errors = len(result.errors) + len(missing) + sum(1 for d in mesh_problems if d.is_error)
-    warnings = sum(1 for d in result.diagnostics if d.severity is Severity.WARNING)
+    warnings = sum(1 for d in [*result.diagnostics, *mesh_problems]
+                   if d.severity is Severity.WARNING)
     count = len(yaml_files([p for p in files if p.exists()]))
     echo(f"{len(result.resources)} resources in {count} files: "
          f"{errors} errors, {warnings} warnings, {len(result.unmanaged)} kept but not used")

@@ -19,11 +19,12 @@ Three questions, each answered per proxy as plain data (translators turn it into
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from heddle.api.diagnostics import Diagnostic, Severity
 from heddle.api.models import TelemetrySpec
 from heddle.api.models._generated.telemetry_telemetry import (
     TelemetrySpecAccessLoggingItem,
@@ -32,9 +33,12 @@ from heddle.api.models._generated.telemetry_telemetry import (
     TelemetrySpecTracingItem,
     TelemetrySpecTracingItemCustomTags,
 )
+from heddle.api.problems import did_you_mean
 from heddle.api.resource import Resource, ResourceKey
 from heddle.api.specs import spec_of
 from heddle.model.gateways import GATEWAY_NAME_LABEL
+from heddle.model.mesh_config import MeshConfig
+from heddle.model.mesh_telemetry import BUILTIN_PROVIDERS
 from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
 
@@ -292,7 +296,7 @@ def _logging_configs(snapshot: MeshSnapshot, decided: Mapping[str, tuple[bool, s
     return tuple(sorted(configs, key=lambda c: c.provider))
 
 
-def unknown_providers(snapshot: MeshSnapshot, resource: Resource[Any]) -> list[tuple[str, str]]:
+def unknown_providers(mesh: MeshConfig, resource: Resource[Any]) -> list[tuple[str, str]]:
     """(field, name) for each provider a Telemetry resource names that the mesh config does
     not define (Istio ignores them; the user probably misspelt one)."""
     spec = _spec(resource)
@@ -303,9 +307,20 @@ def unknown_providers(snapshot: MeshSnapshot, resource: Resource[Any]) -> list[t
     for section, items in sections:
         for i, item in enumerate(items or []):
             for j, provider in enumerate(item.providers or []):
-                if snapshot.mesh_config.provider(provider.name) is None:
+                if mesh.provider(provider.name) is None:
                     found.append((f"spec.{section}[{i}].providers[{j}].name", provider.name))
     return found
+
+
+def provider_problems(mesh: MeshConfig, resources: Iterable[Resource[Any]]) -> list[Diagnostic]:
+    """A warning for each provider a Telemetry resource names that the mesh config lacks."""
+    known = sorted({*mesh.extension_providers, *BUILTIN_PROVIDERS})
+    return [Diagnostic(Severity.WARNING, f"no extension provider {name!r} in the mesh config; "
+                       "Istio ignores it", position=resource.source, resource=resource.key.ref,
+                       field=path, fix=did_you_mean(name, known) or
+                       "define it under extensionProviders in ConfigMap istio-system/istio")
+            for resource in resources if (resource.key.group, resource.kind) == TELEMETRY
+            for path, name in unknown_providers(mesh, resource)]
 
 
 # --- tracing --------------------------------------------------------------------------------

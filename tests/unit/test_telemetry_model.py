@@ -147,7 +147,7 @@ def test_unknown_and_non_logging_providers_are_left_out_and_reported() -> None:
     snap = snapshot(resource)
     assert access_logging(snap, REVIEWS, SERVER).uses_mesh_config
     [typo] = snap.of_kind("telemetry.istio.io", "Telemetry")
-    assert unknown_providers(snap, typo) == [("spec.accessLogging[0].providers[0].name",
+    assert unknown_providers(snap.mesh_config, typo) == [("spec.accessLogging[0].providers[0].name",
                                               "envoi")]
 
 

@@ -23,6 +23,7 @@ from heddle.api.semantics.security import (
     check_peer_authentication,
     check_request_authentication,
 )
+from heddle.api.semantics.telemetry import check_telemetry
 from heddle.api.semantics.virtualservice import check_virtual_service
 
 SpecCheck = Callable[[dict[str, Any]], list[FieldProblem]]
@@ -41,6 +42,7 @@ CHECKS: dict[tuple[str, str], SpecCheck] = {
     ("security.istio.io", "RequestAuthentication"): check_request_authentication,
     ("security.istio.io", "PeerAuthentication"): check_peer_authentication,
     ("gateway.envoyproxy.io", "BackendTrafficPolicy"): check_backend_traffic_policy,
+    ("telemetry.istio.io", "Telemetry"): check_telemetry,
 }
 ANNOTATED_CHECKS: dict[tuple[str, str], AnnotatedCheck] = {
     ("kuadrant.io", "RateLimitPolicy"): check_rate_limit_policy,
