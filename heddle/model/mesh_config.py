@@ -1,6 +1,7 @@
 """Mesh-wide settings, read where Istio keeps them: the `mesh` key of ConfigMap
-istio-system/istio. Today: the extension providers that CUSTOM authorization names, the
-outbound traffic policy, and how request paths are normalized."""
+istio-system/istio. Today: the extension providers (CUSTOM authorization, telemetry), the
+outbound traffic policy, how request paths are normalized, the mesh-wide access log and the
+default telemetry providers (read in mesh_telemetry.py)."""
 
 from __future__ import annotations
 
