@@ -14,6 +14,7 @@ from heddle.api import istio_defaults
 from heddle.api.diagnostics import Diagnostic, ResourceRef, Severity
 from heddle.api.resource import UnmanagedObject
 from heddle.api.yaml_documents import read_documents
+from heddle.model.mesh_tracing import MeshTracing, read_mesh_tracing
 
 MESH_CONFIG_NAMESPACE = "istio-system"
 MESH_CONFIG_NAME = "istio"
@@ -40,6 +41,8 @@ class MeshConfig:
     # for its answer before letting the request through. Set by the control plane's options.
     rate_limit_service: str = "127.0.0.1:15016"
     rate_limit_timeout_ms: int = 100
+    # enableTracing, defaultConfig.tracing (sampling, custom tags), tracing default providers.
+    tracing: MeshTracing = field(default_factory=MeshTracing)
     # What was wrong with the mesh config; a bad value is ignored (its default is used).
     diagnostics: tuple[Diagnostic, ...] = field(default=(), compare=False)
 
@@ -74,9 +77,10 @@ class MeshConfig:
             diagnostics = () if problem is None else (Diagnostic(
                 Severity.ERROR, problem[0], position=obj.source, resource=ref, field=_PATH_FIELD,
                 fix=problem[1]),)
+            tracing, tracing_problems = read_mesh_tracing(mesh, obj.source, ref)
             return cls(MappingProxyType(providers),
                        str(mode or istio_defaults.OUTBOUND_TRAFFIC_MODE), normalization,
-                       diagnostics=diagnostics)
+                       tracing=tracing, diagnostics=diagnostics + tracing_problems)
         return cls()
 
 
