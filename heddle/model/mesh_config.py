@@ -14,6 +14,12 @@ from heddle.api import istio_defaults
 from heddle.api.diagnostics import Diagnostic, ResourceRef, Severity
 from heddle.api.resource import UnmanagedObject
 from heddle.api.yaml_documents import read_documents
+from heddle.model.mesh_telemetry import (
+    AccessLogSettings,
+    DefaultProviders,
+    find_provider,
+    read_telemetry,
+)
 from heddle.model.mesh_tracing import MeshTracing, read_mesh_tracing
 
 MESH_CONFIG_NAMESPACE = "istio-system"
@@ -41,7 +47,10 @@ class MeshConfig:
     # for its answer before letting the request through. Set by the control plane's options.
     rate_limit_service: str = "127.0.0.1:15016"
     rate_limit_timeout_ms: int = 100
-    # enableTracing, defaultConfig.tracing (sampling, custom tags), tracing default providers.
+    # accessLogFile / accessLogEncoding / accessLogFormat, and defaultProviders (Telemetry API).
+    access_log: AccessLogSettings = field(default_factory=AccessLogSettings)
+    default_providers: DefaultProviders = field(default_factory=DefaultProviders)
+    # enableTracing and defaultConfig.tracing (sampling, custom tags, path tag length).
     tracing: MeshTracing = field(default_factory=MeshTracing)
     # What was wrong with the mesh config; a bad value is ignored (its default is used).
     diagnostics: tuple[Diagnostic, ...] = field(default=(), compare=False)
@@ -77,11 +86,19 @@ class MeshConfig:
             diagnostics = () if problem is None else (Diagnostic(
                 Severity.ERROR, problem[0], position=obj.source, resource=ref, field=_PATH_FIELD,
                 fix=problem[1]),)
+            access_log, default_providers, telemetry_problems = read_telemetry(
+                mesh, obj.source, ref)
             tracing, tracing_problems = read_mesh_tracing(mesh, obj.source, ref)
             return cls(MappingProxyType(providers),
                        str(mode or istio_defaults.OUTBOUND_TRAFFIC_MODE), normalization,
-                       tracing=tracing, diagnostics=diagnostics + tracing_problems)
+                       access_log=access_log, default_providers=default_providers,
+                       tracing=tracing,
+                       diagnostics=diagnostics + telemetry_problems + tracing_problems)
         return cls()
+
+    def provider(self, name: str) -> Mapping[str, Any] | None:
+        """The extension provider `name` (case-insensitive), Istio's built-in ones included."""
+        return find_provider(self.extension_providers, name)
 
 
 def _path_normalization(value: object) -> tuple[str, tuple[str, str] | None]:

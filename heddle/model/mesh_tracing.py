@@ -1,10 +1,11 @@
-"""The mesh config's tracing settings: `enableTracing`, `defaultConfig.tracing` (the sampling
-percentage, custom tags and path tag length every proxy gets where no Telemetry resource
-says otherwise) and the tracing extension providers (`opentelemetry`, `zipkin`).
+"""The mesh config's `defaultConfig.tracing`: the sampling percentage, custom tags and path
+tag length every proxy gets where no Telemetry resource says otherwise (which provider
+spans go to is `defaultProviders.tracing`, read with the other default providers).
 
-Istio's defaults: tracing enabled, 1 % of requests sampled (PILOT_TRACE_SAMPLING), and a
-`sampling` above 100 read as 1. Istio reads ProxyConfig with protobuf's JSON rules, so both
-`customTags` and `custom_tags` spellings are accepted.
+Istio's defaults: 1 % of requests sampled (PILOT_TRACE_SAMPLING), a `sampling` of 0 read as
+unset and one above 100 as 1. Istio reads ProxyConfig with protobuf's JSON rules, so both
+`customTags` and `custom_tags` spellings are accepted. `enableTracing` only switches
+Istio's legacy tracer of the proxy bootstrap, which Heddle does not have: it is not read.
 """
 
 from __future__ import annotations
@@ -39,12 +40,9 @@ class CustomTag:
 
 @dataclass(frozen=True)
 class MeshTracing:
-    enabled: bool = True
     sampling: float = DEFAULT_SAMPLING
     custom_tags: tuple[CustomTag, ...] = ()
     max_path_tag_length: int = 0
-    # defaultProviders.tracing: where spans go when no Telemetry resource names a provider.
-    default_providers: tuple[str, ...] = ()
 
 
 def _get(mapping: Mapping[str, Any], camel: str, snake: str) -> Any:
@@ -86,22 +84,14 @@ def read_mesh_tracing(mesh: Mapping[str, Any], source: SourcePosition | None,
         problems.append(Diagnostic(Severity.ERROR, message, position=source, resource=ref,
                                    field=field, fix=fix))
 
-    enabled = mesh.get("enableTracing", True)
-    if not isinstance(enabled, bool):
-        problem("data.mesh.enableTracing", "enableTracing must be true or false; true is used",
-                "write `enableTracing: true` or `enableTracing: false`")
-        enabled = True
-    defaults = mesh.get("defaultProviders") or {}
-    names = defaults.get("tracing") if isinstance(defaults, dict) else None
-    providers = tuple(str(n) for n in names if n) if isinstance(names, list) else ()
     default_config = mesh.get("defaultConfig") or {}
     tracing = default_config.get("tracing") if isinstance(default_config, dict) else None
     if tracing is None:
-        return MeshTracing(enabled=enabled, default_providers=providers), tuple(problems)
+        return MeshTracing(), tuple(problems)
     if not isinstance(tracing, dict):
         problem(_FIELD, "defaultConfig.tracing must be a mapping; defaults used",
                 "write e.g. `tracing: {sampling: 10}`")
-        return MeshTracing(enabled=enabled, default_providers=providers), tuple(problems)
+        return MeshTracing(), tuple(problems)
     sampling = tracing.get("sampling", 0)
     if isinstance(sampling, bool) or not isinstance(sampling, int | float) or sampling < 0:
         problem(f"{_FIELD}.sampling", f"sampling must be a percentage from 0 to 100, not "
@@ -119,4 +109,4 @@ def read_mesh_tracing(mesh: Mapping[str, Any], source: SourcePosition | None,
         problem(f"{_FIELD}.maxPathTagLength", "maxPathTagLength must be a positive integer; "
                 "Envoy's default (256) is used", "write e.g. `maxPathTagLength: 256`")
         length = 0
-    return MeshTracing(enabled, rate, tags, length, providers), tuple(problems)
+    return MeshTracing(rate, tags, length), tuple(problems)

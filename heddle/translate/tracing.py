@@ -1,11 +1,13 @@
 """Tracing on every HTTP connection manager of a proxy, as istiod sets it.
 
-Which provider, sampling percentage and custom tags apply comes from `TracingSpec`s, one for
-the client side (a sidecar's outbound listener, a gateway) and one for the server side (a
-sidecar's inbound listeners): the mesh config's `defaultProviders.tracing` and
-`defaultConfig.tracing` (see `resolve_tracing`). With no provider chosen, a proxy has no
-tracer (Heddle's bootstrap configures none, so Istio's legacy bootstrap tracer does not
-exist here) and trace headers pass through it untouched.
+Which provider, sampling percentage and custom tags apply comes from the Telemetry API
+(`heddle.model.telemetry.tracing`: Telemetry resources over the mesh config's
+`defaultProviders.tracing`), one spec for the client side (a sidecar's outbound listener, a
+gateway) and one for the server side (a sidecar's inbound listeners); what a spec leaves
+unset comes from the mesh config's `defaultConfig.tracing` (sampling, custom tags, path tag
+length). With no provider chosen, a proxy has no tracer (Heddle's bootstrap configures none,
+so Istio's legacy bootstrap tracer has no equivalent) and trace headers pass through it
+untouched.
 
 On the connection manager: the provider's tracer, random sampling (client and overall
 sampling 100 %, as Istio), Istio's tags (`istio.canonical_service`, `istio.namespace`, ...,
@@ -18,7 +20,6 @@ servers) and routes a decorator naming the span, `HOST:PORT/PATH*`, as Istio nam
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_pb2
@@ -27,11 +28,15 @@ from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
+from envoy.extensions.request_id.uuid.v3 import uuid_pb2
 from envoy.type.tracing.v3 import custom_tag_pb2
 
+from heddle.api.models._generated.telemetry_telemetry import TelemetrySpecTracingItemCustomTags
+from heddle.model import telemetry
 from heddle.model.mesh_tracing import CustomTag, TagKind
 from heddle.model.proxy import Proxy, ProxyType
 from heddle.model.snapshot import MeshSnapshot
+from heddle.model.telemetry import TracingConfig, TracingSpec
 from heddle.translate.listeners import OUTBOUND_LISTENER
 from heddle.translate.names import parse_cluster
 from heddle.translate.sidecar import CLUSTER, LISTENER, ROUTE, ProxyResources
@@ -55,33 +60,10 @@ DRY_RUN_TAGS = (
 )
 
 
-@dataclass(frozen=True)
-class TracingSpec:
-    """What one side of a proxy reports. `sampling` None: the mesh default
-    (`defaultConfig.tracing.sampling`); `custom_tags` None: the mesh's custom tags."""
-
-    provider: str | None = None
-    sampling: float | None = None
-    custom_tags: tuple[CustomTag, ...] | None = None
-    disabled: bool = False
-    enable_istio_tags: bool = True
-
-
-@dataclass(frozen=True)
-class ProxyTracing:
-    client: TracingSpec
-    server: TracingSpec
-
-
-def resolve_tracing(snapshot: MeshSnapshot, proxy: Proxy) -> ProxyTracing | None:
-    """The tracing of `proxy`'s two sides; None when tracing is off for it (no provider:
-    nothing to report to)."""
-    mesh = snapshot.mesh_config.tracing
-    if not mesh.enabled or not mesh.default_providers:
-        return None
-    # As Istio: of several default providers, the first.
-    spec = TracingSpec(provider=mesh.default_providers[0])
-    return ProxyTracing(spec, spec)
+def resolve_tracing(snapshot: MeshSnapshot, proxy: Proxy) -> TracingConfig | None:
+    """The tracing of `proxy`'s two sides (the Telemetry API's, over the mesh config's
+    `defaultProviders.tracing`); None when nothing configures tracing for it."""
+    return telemetry.tracing(snapshot, proxy)
 
 
 def _canonical(proxy: Proxy) -> tuple[str, str]:
@@ -117,6 +99,7 @@ def _istio_tags(proxy: Proxy) -> list[custom_tag_pb2.CustomTag]:
 
 
 def custom_tag(tag: CustomTag) -> custom_tag_pb2.CustomTag:
+    """A custom tag of the mesh config's `defaultConfig.tracing.customTags`."""
     if tag.kind is TagKind.LITERAL:
         return _literal(tag.name, tag.value)
     if tag.kind is TagKind.ENVIRONMENT:
@@ -127,6 +110,26 @@ def custom_tag(tag: CustomTag) -> custom_tag_pb2.CustomTag:
                                     .Header(name=tag.value, default_value=tag.default))
 
 
+def telemetry_tag(name: str, tag: TelemetrySpecTracingItemCustomTags,
+                  ) -> custom_tag_pb2.CustomTag | None:
+    """A custom tag of a Telemetry resource (one of literal, environment, header, formatter:
+    an Envoy format string such as `%REQ(:PATH)%`)."""
+    if tag.literal is not None:
+        return _literal(name, tag.literal.value)
+    if tag.environment is not None:
+        return custom_tag_pb2.CustomTag(tag=name, environment=custom_tag_pb2.CustomTag
+                                        .Environment(name=tag.environment.name,
+                                                     default_value=tag.environment
+                                                     .defaultValue or ""))
+    if tag.header is not None:
+        return custom_tag_pb2.CustomTag(tag=name, request_header=custom_tag_pb2.CustomTag
+                                        .Header(name=tag.header.name,
+                                                default_value=tag.header.defaultValue or ""))
+    if tag.formatter is not None:
+        return custom_tag_pb2.CustomTag(tag=name, value=tag.formatter.value)
+    return None
+
+
 def hcm_tracing(snapshot: MeshSnapshot, proxy: Proxy, spec: TracingSpec, found: Tracer,
                 ) -> hcm.HttpConnectionManager.Tracing:
     mesh = snapshot.mesh_config.tracing
@@ -135,16 +138,28 @@ def hcm_tracing(snapshot: MeshSnapshot, proxy: Proxy, spec: TracingSpec, found: 
         tracing.spawn_upstream_span.value = True  # Istio: gateways start an upstream span
     tracing.client_sampling.value = 100.0
     tracing.overall_sampling.value = 100.0
-    tracing.random_sampling.value = spec.sampling if spec.sampling is not None \
-        else mesh.sampling
+    # Telemetry's randomSamplingPercentage, else the mesh's defaultConfig.tracing.sampling.
+    sampling = spec.random_sampling_percentage
+    tracing.random_sampling.value = sampling if sampling is not None else mesh.sampling
     tags = _istio_tags(proxy) if spec.enable_istio_tags else []
-    own = spec.custom_tags if spec.custom_tags else mesh.custom_tags
-    tags += [custom_tag(t) for t in own]
+    if spec.custom_tags:  # a Telemetry's tags replace the mesh config's
+        tags += [t for name, body in spec.custom_tags.items()
+                 if (t := telemetry_tag(name, body)) is not None]
+    else:
+        tags += [custom_tag(t) for t in mesh.custom_tags]
     tracing.custom_tags.extend(sorted(tags, key=lambda t: t.tag))
     length = found.max_tag_length or mesh.max_path_tag_length
     if length:
         tracing.max_path_tag_length.value = length
     return tracing
+
+
+def request_id(spec: TracingSpec) -> uuid_pb2.UuidRequestIdConfig:
+    """Envoy's UUID request ids, as Istio configures them: the sampling decision is packed
+    into x-request-id, so each hop of a request that passes it on decides alike."""
+    config = uuid_pb2.UuidRequestIdConfig()
+    config.use_request_id_for_trace_sampling.value = spec.use_request_id_for_trace_sampling
+    return config
 
 
 def _operation(route: rc.Route, path: str, fallback: str) -> str:
@@ -225,6 +240,7 @@ def _with_tracing(snapshot: MeshSnapshot, proxy: Proxy, listener: listener_pb2.L
         manager = hcm.HttpConnectionManager()
         chain.filters[j].typed_config.Unpack(manager)
         manager.tracing.CopyFrom(tracing)
+        manager.request_id_extension.typed_config.Pack(request_id(spec))
         if manager.HasField("route_config"):
             decorate(manager.route_config, inbound)
         chain.filters[j].typed_config.Pack(manager)
@@ -246,7 +262,7 @@ def apply_tracing(snapshot: MeshSnapshot, proxy: Proxy, resources: ProxyResource
         if spec.disabled or spec.provider is None:
             return None
         if spec.provider not in tracers:
-            provider = _provider(snapshot, spec.provider)
+            provider = spec.provider_config
             try:
                 if provider is None:
                     raise ProviderProblem(
@@ -284,10 +300,3 @@ def apply_tracing(snapshot: MeshSnapshot, proxy: Proxy, resources: ProxyResource
             routes[name] = copy
     return ProxyResources(by_type), problems
 
-
-def _provider(snapshot: MeshSnapshot, name: str) -> Mapping[str, object] | None:
-    """The extension provider `name`, compared without case as Istio does."""
-    for known, body in snapshot.mesh_config.extension_providers.items():
-        if known.lower() == name.lower():
-            return body
-    return None
