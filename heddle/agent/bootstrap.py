@@ -87,7 +87,7 @@ def bootstrap(proxy: Proxy, xds_host: str, xds_port: int, delta: bool = False,
     return {
         "node": {
             "id": proxy.id,
-            "cluster": f"{proxy.name}.{proxy.namespace}",
+            "cluster": proxy.service_cluster,  # the name Zipkin spans give the proxy
             "metadata": {
                 "LABELS": proxy.label_map,
                 "SERVICE_ACCOUNT": proxy.service_account,

@@ -21,6 +21,7 @@ from heddle.model.mesh_telemetry import (
     find_provider,
     read_telemetry,
 )
+from heddle.model.mesh_tracing import MeshTracing, read_mesh_tracing
 
 MESH_CONFIG_NAMESPACE = "istio-system"
 MESH_CONFIG_NAME = "istio"
@@ -50,6 +51,8 @@ class MeshConfig:
     # accessLogFile / accessLogEncoding / accessLogFormat, and defaultProviders (Telemetry API).
     access_log: AccessLogSettings = field(default_factory=AccessLogSettings)
     default_providers: DefaultProviders = field(default_factory=DefaultProviders)
+    # enableTracing and defaultConfig.tracing (sampling, custom tags, path tag length).
+    tracing: MeshTracing = field(default_factory=MeshTracing)
     # What was wrong with the mesh config; a bad value is ignored (its default is used).
     diagnostics: tuple[Diagnostic, ...] = field(default=(), compare=False)
 
@@ -86,10 +89,12 @@ class MeshConfig:
                 fix=problem[1]),)
             access_log, default_providers, telemetry_problems = read_telemetry(
                 mesh, obj.source, ref)
+            tracing, tracing_problems = read_mesh_tracing(mesh, obj.source, ref)
             return cls(MappingProxyType(providers),
                        str(mode or istio_defaults.OUTBOUND_TRAFFIC_MODE), normalization,
                        access_log=access_log, default_providers=default_providers,
-                       diagnostics=diagnostics + telemetry_problems)
+                       tracing=tracing,
+                       diagnostics=diagnostics + telemetry_problems + tracing_problems)
         return cls()
 
     def provider(self, name: str) -> Mapping[str, Any] | None:

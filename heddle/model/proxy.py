@@ -44,6 +44,14 @@ class Proxy:
     def label_map(self) -> dict[str, str]:
         return dict(self.labels)
 
+    @property
+    def service_cluster(self) -> str:
+        """Istio's node cluster, which names the proxy in its spans: APP.NAMESPACE (the app
+        label), else WORKLOAD.NAMESPACE (tracingServiceName APP_LABEL_AND_NAMESPACE)."""
+        labels = self.label_map
+        app = labels.get("app.kubernetes.io/name") or labels.get("app") or self.name
+        return f"{app}.{self.namespace}"
+
 
 def parse_node_id(node_id: str) -> tuple[ProxyType, str, str, str]:
     """`sidecar~127.0.10.2~frontend.default~default.svc.cluster.local` ->

@@ -75,6 +75,7 @@ from heddle.translate.routes import (
     tell_auto_ports_it_is_http,
 )
 from heddle.translate.sidecar import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, ProxyResources
+from heddle.translate.tracing import apply_tracing
 
 HCM = "envoy.filters.network.http_connection_manager"
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
@@ -442,8 +443,9 @@ def gateway_config(snapshot: MeshSnapshot, proxy: Proxy) -> GatewayConfig:
         if listener is not None:
             bound[port] = number
             listeners[listener.name] = listener
-    resources, skipped = apply_envoy_filters(snapshot, proxy, config.resources)
-    return GatewayConfig(resources, [*config.problems, *skipped])
+    traced, untraced = apply_tracing(snapshot, proxy, config.resources)
+    resources, skipped = apply_envoy_filters(snapshot, proxy, traced)
+    return GatewayConfig(resources, [*config.problems, *untraced, *skipped])
 
 
 def gateway_resources(snapshot: MeshSnapshot, proxy: Proxy) -> ProxyResources:

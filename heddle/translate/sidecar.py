@@ -61,8 +61,9 @@ def sidecar_resources(snapshot: MeshSnapshot, proxy: Proxy) -> ProxyResources:
 
 def with_envoy_filters(snapshot: MeshSnapshot, proxy: Proxy,
                        resources: ProxyResources) -> ProxyResources:
-    """The translation with the EnvoyFilters acting on the proxy applied (those that fail
-    are skipped: the xDS server's generator says why)."""
-    # envoy_filters builds on this module's types: imported here, not at the top.
+    """The translation with tracing, then the EnvoyFilters acting on the proxy, applied
+    (those that fail are skipped: the xDS server's generator says why)."""
+    # envoy_filters and tracing build on this module's types: imported here, not at the top.
     from heddle.translate.envoy_filters import apply_envoy_filters
-    return apply_envoy_filters(snapshot, proxy, resources)[0]
+    from heddle.translate.tracing import apply_tracing
+    return apply_envoy_filters(snapshot, proxy, apply_tracing(snapshot, proxy, resources)[0])[0]

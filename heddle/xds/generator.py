@@ -39,6 +39,7 @@ from heddle.translate.listeners import OUTBOUND_ROUTE, inbound_clusters, sidecar
 from heddle.translate.mtls import namespace_mtls_mode, workload_mtls_mode
 from heddle.translate.routes import proxy_route_config
 from heddle.translate.sidecar import CLUSTER, ENDPOINT, LISTENER, ROUTE, ProxyResources
+from heddle.translate.tracing import apply_tracing
 from heddle.xds.cache import (
     BuildCache,
     ClusterKey,
@@ -135,14 +136,16 @@ class CachedSidecarGenerator:
                                lambda: self._routes(snapshot, scope, client, labels))
         passthrough = snapshot.memo("passthrough_cluster", passthrough_cluster)
         every = [*clusters, passthrough, *inbound_clusters(snapshot, proxy)]
-        # EnvoyFilters patch copies: the cached messages stay every proxy's.
-        resources, skipped = apply_envoy_filters(snapshot, proxy, ProxyResources({
+        # Tracing and EnvoyFilters patch copies: the cached messages stay every proxy's.
+        traced, untraced = apply_tracing(snapshot, proxy, ProxyResources({
             CLUSTER: {c.name: c for c in every},
             ENDPOINT: {e.cluster_name: e for e in endpoints},
             LISTENER: {listener.name: listener
                        for listener in sidecar_listeners(snapshot, proxy)},
             ROUTE: {OUTBOUND_ROUTE: routes},
         }))
+        resources, skipped = apply_envoy_filters(snapshot, proxy, traced)
+        skipped = [*untraced, *skipped]
         said = self._skipped.get(proxy.id, ())
         for problem in skipped:
             if problem not in said:
