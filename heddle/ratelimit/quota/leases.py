@@ -1,6 +1,6 @@
 """Who leases each bucket, the demand each lessee last reported and the tokens it holds: the
-state the split is computed from, one per bucket. In this process's memory (one replica), or in Redis, where
-every replica of the service reads and writes the same state: a proxy connected to one
+state the split is computed from, one per bucket. In this process's memory (one replica),
+or in Redis, where every replica of the service reads and writes the same state: a proxy connected to one
 replica and a proxy connected to another share one limit.
 
 A lessee's entry lives `ttl` seconds from its last report: a proxy that stops reporting (or
