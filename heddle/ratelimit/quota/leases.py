@@ -1,12 +1,12 @@
 """Who leases each bucket, the demand each lessee last reported and the tokens it holds: the
-state the split is computed from, one per bucket. In this process's memory (one replica),
-or in Redis, where every replica of the service reads and writes the same state: a proxy connected to one
-replica and a proxy connected to another share one limit.
+state the split is computed from, one per bucket. In this process's memory (one replica), or
+in Redis, where every replica of the service reads and writes the same state: a proxy
+connected to one replica and a proxy connected to another share one limit.
 
 A lessee's entry lives `ttl` seconds from its last report: a proxy that stops reporting (or
 whose replica died) drops out of the split by itself; a stream that ends removes its entries
-at once. One report is two exchanges with the state, whatever number of buckets it
-carries: the report (and the others' state back), then the tokens it was given.
+at once. One report is two exchanges with the state, whatever number of buckets it carries:
+the report (and the others' state back), then the tokens it was given.
 """
 
 from __future__ import annotations

@@ -15,11 +15,12 @@ at their own last reports; so a lease is capped by what the others hold (N less 
 tokens), and the leases held never sum to more than N, even while demand shifts (a proxy
 whose share grows gets it once the others have reported theirs smaller: conservative for up
 to one reporting interval; only a proxy's first lease may pass the cap, by JOIN_SHARE). A
-lease within a few percent of the one held is kept as it is, where the cap allows: Envoy starts a changed token bucket full, so every change is
-a burst of its capacity. And the capacity (max_tokens) is the lease's tokens only for a proxy
-alone on the bucket (its lease never changes); shared, it is SHARED_BURST of them, so a
-change or a proxy's first assignment adds a fifth of its share, not all of it, over the
-limit. Together the proxies pass at most N/W x T in T seconds plus the capacities.
+lease within a few percent of the one held is kept as it is, where the cap allows: Envoy
+starts a changed token bucket full, so every change is a burst of its capacity. And the
+capacity (max_tokens) is the lease's tokens only for a proxy alone on the bucket (its lease
+never changes); shared, it is SHARED_BURST of them, so a change or a proxy's first
+assignment adds a fifth of its share, not all of it, over the limit. Together the proxies
+pass at most N/W x T in T seconds plus the capacities.
 """
 
 from __future__ import annotations
