@@ -2,6 +2,7 @@
 quota leasing (RLQS), and how far leasing lets a limit be passed.
 
     python bench/ratelimit_quota.py [--rates 1000 5000 10000] [--seconds 10] [--proxies 2]
+        [--modes rls lease]
 
 For each mode and offered rate: two Envoys (one worker each, a direct-response route under
 one global rule whose limit is half the offered rate), `heddle ratelimit` in its own process
@@ -274,12 +275,13 @@ def _wait_listening(ports: list[int], timeout: float) -> None:
                 time.sleep(0.1)
 
 
-def run(rates: list[int], seconds: float, proxies: int) -> dict[str, Any]:
+def run(rates: list[int], seconds: float, proxies: int,
+        modes: tuple[str, ...] = ("rls", "lease")) -> dict[str, Any]:
     results: dict[str, Any] = {"seconds": seconds, "proxies": proxies, "cpus": os.cpu_count(),
                                "rls": [], "lease": []}
     with tempfile.TemporaryDirectory() as folder:
         for rate in rates:
-            for mode in ("rls", "lease"):
+            for mode in modes:
                 results[mode].append(phase(mode, rate, seconds, proxies, Path(folder)))
     lease = [r["service_cpu_cores"] for r in results["lease"]]
     if lease and min(lease) > 0:
@@ -293,8 +295,9 @@ def main() -> None:
     parser.add_argument("--rates", type=int, nargs="+", default=[1000, 5000, 10000])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--proxies", type=int, default=2)
+    parser.add_argument("--modes", nargs="+", choices=("rls", "lease"), default=["rls", "lease"])
     args = parser.parse_args()
-    print(json.dumps(run(args.rates, args.seconds, args.proxies), indent=2))
+    print(json.dumps(run(args.rates, args.seconds, args.proxies, tuple(args.modes)), indent=2))
 
 
 if __name__ == "__main__":

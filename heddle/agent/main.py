@@ -13,8 +13,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 
-def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run `main(stop)` until SIGTERM or SIGINT sets `stop`."""
+def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]],
+                        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+                        ) -> None:
+    """Run `main(stop)` until SIGTERM or SIGINT sets `stop` (on a loop of `loop_factory`'s,
+    or asyncio's own)."""
 
     async def runner() -> None:
         stop = asyncio.Event()
@@ -23,7 +26,8 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
             loop.add_signal_handler(sig, stop.set)
         await main(stop)
 
-    asyncio.run(runner())
+    with asyncio.Runner(loop_factory=loop_factory) as runner_:
+        runner_.run(runner())
 
 
 def configure_logging() -> None:

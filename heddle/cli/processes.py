@@ -4,7 +4,8 @@ global rate-limit service."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from heddle.cli.common import CliError, Commands, add_control_plane_flags, command
@@ -105,6 +106,14 @@ def register_ratelimit(commands: Commands) -> None:
                         help="A prefix for every counter key (CACHE_KEY_PREFIX upstream).")
     parser.add_argument("--no-near-cache", action="store_true",
                         help="Ask Redis even for keys known to be over their limit.")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="Run N service processes on the one port (SO_REUSEPORT), for "
+                             "N cores; needs --redis (each worker's memory would be a limit "
+                             "of its own). Worker i serves metrics on --metrics-port + i.")
+    parser.add_argument("--event-loop", choices=("auto", "asyncio", "uvloop"),
+                        default="auto",
+                        help="auto (default): uvloop where it is installed (the `fast` "
+                             "extra), else asyncio's.")
 
 
 def ratelimit(args: argparse.Namespace) -> None:
@@ -122,6 +131,9 @@ def ratelimit(args: argparse.Namespace) -> None:
         modes[domain] = mode == "deny"
     if args.redis_timeout <= 0:
         raise CliError("--redis-timeout must be more than 0 seconds", 2)
+    if args.workers != 1:
+        _run_workers(args)
+        return
     options = RateLimitOptions(
         args.config_dir, f"{args.host}:{args.port}", redis_url=args.redis,
         redis_timeout=args.redis_timeout, failure_mode_deny=args.failure_mode_deny,
@@ -130,4 +142,38 @@ def ratelimit(args: argparse.Namespace) -> None:
         merge_domains=args.merge_domains, near_cache=not args.no_near_cache,
         key_prefix=args.cache_key_prefix)
     configure_logging()
-    run_until_signalled(RateLimitServer(options).run)
+    run_until_signalled(RateLimitServer(options).run, _loop_factory(args.event_loop))
+
+
+def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise CliError("--event-loop uvloop: uvloop is not installed (pip install "
+                           "'heddle[fast]')", 2) from None
+        return None
+    return uvloop.new_event_loop
+
+
+def _run_workers(args: argparse.Namespace) -> None:
+    from heddle.ratelimit.workers import refusal, supervise
+
+    refused = refusal(args.workers, args.redis, args.port)
+    if refused is not None:
+        raise CliError(refused, 2)
+    argv = ["--config-dir", str(args.config_dir), "--host", args.host, "--port",
+            str(args.port), "--redis", args.redis, "--redis-timeout", str(args.redis_timeout),
+            "--cache-key-prefix", args.cache_key_prefix, "--event-loop", args.event_loop]
+    for item in args.domain_failure_mode:
+        argv += ["--domain-failure-mode", item]
+    for flag, on in (("--failure-mode-deny", args.failure_mode_deny),
+                     ("--merge-domains", args.merge_domains),
+                     ("--no-near-cache", args.no_near_cache)):
+        if on:
+            argv.append(flag)
+    status = supervise(argv, args.workers, args.metrics_port)
+    if status:
+        raise CliError(f"a rate-limit worker exited with status {status}", status)

@@ -92,6 +92,7 @@ class RateLimitServer:
         """Load the config (an invalid one is logged; the service answers with none until
         it is fixed), then listen for gRPC and metrics."""
         self.config.reload()
+        await self.counters.warm()
         server = grpc.aio.server()
         rls_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitService(self.limiter),
                                                              server)

@@ -13,7 +13,7 @@ from envoy.service.rate_limit_quota.v3 import rlqs_pb2
 from heddle.ratelimit.config import load_texts
 from heddle.ratelimit.quota.leases import MemoryLeases
 from heddle.ratelimit.quota.limits import BucketLimit, bucket_key, limit_of
-from heddle.ratelimit.quota.policy import Lease, leases, shares, tokens
+from heddle.ratelimit.quota.policy import Lease, lease_for, leases, shares, tokens
 from heddle.ratelimit.quota.service import RateLimitQuotaService, _Stream
 
 CONFIG = load_texts([("heddle.yaml", yaml.safe_dump({"domain": "heddle", "descriptors": [
@@ -40,16 +40,36 @@ def test_tokens_sum_to_the_limit_exactly() -> None:
 
 
 def test_a_lease_is_a_token_bucket_of_its_tokens_per_window_or_a_refusal() -> None:
+    # Shared: a fifth of its tokens at once (a change refills a bucket: a small burst).
     split = leases(100, 1, {"a": 90.0, "b": 10.0})
-    assert split == {"a": Lease(90, 1), "b": Lease(10, 1)}
+    assert split == {"a": Lease(90, 1, 18), "b": Lease(10, 1, 2)}
+    assert (split["a"].capacity, split["b"].capacity) == (18, 2)
+    # Alone: the whole limit at once, as a fixed window passes it (its lease never changes).
+    assert leases(100, 1, {"a": 5.0}) == {"a": Lease(100, 1)}
+    assert leases(100, 1, {"a": 5.0})["a"].capacity == 100
     assert leases(1, 60, {"a": 9.0, "b": 1.0})["b"].denies
 
 
-def test_a_lease_stays_when_it_would_grow_a_little_and_shrinks_at_once() -> None:
-    held = Lease(40, 1)
-    assert held.keeps(Lease(45, 1))  # unchanged: Envoy keeps the bucket's tokens
-    assert not held.keeps(Lease(60, 1))
-    assert not held.keeps(Lease(39, 1))  # never more than the split allows
+def test_a_lease_close_to_the_fair_one_stays_within_what_the_others_leave() -> None:
+    held = Lease(40, 1, 8)
+    assert held.keeps(Lease(45, 1, 9))  # unchanged: Envoy keeps the bucket's tokens
+    assert held.keeps(Lease(37, 1, 8))  # a little smaller: not worth a burst either
+    assert not held.keeps(Lease(60, 1, 12))
+    assert not held.keeps(Lease(30, 1, 6))
+    assert not held.keeps(Lease(37, 1, 8), cap=39)  # the others hold the rest: shrink
+
+
+def test_the_leases_held_never_sum_past_the_limit_while_demand_shifts() -> None:
+    # a holds 60 of 100; b's demand grew to 3x a's: b gets what a leaves, not its fair 75.
+    holders = {"a": (10.0, 60), "b": (30.0, 40)}
+    assert lease_for("b", 100, 1, holders, Lease(40, 1, 8)) == Lease(40, 1, 8)
+    # a reports next and shrinks to its fair 25; then b grows into the room.
+    assert lease_for("a", 100, 1, holders, Lease(60, 1, 12)) == Lease(25, 1, 5)
+    holders["a"] = (10.0, 25)
+    assert lease_for("b", 100, 1, holders, Lease(40, 1, 8)) == Lease(75, 1, 15)
+    # A joining proxy gets a little past the cap (5 % of the limit), not nothing.
+    joined = lease_for("c", 100, 1, {"a": (10.0, 25), "b": (30.0, 75), "c": (20.0, 0)}, None)
+    assert joined.tokens == 5  # its fair share (33) waits for a and b to report
 
 
 def test_a_bucket_takes_its_rules_limit_from_the_domain_config() -> None:
@@ -71,10 +91,15 @@ def report(allowed: int, denied: int = 0, bucket: dict[str, str] = BUCKET,
 
 
 def tokens_of(response: rlqs_pb2.RateLimitQuotaResponse) -> int:
+    """The lease's tokens per window (its refill; max_tokens is its burst)."""
     [action] = response.bucket_action
     strategy = action.quota_assignment_action.rate_limit_strategy
     assert action.quota_assignment_action.assignment_time_to_live.seconds > 0
-    return strategy.token_bucket.max_tokens if strategy.HasField("token_bucket") else 0
+    if not strategy.HasField("token_bucket"):
+        return 0
+    bucket = strategy.token_bucket
+    assert 0 < bucket.max_tokens <= bucket.tokens_per_fill.value
+    return int(bucket.tokens_per_fill.value)
 
 
 def test_two_proxies_split_a_limit_by_what_each_reports() -> None:
@@ -93,12 +118,14 @@ def test_two_proxies_split_a_limit_by_what_each_reports() -> None:
 
     alone, busy, quiet = asyncio.run(run())
     assert alone == 100
-    # a's share was computed while b's demand was its first request's: for one reporting
-    # interval the leases (95 + 10) pass more than the limit, until a reports again.
-    assert (busy, quiet) == (95, 10)
+    # b joined while a held everything: its first lease was 5 (a little past the cap); a's
+    # new share (95, b's demand then its first request's) fits beside it; b's fair 10 does
+    # not fit beside a's 95 yet, so it keeps 5: the leases held never pass the limit.
+    assert (busy, quiet) == (95, 5)
     now[0] = 10.0
-    assert tokens_of(asyncio.run(service.answer(a, report(450)))) == 90
-    assert service.stats.reports == 5 and service.stats.denied == 50
+    assert tokens_of(asyncio.run(service.answer(a, report(450)))) == 90  # room for b's 10
+    assert tokens_of(asyncio.run(service.answer(b, report(50)))) == 10
+    assert service.stats.reports == 6 and service.stats.denied == 50
 
 
 def test_a_bucket_without_a_limit_or_a_shadow_rule_is_allowed_all() -> None:
@@ -119,6 +146,6 @@ def test_a_proxy_that_leaves_gives_its_share_back() -> None:
         await leases_.leave("b", [key])  # never held: nothing happens
         await service.answer(_Stream("b"), report(1))
         await leases_.leave("a", [key])
-        return (await leases_.report("c", {key: 1.0}, 15))[key]
+        return (await leases_.report("c", {key: (1.0, 0)}, 15))[key]
 
     assert sorted(asyncio.run(run())) == ["b", "c"]

@@ -29,5 +29,10 @@ class Counters(Protocol):
         counters cannot be reached in time."""
         ...
 
+    async def warm(self) -> None:
+        """Get ready to answer the first decision at once (connect); failures are the
+        first decision's to meet."""
+        ...
+
     async def close(self) -> None:
         ...

@@ -41,5 +41,8 @@ class MemoryCounters:
         self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
         self._next_sweep = now + SWEEP_EVERY_SECONDS
 
+    async def warm(self) -> None:
+        return None
+
     async def close(self) -> None:
         self._counts.clear()

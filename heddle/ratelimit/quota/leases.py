@@ -1,29 +1,35 @@
-"""Who leases each bucket, and the demand each lessee last reported: the state the split is
-computed from, one per bucket. In this process's memory (one replica), or in Redis, where
-every replica of the service reads and writes the same state: a proxy connected to one
-replica and a proxy connected to another share one limit.
+"""Who leases each bucket, the demand each lessee last reported and the tokens it holds: the
+state the split is computed from, one per bucket. In this process's memory (one replica), or
+in Redis, where every replica of the service reads and writes the same state: a proxy
+connected to one replica and a proxy connected to another share one limit.
 
 A lessee's entry lives `ttl` seconds from its last report: a proxy that stops reporting (or
 whose replica died) drops out of the split by itself; a stream that ends removes its entries
-at once. One report is one exchange with the state, whatever number of buckets it carries.
+at once. One report is two exchanges with the state, whatever number of buckets it carries:
+the report (and the others' state back), then the tokens it was given.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
-Demands = dict[str, float]  # lessee -> requests per second
+Holding = tuple[float, int]  # a lessee's demand (requests per second), tokens it holds
+Holders = dict[str, Holding]  # lessee -> its holding
 
 
 class Leases(Protocol):
     name: str
 
-    async def report(self, lessee: str, demands: Mapping[str, float],
-                     ttl: float) -> dict[str, Demands]:
-        """Record `lessee`'s demand on each bucket (key -> requests per second); answer each
-        of those buckets' live lessees and their demands."""
+    async def report(self, lessee: str, holdings: Mapping[str, Holding],
+                     ttl: float) -> dict[str, Holders]:
+        """Record `lessee`'s holding of each bucket (key -> (demand, tokens held)); answer
+        each of those buckets' live lessees and their holdings."""
+        ...
+
+    async def hold(self, lessee: str, holdings: Mapping[str, Holding], ttl: float) -> None:
+        """Record what `lessee` was just given."""
         ...
 
     async def leave(self, lessee: str, buckets: Iterable[str]) -> None:
@@ -38,19 +44,25 @@ class MemoryLeases:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._buckets: dict[str, dict[str, tuple[float, float]]] = {}  # demand, expires
+        # key -> lessee -> (demand, tokens, expires)
+        self._buckets: dict[str, dict[str, tuple[float, int, float]]] = {}
 
-    async def report(self, lessee: str, demands: Mapping[str, float],
-                     ttl: float) -> dict[str, Demands]:
+    async def report(self, lessee: str, holdings: Mapping[str, Holding],
+                     ttl: float) -> dict[str, Holders]:
         now = self._clock()
         found = {}
-        for key, demand in demands.items():
+        for key, (demand, held) in holdings.items():
             holders = self._buckets.setdefault(key, {})
-            holders[lessee] = (demand, now + ttl)
-            for stale in [k for k, (_, expires) in holders.items() if expires <= now]:
+            holders[lessee] = (demand, held, now + ttl)
+            for stale in [k for k, (_, _, expires) in holders.items() if expires <= now]:
                 del holders[stale]
-            found[key] = {k: d for k, (d, _) in holders.items()}
+            found[key] = {k: (d, t) for k, (d, t, _) in holders.items()}
         return found
+
+    async def hold(self, lessee: str, holdings: Mapping[str, Holding], ttl: float) -> None:
+        now = self._clock()
+        for key, (demand, held) in holdings.items():
+            self._buckets.setdefault(key, {})[lessee] = (demand, held, now + ttl)
 
     async def leave(self, lessee: str, buckets: Iterable[str]) -> None:
         for key in buckets:
@@ -65,8 +77,9 @@ class MemoryLeases:
 
 class RedisLeases:
     """A hash per bucket (`PREFIX heddle_quota_ BUCKET`): field lessee, value
-    "demand expires" (wall-clock seconds, so replicas agree). One pipeline per report: for
-    each bucket HSET, EXPIRE (the hash outlives its last lessee by `ttl`), HGETALL."""
+    "demand expires tokens" (wall-clock seconds, so replicas agree). One pipeline per report:
+    for each bucket HSET, EXPIRE (the hash outlives its last lessee by `ttl`), HGETALL; and one
+    per assignment: HSET, EXPIRE."""
 
     name = "redis"
 
@@ -81,27 +94,40 @@ class RedisLeases:
         self._client = aioredis.Redis.from_url(url, socket_timeout=timeout,
                                                socket_connect_timeout=timeout)
 
-    async def report(self, lessee: str, demands: Mapping[str, float],
-                     ttl: float) -> dict[str, Demands]:
+    async def report(self, lessee: str, holdings: Mapping[str, Holding],
+                     ttl: float) -> dict[str, Holders]:
         now = self._clock()
-        keys = list(demands)
+        keys = list(holdings)
         pipe = self._client.pipeline(transaction=False)
         for key in keys:
-            name = self._prefix + key
-            pipe.hset(name, lessee, f"{demands[key]:.6g} {now + ttl:.3f}")
-            pipe.expire(name, max(1, int(ttl)))
-            pipe.hgetall(name)
+            self._write(pipe, key, lessee, holdings[key], now + ttl, ttl)
+            pipe.hgetall(self._prefix + key)
         results = await pipe.execute()
         self.round_trips += 1
         found = {}
         for index, key in enumerate(keys):
-            holders: Demands = {}
+            holders: Holders = {}
             for field, value in results[3 * index + 2].items():
-                demand, expires = value.split()
+                demand, expires, *held = value.split()
                 if float(expires) > now:
-                    holders[field.decode() if isinstance(field, bytes) else field] = float(demand)
+                    name = field.decode() if isinstance(field, bytes) else field
+                    holders[name] = (float(demand), int(held[0]) if held else 0)
             found[key] = holders
         return found
+
+    async def hold(self, lessee: str, holdings: Mapping[str, Holding], ttl: float) -> None:
+        now = self._clock()
+        pipe = self._client.pipeline(transaction=False)
+        for key, holding in holdings.items():
+            self._write(pipe, key, lessee, holding, now + ttl, ttl)
+        await pipe.execute()
+        self.round_trips += 1
+
+    def _write(self, pipe: Any, key: str, lessee: str, holding: Holding, expires: float,
+               ttl: float) -> None:
+        name = self._prefix + key
+        pipe.hset(name, lessee, f"{holding[0]:.6g} {expires:.3f} {holding[1]}")
+        pipe.expire(name, max(1, int(ttl)))
 
     async def leave(self, lessee: str, buckets: Iterable[str]) -> None:
         pipe = self._client.pipeline(transaction=False)

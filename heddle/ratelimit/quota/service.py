@@ -26,7 +26,7 @@ from envoy.type.v3 import ratelimit_strategy_pb2
 from heddle.ratelimit.model import RateLimitConfig
 from heddle.ratelimit.quota.leases import Leases
 from heddle.ratelimit.quota.limits import BucketLimit, bucket_key, limit_of
-from heddle.ratelimit.quota.policy import FLOOR, Lease, leases
+from heddle.ratelimit.quota.policy import FLOOR, Lease, lease_for
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class RateLimitQuotaService(rlqs_pb2_grpc.RateLimitQuotaServiceServicer):  # typ
         self.stats.reports += 1
         now = self.clock()
         config = self.config()
-        demands: dict[str, float] = {}
+        holdings: dict[str, tuple[float, int]] = {}
         buckets: list[tuple[str, rlqs_pb2.BucketId, BucketLimit | None]] = []
         for usage in reports.bucket_quota_usages:
             bucket = dict(usage.bucket_id.bucket)
@@ -115,9 +115,11 @@ class RateLimitQuotaService(rlqs_pb2_grpc.RateLimitQuotaServiceServicer):  # typ
             limit = limit_of(config, reports.domain, bucket)
             buckets.append((key, usage.bucket_id, limit))
             if limit is not None and not (limit.unlimited or limit.shadow):
-                demands[key] = seen / max(elapsed, 0.001)
-        holders = (await self.leases.report(stream.lessee, demands, self.assignment_ttl)
-                   if demands else {})
+                holdings[key] = (seen / max(elapsed, 0.001),
+                                 held.lease.tokens if held.lease is not None else 0)
+        holders = (await self.leases.report(stream.lessee, holdings, self.assignment_ttl)
+                   if holdings else {})
+        given: dict[str, tuple[float, int]] = {}
         response = rlqs_pb2.RateLimitQuotaResponse()
         for key, bucket_id, limit in buckets:
             action = response.bucket_action.add()
@@ -127,12 +129,13 @@ class RateLimitQuotaService(rlqs_pb2_grpc.RateLimitQuotaServiceServicer):  # typ
             if key not in holders or limit is None:
                 assignment.rate_limit_strategy.blanket_rule = BlanketRule.ALLOW_ALL
                 continue
-            new = leases(limit.requests, limit.window_seconds, holders[key],
-                         self.floor)[stream.lessee]
             held = stream.held[key]
-            if held.lease is None or not held.lease.keeps(new):
-                held.lease = new
+            held.lease = lease_for(stream.lessee, limit.requests, limit.window_seconds,
+                                   holders[key], held.lease, self.floor)
+            given[key] = (holdings[key][0], held.lease.tokens)
             _strategy(held.lease, assignment.rate_limit_strategy)
+        if given:
+            await self.leases.hold(stream.lessee, given, self.assignment_ttl)
         return response
 
 
@@ -141,6 +144,6 @@ def _strategy(lease: Lease, strategy: ratelimit_strategy_pb2.RateLimitStrategy) 
         strategy.blanket_rule = BlanketRule.DENY_ALL
         return
     bucket = strategy.token_bucket
-    bucket.max_tokens = lease.tokens
+    bucket.max_tokens = lease.capacity
     bucket.tokens_per_fill.value = lease.tokens
     bucket.fill_interval.seconds = lease.window_seconds
