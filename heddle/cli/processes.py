@@ -4,11 +4,14 @@ global rate-limit service."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from heddle.cli.common import CliError, Commands, add_control_plane_flags, command
+
+if TYPE_CHECKING:  # the light verbs must not load asyncio
+    import asyncio
 
 
 def configure_logging() -> None:
