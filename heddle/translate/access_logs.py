@@ -30,6 +30,7 @@ from heddle.model.mesh_telemetry import DEV_STDOUT, JSON, AccessLogSettings
 from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
 from heddle.model.telemetry import CLIENT, SERVER, LoggingConfig, access_logging
+from heddle.translate.metrics.loggers import skip_opening_logs
 
 __all__ = ["CLIENT", "HEDDLE_JSON_FIELDS", "HEDDLE_TEXT_FIELDS", "ISTIO_JSON_FORMAT",
            "ISTIO_TEXT_FORMAT", "SERVER", "access_logs"]
@@ -130,8 +131,12 @@ def _file_log(path: str, log_format: sfs.SubstitutionFormatString,
               filter_: accesslog_pb2.AccessLogFilter | None = None) -> accesslog_pb2.AccessLog:
     logger = file_pb2.FileAccessLog(path=path or DEV_STDOUT, log_format=log_format)
     log = accesslog_pb2.AccessLog(name=FILE_ACCESS_LOG, typed_config=_pack(logger))
-    if filter_ is not None:
-        log.filter.CopyFrom(filter_)
+    # Never the logs flushed as a connection opens: those are there to count opened
+    # connections (Istio's TCP metrics), not to be written.
+    if filter_ is None:
+        log.filter.CopyFrom(skip_opening_logs())
+    else:
+        log.filter.and_filter.filters.extend([skip_opening_logs(), filter_])
     return log
 
 

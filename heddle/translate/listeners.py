@@ -43,6 +43,12 @@ from heddle.translate.clusters import inbound_cluster_resource
 from heddle.translate.filters.context import Direction, FilterContext
 from heddle.translate.filters.registry import http_filters
 from heddle.translate.jwt import jwks_clusters
+from heddle.translate.metrics.wiring import (
+    count_tunnels,
+    inbound_http_loggers,
+    inbound_tcp,
+    outbound_http_loggers,
+)
 from heddle.translate.mtls import (
     DISABLE,
     PERMISSIVE,
@@ -95,13 +101,14 @@ def outbound_listener(snapshot: MeshSnapshot, proxy: Proxy) -> listener_pb2.List
         # CORS and fault act only where a route carries their config (VirtualService corsPolicy,
         # fault); the forward proxy filter only on routes to the passthrough cluster.
         http_filters=http_filters(FilterContext(snapshot, proxy, Direction.OUTBOUND)),
-        access_log=access_logs(snapshot, proxy, CLIENT),
+        access_log=[*access_logs(snapshot, proxy, CLIENT), *outbound_http_loggers(proxy)],
         # Absolute-form requests (GET http://frontend:8080/) arrive from HTTP proxy clients.
         http_protocol_options={"allow_absolute_url": {"value": True}},
         # CONNECT tunnels carry TCP (and TLS) to services through the same proxy.
         upgrade_configs=[*websocket_upgrade(),
                          hcm.HttpConnectionManager.UpgradeConfig(upgrade_type="CONNECT")],
     )
+    count_tunnels(manager)
     # Routes match the normalized path, as the server's sidecar and application will see it.
     apply_path_normalization(manager, snapshot.mesh_config)
     return _listener(OUTBOUND_LISTENER, proxy.address, ports.OUTBOUND, [
@@ -115,9 +122,12 @@ Named = list[tuple[str, Message]]
 
 def _inbound_http(port: int, chain: list[hcm.HttpFilter], mesh: MeshConfig, mtls: bool = False,
                   limits: Attachment | None = None,
-                  logs: Iterable[accesslog_pb2.AccessLog] = ()) -> listener_components_pb2.Filter:
+                  logs: Iterable[accesslog_pb2.AccessLog] = (),
+                  metrics: list[accesslog_pb2.AccessLog] | None = None,
+                  ) -> listener_components_pb2.Filter:
     """`chain`: the HTTP filters, from the registry (authn, authz, ..., the router);
-    `limits`: the rate limits of the Services this port serves; `logs`: its access logs."""
+    `limits`: the rate limits of the Services this port serves; `logs`: its access logs;
+    `metrics`: the stats loggers counting Istio's metrics."""
     cluster = inbound_cluster(port)
     route = route_pb2.RouteConfiguration(name=cluster)
     host = route.virtual_hosts.add(name=f"inbound|http|{port}", domains=["*"])
@@ -129,7 +139,7 @@ def _inbound_http(port: int, chain: list[hcm.HttpFilter], mesh: MeshConfig, mtls
     manager = hcm.HttpConnectionManager(
         stat_prefix=f"inbound_{port}", route_config=route,
         http_filters=chain,
-        access_log=logs, upgrade_configs=websocket_upgrade())
+        access_log=[*logs, *(metrics or [])], upgrade_configs=websocket_upgrade())
     if limits is not None and needs_remote_address(limits):
         # The rate limits read the client's address: the peer's, never X-Forwarded-For.
         manager.use_remote_address.value = True
@@ -142,13 +152,15 @@ def _inbound_http(port: int, chain: list[hcm.HttpFilter], mesh: MeshConfig, mtls
                                           typed_config=_pack(manager))
 
 
-def _inbound_tcp(port: int, policy: Named, logs: Iterable[accesslog_pb2.AccessLog] = (),
+def _inbound_tcp(port: int, policy: Named, snapshot: MeshSnapshot, proxy: Proxy,
+                 mtls: bool, logs: Iterable[accesslog_pb2.AccessLog] = (),
                  ) -> list[listener_components_pb2.Filter]:
-    proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=f"inbound_{port}", cluster=inbound_cluster(port),
-                                   access_log=logs)
+    tcp = tcp_proxy_pb2.TcpProxy(stat_prefix=f"inbound_{port}", cluster=inbound_cluster(port),
+                                 access_log=logs)
+    inbound_tcp(snapshot, proxy, port, mtls, tcp)  # Istio's TCP metrics
     return [*(listener_components_pb2.Filter(name=n, typed_config=_pack(c)) for n, c in policy),
             listener_components_pb2.Filter(name="envoy.filters.network.tcp_proxy",
-                                           typed_config=_pack(proxy))]
+                                           typed_config=_pack(tcp))]
 
 
 @dataclass(frozen=True)
@@ -250,9 +262,9 @@ def _inbound_listener(snapshot: MeshSnapshot, proxy: Proxy, number: int, port: S
             chain.transport_socket.CopyFrom(inbound_mutual_socket())
         chain.filters.extend(
             [_inbound_http(number, http_chain, snapshot.mesh_config, mtls=mtls, limits=limits,
-                           logs=logs)]
+                           logs=logs, metrics=inbound_http_loggers(snapshot, proxy, number, mtls))]
             if as_http
-            else _inbound_tcp(number, policy, logs))
+            else _inbound_tcp(number, policy, snapshot, proxy, mtls, logs))
 
     if mode in (STRICT, PERMISSIVE):
         if auto:
