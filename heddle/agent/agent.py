@@ -26,6 +26,7 @@ from heddle.agent.environment import application_env
 from heddle.agent.envoy_process import EnvoyProcess
 from heddle.agent.http import HttpError
 from heddle.agent.logrotate import FILES, MAX_BYTES, keep_rotated
+from heddle.agent.merged_metrics import AppMetrics, merged_metrics_handler
 from heddle.agent.sds import SdsServer, serve_sds
 from heddle.ca.identity import Identity
 from heddle.clock import Clock, LoopClock
@@ -65,6 +66,8 @@ class AgentConfig:
     # app.log, envoy.log (with the access logs) and agent.log rotate past this size.
     log_max_bytes: int = MAX_BYTES
     log_files: int = FILES
+    # The application's own metrics, merged into the proxy's on 15020 (prometheus.io/*).
+    app_metrics: AppMetrics | None = None
 
     @property
     def backoff(self) -> Backoff:
@@ -195,6 +198,16 @@ class Agent:
     async def _start_health(self) -> asyncio.Server:
         return await http.serve(self._health, self.config.proxy.address, ports.HEALTH)
 
+    async def _envoy_stats(self, path: str) -> str:
+        answer = await self.envoy.admin(path)
+        if answer.status_code != 200:
+            raise HttpError(f"Envoy's admin API answered {answer.status_code} for {path}")
+        return answer.text
+
+    async def _start_metrics(self) -> asyncio.Server:
+        return await http.serve(merged_metrics_handler(self._envoy_stats, self.config.app_metrics),
+                                self.config.proxy.address, ports.MERGED_METRICS)
+
     async def _start_app(self) -> asyncio.subprocess.Process:
         if self.app is not None:  # what the last one left in its group goes with it
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -242,6 +255,7 @@ class Agent:
             self._logs(), stop, self.clock, config.log_max_bytes, config.log_files))
         sds_server: grpc.aio.Server | None = None
         health: asyncio.Server | None = None
+        metrics: asyncio.Server | None = None
         envoy_stop = asyncio.Event()
         app_stop = asyncio.Event()
         supervisor: asyncio.Task[None] | None = None
@@ -249,6 +263,7 @@ class Agent:
         try:
             sds_server = await self._start_identity(stop)
             health = await self._start_health()
+            metrics = await self._start_metrics()
             supervisor = asyncio.create_task(self.envoy.supervise(envoy_stop))
             if config.hold_application:
                 while not self.envoy.running:
@@ -271,9 +286,10 @@ class Agent:
             if supervisor is not None:
                 await supervisor
             await self.envoy.stop()
-            if health is not None:
-                health.close()
-                await health.wait_closed()
+            for server in (health, metrics):
+                if server is not None:
+                    server.close()
+                    await server.wait_closed()
             if sds_server is not None:
                 await sds_server.stop(grace=None)
             if self.sds_socket is not None:

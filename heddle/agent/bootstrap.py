@@ -7,6 +7,7 @@ from typing import Any
 from heddle.agent.sds import ROOT_SECRET, WORKLOAD_SECRET
 from heddle.ca.identity import CONTROL_PLANE_NAMES
 from heddle.model import ports
+from heddle.model.metric_names import ISTIO_BUCKETS, STAT_PREFIX
 from heddle.model.proxy import Proxy
 
 XDS_CLUSTER = "xds-grpc"
@@ -112,4 +113,7 @@ def bootstrap(proxy: Proxy, xds_host: str, xds_port: int, delta: bool = False,
             "cds_config": config_source,
         },
         "static_resources": {"clusters": clusters},
+        # Istio's histograms (istio_request_duration_milliseconds, ..._bytes): its buckets.
+        "stats_config": {"histogram_bucket_settings": [
+            {"match": {"prefix": f"{STAT_PREFIX}."}, "buckets": list(ISTIO_BUCKETS)}]},
     }

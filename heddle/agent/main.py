@@ -74,6 +74,10 @@ def parser() -> argparse.ArgumentParser:
                         "each next waits twice as long, up to 5 min (kubelet's back-off).")
     p.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024,
                    help="Rotate app.log, envoy.log and agent.log past this size.")
+    p.add_argument("--app-metrics-port", type=int, default=0,
+                   help="Where the application serves its own Prometheus metrics (merged "
+                        "into 15020's), as its prometheus.io/port annotation says; 0: none.")
+    p.add_argument("--app-metrics-path", default="/metrics")
     p.add_argument("command", nargs=argparse.REMAINDER,
                    help="The application command (after --).")
     return p
@@ -81,6 +85,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     from heddle.agent.agent import Agent, AgentConfig
+    from heddle.agent.merged_metrics import AppMetrics
     from heddle.model.proxy import Proxy, ProxyType
 
     args = parser().parse_args(argv)
@@ -100,5 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         root_cert=args.root_cert.read_bytes() if args.root_cert else b"",
         token=args.token_file.read_text().strip() if args.token_file else "",
         cert_lifetime=args.cert_lifetime, restart_delay=args.restart_delay,
-        log_max_bytes=args.log_max_bytes)
+        log_max_bytes=args.log_max_bytes,
+        app_metrics=AppMetrics(args.app_address, args.app_metrics_port, args.app_metrics_path)
+        if args.app_metrics_port else None)
     run_until_signalled(Agent(config).run)

@@ -6,3 +6,4 @@ INBOUND = 15006
 HEALTH = 15021
 XDS_PLAINTEXT = 15010
 XDS_TLS = 15012
+MERGED_METRICS = 15020  # the agent: Envoy's metrics and the application's, merged

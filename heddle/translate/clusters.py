@@ -26,6 +26,7 @@ from heddle.translate.locality import (
     locality_groups,
     uses_locality_weights,
 )
+from heddle.translate.metrics.peer import add_cluster_metadata, endpoint_metadata
 from heddle.translate.mtls import (
     istio_mutual_socket,
     plaintext_socket,
@@ -128,8 +129,11 @@ def load_assignment(snapshot: MeshSnapshot, target: OutboundTarget, proxy: Proxy
                 address=_socket_address(endpoint.address, endpoint.port)),
             load_balancing_weight=wrappers_pb2.UInt32Value(value=endpoint.workload.weight),
         )
-        if endpoint_uses_mtls(snapshot, endpoint, tls_mode):  # auto-mTLS: TLS to these
+        mtls = endpoint_uses_mtls(snapshot, endpoint, tls_mode)
+        if mtls:  # auto-mTLS: TLS to these
             lb.metadata.CopyFrom(tls_mode_metadata())
+        # Who the endpoint is, for the client's metrics (destination_workload, ...).
+        lb.metadata.MergeFrom(endpoint_metadata(endpoint.workload, mtls))
         rank = label_priority(priority_labels, client_labels, locality,
                               endpoint.workload.label_map, endpoint.workload.locality) \
             if ranked else 0
@@ -226,6 +230,7 @@ def _base_cluster(target: OutboundTarget, snapshot: MeshSnapshot) -> cluster_pb2
             ads=config_source_pb2.AggregatedConfigSource(),
             resource_api_version=config_source_pb2.V3,
         ))
+    add_cluster_metadata(cluster.metadata, target.service)  # destination_service, ...
     return cluster
 
 

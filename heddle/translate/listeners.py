@@ -43,6 +43,13 @@ from heddle.translate.clusters import inbound_cluster_resource
 from heddle.translate.filters.context import Direction, FilterContext
 from heddle.translate.filters.registry import http_filters
 from heddle.translate.jwt import jwks_clusters
+from heddle.translate.metrics.loggers import skip_opening_logs
+from heddle.translate.metrics.wiring import (
+    count_tunnels,
+    inbound_http_loggers,
+    inbound_tcp,
+    outbound_http_loggers,
+)
 from heddle.translate.mtls import (
     DISABLE,
     PERMISSIVE,
@@ -92,7 +99,9 @@ def _pack(message: Message) -> any_pb2.Any:
 def access_log() -> accesslog_pb2.AccessLog:
     logger = stream_pb2.StdoutAccessLog()
     logger.log_format.text_format_source.inline_string = ACCESS_LOG_FORMAT
-    return accesslog_pb2.AccessLog(name="envoy.access_loggers.stdout", typed_config=_pack(logger))
+    # Not the logs flushed as a connection opens: those only count opened connections.
+    return accesslog_pb2.AccessLog(name="envoy.access_loggers.stdout", typed_config=_pack(logger),
+                                   filter=skip_opening_logs())
 
 
 def websocket_upgrade() -> list[hcm.HttpConnectionManager.UpgradeConfig]:
@@ -121,13 +130,14 @@ def outbound_listener(snapshot: MeshSnapshot, proxy: Proxy) -> listener_pb2.List
         # CORS and fault act only where a route carries their config (VirtualService corsPolicy,
         # fault); the forward proxy filter only on routes to the passthrough cluster.
         http_filters=http_filters(FilterContext(snapshot, proxy, Direction.OUTBOUND)),
-        access_log=[access_log()],
+        access_log=[access_log(), *outbound_http_loggers(proxy)],
         # Absolute-form requests (GET http://frontend:8080/) arrive from HTTP proxy clients.
         http_protocol_options={"allow_absolute_url": {"value": True}},
         # CONNECT tunnels carry TCP (and TLS) to services through the same proxy.
         upgrade_configs=[*websocket_upgrade(),
                          hcm.HttpConnectionManager.UpgradeConfig(upgrade_type="CONNECT")],
     )
+    count_tunnels(manager)
     # Routes match the normalized path, as the server's sidecar and application will see it.
     apply_path_normalization(manager, snapshot.mesh_config)
     return _listener(OUTBOUND_LISTENER, proxy.address, ports.OUTBOUND, [
@@ -140,9 +150,12 @@ Named = list[tuple[str, Message]]
 
 
 def _inbound_http(port: int, chain: list[hcm.HttpFilter], mesh: MeshConfig, mtls: bool = False,
-                  limits: Attachment | None = None) -> listener_components_pb2.Filter:
+                  limits: Attachment | None = None,
+                  metrics: list[accesslog_pb2.AccessLog] | None = None,
+                  ) -> listener_components_pb2.Filter:
     """`chain`: the HTTP filters, from the registry (authn, authz, ..., the router);
-    `limits`: the rate limits of the Services this port serves."""
+    `limits`: the rate limits of the Services this port serves; `metrics`: the stats
+    loggers counting Istio's metrics."""
     cluster = inbound_cluster(port)
     route = route_pb2.RouteConfiguration(name=cluster)
     host = route.virtual_hosts.add(name=f"inbound|http|{port}", domains=["*"])
@@ -154,7 +167,7 @@ def _inbound_http(port: int, chain: list[hcm.HttpFilter], mesh: MeshConfig, mtls
     manager = hcm.HttpConnectionManager(
         stat_prefix=f"inbound_{port}", route_config=route,
         http_filters=chain,
-        access_log=[access_log()], upgrade_configs=websocket_upgrade())
+        access_log=[access_log(), *(metrics or [])], upgrade_configs=websocket_upgrade())
     if limits is not None and needs_remote_address(limits):
         # The rate limits read the client's address: the peer's, never X-Forwarded-For.
         manager.use_remote_address.value = True
@@ -167,12 +180,16 @@ def _inbound_http(port: int, chain: list[hcm.HttpFilter], mesh: MeshConfig, mtls
                                           typed_config=_pack(manager))
 
 
-def _inbound_tcp(port: int, policy: Named) -> list[listener_components_pb2.Filter]:
-    proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=f"inbound_{port}", cluster=inbound_cluster(port),
-                                   access_log=[access_log()])
-    return [*(listener_components_pb2.Filter(name=n, typed_config=_pack(c)) for n, c in policy),
+def _inbound_tcp(port: int, policy: Named, snapshot: MeshSnapshot, proxy: Proxy,
+                 mtls: bool) -> list[listener_components_pb2.Filter]:
+    tcp = tcp_proxy_pb2.TcpProxy(stat_prefix=f"inbound_{port}", cluster=inbound_cluster(port),
+                                 access_log=[access_log()])
+    # Who the client is (by its certificate) before the policies, so a refused one counts.
+    peers = inbound_tcp(snapshot, proxy, port, mtls, tcp)
+    return [*(listener_components_pb2.Filter(name=n, typed_config=_pack(c))
+              for n, c in [*peers, *policy]),
             listener_components_pb2.Filter(name="envoy.filters.network.tcp_proxy",
-                                           typed_config=_pack(proxy))]
+                                           typed_config=_pack(tcp))]
 
 
 @dataclass(frozen=True)
@@ -272,9 +289,10 @@ def _inbound_listener(snapshot: MeshSnapshot, proxy: Proxy, number: int, port: S
         if mtls:
             chain.transport_socket.CopyFrom(inbound_mutual_socket())
         chain.filters.extend(
-            [_inbound_http(number, http_chain, snapshot.mesh_config, mtls=mtls, limits=limits)]
+            [_inbound_http(number, http_chain, snapshot.mesh_config, mtls=mtls, limits=limits,
+                           metrics=inbound_http_loggers(snapshot, proxy, number, mtls))]
             if as_http
-            else _inbound_tcp(number, policy))
+            else _inbound_tcp(number, policy, snapshot, proxy, mtls))
 
     if mode in (STRICT, PERMISSIVE):
         if auto:

@@ -159,20 +159,25 @@ def patch(operation: str, match: str = ROUTER_MATCH, value: str = FAULT,
            + (value if operation != "REMOVE" else "")
 
 
+# What every inbound chain starts with: the client's peer labels read, gRPC messages counted.
+PEER = ["envoy.filters.http.header_to_metadata", "envoy.filters.http.grpc_stats"]
+
+
 def test_http_filter_list_operations_place_the_filter_as_istio_does() -> None:
     def names(*patches: str) -> list[str]:
         mesh = bookinfo(filter_yaml("".join(patches)))
         return http_filters(sidecar_resources(mesh, PRODUCTPAGE).of(LISTENER)[INBOUND])
     router = "envoy.filters.http.router"
     fault = "envoy.filters.http.fault"
-    assert names(patch("INSERT_BEFORE")) == [fault, router]
-    assert names(patch("INSERT_FIRST")) == [fault, router]
+    assert names(patch("INSERT_BEFORE")) == [*PEER, fault, router]
+    assert names(patch("INSERT_FIRST")) == [fault, *PEER, router]
     assert names(patch("INSERT_BEFORE"), patch("REPLACE", value=FAULT.replace(
         "name: envoy.filters.http.fault", "name: fault-renamed"),
         match=ROUTER_MATCH.replace("envoy.filters.http.router", fault))) == [
-        "fault-renamed", router]
+        *PEER, "fault-renamed", router]
     assert names(patch("INSERT_BEFORE"), patch(
-        "REMOVE", match=ROUTER_MATCH.replace("envoy.filters.http.router", fault))) == [router]
+        "REMOVE", match=ROUTER_MATCH.replace("envoy.filters.http.router", fault))) == [
+        *PEER, router]
 
 
 def test_a_filter_that_would_break_the_router_is_skipped_and_said() -> None:
@@ -183,7 +188,7 @@ def test_a_filter_that_would_break_the_router_is_skipped_and_said() -> None:
     assert [p.split(":")[0] for p in problems] == ["EnvoyFilter default/late"]
     assert "not the router" in problems[0] and problems[0].endswith("skipped")
     # The other filter still applies.
-    assert http_filters(resources.of(LISTENER)[INBOUND])[0] == "envoy.filters.http.fault"
+    assert http_filters(resources.of(LISTENER)[INBOUND])[len(PEER)] == "envoy.filters.http.fault"
 
 
 def test_priority_orders_filters_and_a_proxy_version_regex_selects_them() -> None:
@@ -196,8 +201,8 @@ def test_priority_orders_filters_and_a_proxy_version_regex_selects_them() -> Non
     old = ROUTER_MATCH.replace("      match:\n", "      match:\n        proxy: "
                                "{proxyVersion: '^1\\.2[0-9].*'}\n")
     assert http_filters(sidecar_resources(bookinfo(filter_yaml(patch("INSERT_FIRST", old))),
-                                          PRODUCTPAGE).of(LISTENER)[INBOUND])[0] == \
-        "envoy.filters.http.router"
+                                          PRODUCTPAGE).of(LISTENER)[INBOUND]) == \
+        [*PEER, "envoy.filters.http.router"]
 
 
 CLUSTER_MATCH = """      match:
@@ -269,7 +274,7 @@ def test_network_filter_and_listener_merges_merge_the_typed_config() -> None:
     manager = managers(listener)[0]
     assert manager.server_name == "bookinfo"
     assert manager.stat_prefix == "inbound_9080"  # merged into, not replaced
-    assert [f.name for f in manager.http_filters] == ["envoy.filters.http.router"]
+    assert [f.name for f in manager.http_filters] == [*PEER, "envoy.filters.http.router"]
 
 
 def test_targetrefs_apply_to_the_gateway_deployed_for_that_gateway_only() -> None:

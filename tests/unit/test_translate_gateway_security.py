@@ -122,6 +122,11 @@ spec:
     assert "apps/web-by-label" in names(applicable_policies(mesh, web_gateway(mesh)))
 
 
+# Every gateway chain starts by naming the gateway to the sidecars it calls (peer labels)
+# and counting gRPC messages, for Istio's metrics.
+PEER = ["envoy.filters.http.header_mutation", "envoy.filters.http.grpc_stats"]
+
+
 def test_every_http_chain_authenticates_then_authorizes_then_routes() -> None:
     config = gateway_config(edge(), GATEWAY)
     assert config.problems == []
@@ -131,7 +136,7 @@ def test_every_http_chain_authenticates_then_authorizes_then_routes() -> None:
     assert len(chains) == 4
     for chain in chains:
         assert http_filter_names(chain) == [
-            "envoy.filters.http.jwt_authn", "envoy.filters.http.rbac.deny",
+            *PEER, "envoy.filters.http.jwt_authn", "envoy.filters.http.rbac.deny",
             "envoy.filters.http.rbac.allow", "envoy.filters.http.cors",
             "envoy.filters.http.fault", "heddle.alpn", "envoy.filters.http.router"]
 
@@ -162,7 +167,7 @@ def test_tcp_and_passthrough_chains_enforce_the_policies_on_the_connection() -> 
 def test_a_gateway_without_policies_has_no_authentication_or_authorization_filters() -> None:
     config = gateway_config(snapshot(SECRETS), GATEWAY)
     assert http_filter_names(listener(config, 80).filter_chains[0]) == [
-        "envoy.filters.http.cors", "envoy.filters.http.fault", "heddle.alpn",
+        *PEER, "envoy.filters.http.cors", "envoy.filters.http.fault", "heddle.alpn",
         "envoy.filters.http.router"]
 
 
@@ -180,7 +185,7 @@ spec:
     web = web_gateway(mesh)
     config = gateway_config(mesh, web)
     [chain] = config.resources.of(LISTENER)[f"{web.address}_8080"].filter_chains  # type: ignore[attr-defined]
-    assert http_filter_names(chain)[:2] == ["envoy.filters.http.jwt_authn",
+    assert http_filter_names(chain)[:4] == [*PEER, "envoy.filters.http.jwt_authn",
                                             "envoy.filters.http.rbac.deny"]
     assert "jwks|127.0.0.9|8080" in config.resources.of(CLUSTER)
     out = validate_bootstrap(sidecar_bootstrap(config.resources))

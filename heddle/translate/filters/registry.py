@@ -33,8 +33,11 @@ from heddle.translate.filters import (
     router,
 )
 from heddle.translate.filters.context import FilterBuilder, FilterContext
+from heddle.translate.metrics.wiring import peer_filters
 
 HTTP_FILTERS: tuple[tuple[str, FilterBuilder], ...] = (
+    # First, so that a request a later filter refuses is counted with its peer's labels.
+    ("peer_metadata", peer_filters),
     ("jwt_authn", jwt_authn.build),
     ("ext_authz", ext_authz.build),
     ("rbac", rbac.build),
