@@ -63,7 +63,9 @@ def register(commands: Commands) -> None:
                            help="With --prometheus: where it serves on 127.0.0.1.")
     up_parser.add_argument("--prometheus-scrape-interval", type=float,
                            default=DEFAULT_SCRAPE_INTERVAL, metavar="SECONDS",
-                           help="With --prometheus: how often it scrapes (Istio's add-on: 15).")
+                           help="With --prometheus: how often it scrapes (Istio's add-on: "
+                                "15). Keep it above Envoy's stats flush (5 s), when histograms "
+                                "change, or irate() of them shows nothing at times.")
     down_parser = command(commands, "down", down, "Stop the running mesh: drain and stop "
                           "every workload, then the control plane.")
     down_parser.add_argument("--timeout", type=float, default=30.0,
