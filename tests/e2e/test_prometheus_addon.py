@@ -4,6 +4,8 @@ metrics, following workloads as they come and go; gone with `heddle down`."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,7 @@ from heddle.testing.loopback import free_port
 from heddle.testing.prometheus import PrometheusApi, Target
 from heddle.testing.waiting import wait_for
 
-from .mesh_fixtures import HEDDLE, LocalMesh, mesh_copy, port_args, running_mesh
+from .mesh_fixtures import HEDDLE, LocalMesh, mesh_copy, port_args, processes_of, running_mesh
 
 try:
     find_binary()
@@ -108,3 +110,32 @@ def test_down_stops_prometheus_and_removes_its_data(tmp_path: Path) -> None:
         assert pid > 0
     # running_mesh checked that no process of the mesh (Prometheus included) is left.
     assert not data.parent.exists()
+
+
+def test_foreground_up_says_where_prometheus_is_and_ctrl_c_removes_its_data(
+        tmp_path: Path) -> None:
+    config_dir, _ = mesh_copy(tmp_path)
+    home = tmp_path / "home"
+    output = tmp_path / "up.log"
+    port = free_port()
+    with output.open("w") as out:
+        up = subprocess.Popen([HEDDLE, "up", str(config_dir), *port_args(), "--prometheus",
+                               "--prometheus-port", str(port)],
+                              env={**os.environ, "HEDDLE_HOME": str(home)},
+                              stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "Ctrl-C stops the mesh" in output.read_text(), 90, "the mesh ready")
+        assert f"Prometheus at http://127.0.0.1:{port}" in output.read_text()
+        wait_for(PrometheusApi(f"http://127.0.0.1:{port}").ready, 30, "Prometheus ready")
+        assert (home / "mesh" / "prometheus" / "data").is_dir()
+    finally:
+        up.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        try:
+            code = up.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            subprocess.run([HEDDLE, "down"], env={**os.environ, "HEDDLE_HOME": str(home)},
+                           timeout=60, check=False)
+            raise
+    assert code == 0, output.read_text()
+    assert processes_of(home) == [], "processes left behind by Ctrl-C"
+    assert not (home / "mesh" / "prometheus").exists()
