@@ -26,12 +26,13 @@ from heddle.agent.environment import application_env
 from heddle.agent.envoy_process import EnvoyProcess
 from heddle.agent.http import HttpError
 from heddle.agent.logrotate import FILES, MAX_BYTES, keep_rotated
-from heddle.agent.merged_metrics import AppMetrics, merged_metrics_handler
+from heddle.agent.merged_metrics import merged_metrics_handler
 from heddle.agent.sds import SdsServer, serve_sds
 from heddle.ca.identity import Identity
 from heddle.clock import Clock, LoopClock
 from heddle.model import ports
 from heddle.model.proxy import Proxy
+from heddle.model.scrape import AppMetrics
 from heddle.model.sockets import sds_socket_for
 from heddle.supervise import KUBELET_BACKOFF, Backoff, keep_running
 

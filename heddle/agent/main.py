@@ -85,8 +85,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     from heddle.agent.agent import Agent, AgentConfig
-    from heddle.agent.merged_metrics import AppMetrics
     from heddle.model.proxy import Proxy, ProxyType
+    from heddle.model.scrape import AppMetrics
 
     args = parser().parse_args(argv)
     configure_logging()

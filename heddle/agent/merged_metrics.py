@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from heddle.agent import http
 from heddle.model.metric_names import ENVOY_PREFIX
+from heddle.model.scrape import MERGED_PATH, AppMetrics
 
 log = logging.getLogger(__name__)
 
-PATH = "/stats/prometheus"
+PATH = MERGED_PATH
 ISTIO_PREFIX = "istio_"
-SCRAPE_ANNOTATIONS = {  # what Istio's injector writes on every pod, for Prometheus to find
-    "prometheus.io/scrape": "true", "prometheus.io/port": "15020",
-    "prometheus.io/path": PATH}
 
 
 def istio_names(envoy_text: str) -> str:
@@ -36,30 +33,6 @@ def istio_names(envoy_text: str) -> str:
             line = line[:7] + ISTIO_PREFIX + line[7 + len(ENVOY_PREFIX):]
         out.append(line)
     return "\n".join(out) + "\n" if out else ""
-
-
-@dataclass(frozen=True)
-class AppMetrics:
-    """Where the application serves its own metrics (its address, the annotated port/path)."""
-
-    address: str
-    port: int
-    path: str = "/metrics"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}:{self.port}/{self.path.lstrip('/')}"
-
-
-def app_metrics_of(annotations: dict[str, str], app_address: str) -> AppMetrics | None:
-    """Istio's reading of prometheus.io/* on a workload: scrape unless `scrape` is "false",
-    from `port` (required), at `path` (default /metrics)."""
-    if annotations.get("prometheus.io/scrape", "true").lower() == "false":
-        return None
-    port = annotations.get("prometheus.io/port", "")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        return None
-    return AppMetrics(app_address, int(port), annotations.get("prometheus.io/path") or "/metrics")
 
 
 Fetch = Callable[[str], Awaitable[str]]  # admin path -> body

@@ -37,6 +37,7 @@ from heddle.local.workloads import (
     low_port_offset,
 )
 from heddle.model.gateways import gateway_workloads
+from heddle.model.scrape import SCRAPE_ANNOTATIONS, app_metrics_of
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.from_config import workload_from_group
 from heddle.registry.model import Workload
@@ -127,6 +128,7 @@ class LocalMesh:
         self.tokens = TokenIssuer.load_or_create(self.ca_dir)
         self.readiness = Readiness()
         self.gateways: dict[str, tuple[Workload, str]] = {}  # key -> (workload, source)
+        self.annotations: dict[str, dict[str, str]] = {}  # key -> its entry's annotations
         self.low_port_offset = low_port_offset()
         self.prometheus = (PrometheusAddon(config.prometheus, config.home, config.debug_port)
                            if config.prometheus is not None else None)
@@ -186,12 +188,15 @@ class LocalMesh:
                 continue
             command = entry.metadata.annotations.get(COMMAND_ANNOTATION, "")
             wanted[f"{workload.name}.{workload.namespace}"] = (workload, command, "")
+            self.annotations[f"{workload.name}.{workload.namespace}"] = dict(
+                entry.metadata.annotations)
         for group in snapshot.of_kind("networking.istio.io", "WorkloadGroup"):
             annotations = group.metadata.annotations
             for i, address in enumerate(group_addresses(dict(annotations))):
                 instance = workload_from_group(group, f"{group.name}-{i + 1}", address)
                 wanted[f"{instance.name}.{instance.namespace}"] = (
                     instance, annotations.get(COMMAND_ANNOTATION, ""), group.name)
+                self.annotations[f"{instance.name}.{instance.namespace}"] = dict(annotations)
         return wanted
 
     async def _start_agent(self, key: str, workload: Workload, command: str,
@@ -205,6 +210,7 @@ class LocalMesh:
             command=command, restarts=self.exits.get(key, (0, None))[0],
             last_exit=self.exits.get(key, (0, None))[1],
             agent_log_from=_size(workdir / "agent.log"), app_log_from=_size(workdir / "app.log"))
+        state.prometheus = dict(SCRAPE_ANNOTATIONS)
         gateway = self.gateways.get(key)
         if gateway is not None:
             state.app_address, state.proxy_type, state.source = (
@@ -217,6 +223,12 @@ class LocalMesh:
                 "--cwd", str(self.app_cwd)]
         if group:
             args += ["--workload-group", group]
+        # The application's own metrics, merged into the sidecar's on 15020, as Istio's
+        # agent reads the pod's prometheus.io/* annotations.
+        app_metrics = app_metrics_of(self.annotations.get(key, {}), state.app_address)
+        if app_metrics is not None and gateway is None:
+            args += ["--app-metrics-port", str(app_metrics.port),
+                     "--app-metrics-path", app_metrics.path]
         if gateway is not None:
             args += ["--proxy-type", "router", "--low-port-offset", str(self.low_port_offset)]
         token_file = workdir / "join-token"

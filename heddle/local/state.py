@@ -36,6 +36,9 @@ class WorkloadState:
     # A gateway's server ports as URLs at its address, and what asked for it.
     listeners: list[str] = field(default_factory=list)
     source: str = ""
+    # Where Prometheus scrapes it (POD_IP:15020/stats/prometheus): the prometheus.io/*
+    # annotations Istio's injector writes on a pod.
+    prometheus: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

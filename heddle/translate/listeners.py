@@ -184,10 +184,8 @@ def _inbound_tcp(port: int, policy: Named, snapshot: MeshSnapshot, proxy: Proxy,
                  mtls: bool) -> list[listener_components_pb2.Filter]:
     tcp = tcp_proxy_pb2.TcpProxy(stat_prefix=f"inbound_{port}", cluster=inbound_cluster(port),
                                  access_log=[access_log()])
-    # Who the client is (by its certificate) before the policies, so a refused one counts.
-    peers = inbound_tcp(snapshot, proxy, port, mtls, tcp)
-    return [*(listener_components_pb2.Filter(name=n, typed_config=_pack(c))
-              for n, c in [*peers, *policy]),
+    inbound_tcp(snapshot, proxy, port, mtls, tcp)  # Istio's TCP metrics
+    return [*(listener_components_pb2.Filter(name=n, typed_config=_pack(c)) for n, c in policy),
             listener_components_pb2.Filter(name="envoy.filters.network.tcp_proxy",
                                            typed_config=_pack(tcp))]
 

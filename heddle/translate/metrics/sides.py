@@ -9,8 +9,9 @@ in for a missing value (a plain formatter would give "").
 from __future__ import annotations
 
 from heddle.model.proxy import Proxy
+from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import Service
-from heddle.translate.metrics.exchange import TCP_PEER_FIELDS, tcp_peer_key
+from heddle.translate.metrics.exchange import TCP_PEER_FIELDS, tcp_peer_label
 from heddle.translate.metrics.peer import (
     CLUSTER_ID,
     METADATA_NAMESPACE,
@@ -23,7 +24,6 @@ Labels = dict[str, str]
 
 _HOST = f"xds.upstream_host_metadata.filter_metadata.{METADATA_NAMESPACE}"
 _CLUSTER = f"xds.cluster_metadata.filter_metadata.{METADATA_NAMESPACE}"
-_RBAC = "metadata.filter_metadata['envoy.filters.network.rbac']"
 
 
 def literal(value: str) -> str:
@@ -96,16 +96,14 @@ def server_http_labels(proxy: Proxy, service: Service | None, mtls: bool) -> Lab
     return labels
 
 
-def server_tcp_labels(proxy: Proxy, service: Service | None, mtls: bool) -> Labels:
+def server_tcp_labels(snapshot: MeshSnapshot, proxy: Proxy, service: Service | None,
+                      mtls: bool) -> Labels:
     """An inbound TCP chain: over mutual TLS the source is the workload the control plane
-    knows by the client certificate's SAN (exchange.py's shadow RBAC rules name it)."""
+    knows by the client certificate's SAN (see exchange.tcp_peer_label)."""
     labels = {**_server_side(proxy, service, mtls), **_unknown_source()}
     if mtls:
         for field in TCP_PEER_FIELDS:
-            key = tcp_peer_key(field)
-            labels[f"source_{field}"] = (
-                f"%CEL('envoy.filters.network.rbac' in metadata.filter_metadata && "
-                f"'{key}' in {_RBAC} ? {_RBAC}['{key}'] : '{UNKNOWN}')%")
+            labels[f"source_{field}"] = tcp_peer_label(snapshot, field)
         labels["source_cluster"] = literal(CLUSTER_ID)
         labels["source_principal"] = "%DOWNSTREAM_PEER_URI_SAN%"
     return labels

@@ -10,17 +10,12 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
-from google.protobuf.message import Message
 
 from heddle.model.proxy import Proxy
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import Service
 from heddle.translate.filters.context import Direction, FilterContext, http_filter
-from heddle.translate.metrics.exchange import (
-    read_peer_headers,
-    send_peer_headers,
-    tcp_peer_filters,
-)
+from heddle.translate.metrics.exchange import read_peer_headers, send_peer_headers
 from heddle.translate.metrics.loggers import http_loggers, tcp_loggers
 from heddle.translate.metrics.overrides import NO_OVERRIDES, MetricOverrides
 from heddle.translate.metrics.sides import (
@@ -79,13 +74,16 @@ def count_tunnels(manager: hcm.HttpConnectionManager) -> None:
 
 def inbound_tcp(snapshot: MeshSnapshot, proxy: Proxy, port: int, mtls: bool,
                 tcp: tcp_proxy_pb2.TcpProxy,
-                overrides: MetricOverrides = NO_OVERRIDES) -> list[tuple[str, Message]]:
-    """Counts an inbound TCP proxy's connections; returns the network filters that must go
-    before it (the client's labels by its SAN, over mutual TLS)."""
+                overrides: MetricOverrides = NO_OVERRIDES) -> None:
+    """Counts an inbound TCP proxy's connections. Over mutual TLS the upstream connects once
+    the client's handshake is done: the opening is counted knowing who the client is."""
     tcp.access_log.extend(tcp_loggers(server_tcp_labels(
-        proxy, port_service(snapshot, proxy, port), mtls), "destination", overrides))
+        snapshot, proxy, port_service(snapshot, proxy, port), mtls), "destination", overrides))
     tcp.access_log_options.flush_access_log_on_connected = True
-    return tcp_peer_filters(snapshot) if mtls else []
+    if mtls:
+        tcp.upstream_connect_mode = tcp_proxy_pb2.ON_DOWNSTREAM_TLS_HANDSHAKE
+        # Envoy asks how much the client may send before then: nothing is read until then.
+        tcp.max_early_data_bytes.value = 0
 
 
 def gateway_tcp(proxy: Proxy, tcp: tcp_proxy_pb2.TcpProxy,
