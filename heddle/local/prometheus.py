@@ -95,7 +95,8 @@ class PrometheusAddon:
         """The control plane and these workloads' proxies, as pods; written (atomically, as
         Prometheus may read it at any time) only when they changed."""
         pods: list[Pod] = [control_plane_pod(self.debug_port)]
-        pods += [sidecar_pod(w.namespace, w.name, w.address, w.labels) for w in workloads]
+        pods += [sidecar_pod(w.namespace, w.name, w.address, w.labels, w.prometheus)
+                 for w in workloads]
         text = json.dumps(file_sd(pods, self.node), indent=1)
         if text == self._targets:
             return

@@ -12,14 +12,13 @@ expect (`namespace`, `pod`, `app`, `version`, ...). Pure: no I/O, no clock.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from heddle.model.scrape import SCRAPE_ANNOTATIONS
+
 TARGETS_FILE = "pods.json"
-# What Istio's sidecar injector annotates every pod with: scrape the merged metrics.
-MERGED_METRICS_PORT = 15020
-MERGED_METRICS_PATH = "/stats/prometheus"
 CONTROL_PLANE_NAMESPACE = "istio-system"
 CONTROL_PLANE_POD = "istiod"
 # istiod's Deployment labels its pods so; the pilot dashboard selects app="istiod".
@@ -34,13 +33,14 @@ class Pod:
     name: str
     ip: str
     labels: tuple[tuple[str, str], ...]
-    metrics_port: int
-    metrics_path: str = "/metrics"
+    annotations: tuple[tuple[str, str], ...]  # prometheus.io/* say where it is scraped
 
 
-def sidecar_pod(namespace: str, name: str, ip: str, labels: dict[str, str]) -> Pod:
-    """A workload (or gateway) pod as Istio's injector leaves it: its merged metrics on
-    15020 and the labels the injector adds (canonical service and revision, TLS mode)."""
+def sidecar_pod(namespace: str, name: str, ip: str, labels: Mapping[str, str],
+                annotations: Mapping[str, str] | None = None) -> Pod:
+    """A workload (or gateway) pod as Istio's injector leaves it: annotated to be scraped
+    on its merged metrics (15020, unless `annotations` say otherwise) and with the labels
+    the injector adds (canonical service and revision, TLS mode)."""
     injected = {
         "security.istio.io/tlsMode": "istio",
         "service.istio.io/canonical-name": labels.get(
@@ -49,13 +49,15 @@ def sidecar_pod(namespace: str, name: str, ip: str, labels: dict[str, str]) -> P
             "service.istio.io/canonical-revision", labels.get("version", "latest")),
     }
     return Pod(namespace, name, ip, tuple(sorted({**injected, **labels}.items())),
-               MERGED_METRICS_PORT, MERGED_METRICS_PATH)
+               tuple(sorted((annotations or SCRAPE_ANNOTATIONS).items())))
 
 
 def control_plane_pod(debug_port: int) -> Pod:
-    """The control plane as istiod's pod: annotated to be scraped on its debug port."""
+    """The control plane as istiod's pod: annotated, as istiod's Deployment annotates it, to
+    be scraped on its debug port (at the default path, /metrics)."""
     return Pod(CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_POD, "127.0.0.1",
-               tuple(sorted(CONTROL_PLANE_LABELS.items())), debug_port)
+               tuple(sorted(CONTROL_PLANE_LABELS.items())),
+               (("prometheus.io/port", str(debug_port)), ("prometheus.io/scrape", "true")))
 
 
 _NOT_IN_A_LABEL_NAME = re.compile(r"[^a-zA-Z0-9_]")
@@ -76,10 +78,10 @@ def file_sd_entry(pod: Pod, node: str) -> dict[str, Any]:
         "__meta_kubernetes_pod_phase": "Running",
         "__meta_kubernetes_pod_ready": "true",
         "__meta_kubernetes_pod_node_name": node,
-        "__meta_kubernetes_pod_annotation_prometheus_io_scrape": "true",
-        "__meta_kubernetes_pod_annotation_prometheus_io_port": str(pod.metrics_port),
-        "__meta_kubernetes_pod_annotation_prometheus_io_path": pod.metrics_path,
     }
+    for key, value in pod.annotations:
+        labels[f"__meta_kubernetes_pod_annotation_{meta_name(key)}"] = value
+        labels[f"__meta_kubernetes_pod_annotationpresent_{meta_name(key)}"] = "true"
     for key, value in pod.labels:
         labels[f"__meta_kubernetes_pod_label_{meta_name(key)}"] = value
         labels[f"__meta_kubernetes_pod_labelpresent_{meta_name(key)}"] = "true"

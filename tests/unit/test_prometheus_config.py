@@ -41,6 +41,16 @@ def test_a_sidecar_pod_is_annotated_for_its_merged_metrics_as_the_injector_does(
     assert labels["__meta_kubernetes_pod_label_security_istio_io_tlsMode"] == "istio"
 
 
+def test_the_pods_annotations_say_where_it_is_scraped() -> None:
+    pod = sidecar_pod("default", "web", "127.0.0.9", {"app": "web"},
+                      {"prometheus.io/scrape": "false", "prometheus.io/port": "9100"})
+    [entry] = file_sd([pod], node="n")
+    assert entry["labels"]["__meta_kubernetes_pod_annotation_prometheus_io_scrape"] == "false"
+    assert entry["labels"]["__meta_kubernetes_pod_annotation_prometheus_io_port"] == "9100"
+    assert entry["labels"]["__meta_kubernetes_pod_annotationpresent_prometheus_io_port"] == (
+        "true")
+
+
 def test_canonical_names_fall_back_to_the_workload_name_and_latest() -> None:
     [entry] = file_sd([sidecar_pod("shop", "cart", "127.0.0.9", {})], node="n")
     assert entry["labels"]["__meta_kubernetes_pod_label_service_istio_io_canonical_name"] == "cart"
@@ -54,7 +64,7 @@ def test_the_control_plane_is_istiods_pod_scraped_on_its_debug_port() -> None:
     assert labels["__meta_kubernetes_namespace"] == "istio-system"
     assert labels["__meta_kubernetes_pod_label_app"] == "istiod"
     assert labels["__meta_kubernetes_pod_annotation_prometheus_io_port"] == "15014"
-    assert labels["__meta_kubernetes_pod_annotation_prometheus_io_path"] == "/metrics"
+    assert "__meta_kubernetes_pod_annotation_prometheus_io_path" not in labels  # /metrics
 
 
 def test_label_keys_become_meta_label_names_as_kubernetes_discovery_writes_them() -> None:
