@@ -37,6 +37,7 @@ from heddle.config.source import ConfigSource
 from heddle.config.store import ConfigStore
 from heddle.heap import settle
 from heddle.local.narration import EVENTS_LOGGER
+from heddle.local.prometheus import PrometheusOptions
 from heddle.local.runtime import LocalMesh, LocalMeshConfig, heddle_command
 from heddle.model.mesh_config import MeshConfig
 from heddle.model.proxy import ProxyType
@@ -433,12 +434,13 @@ def api_token(path: Path) -> Path:
 
 def local_mesh(options: MeshOptions, home: Path, delta: bool = False,
                narrate: bool = False, restart_delay: float = 10.0,
-               log_max_bytes: int = 10 * 1024 * 1024) -> LocalMesh:
+               log_max_bytes: int = 10 * 1024 * 1024,
+               prometheus: PrometheusOptions | None = None) -> LocalMesh:
     """`heddle up`: the supervisor, which starts the control plane built from `options`
     (with the CA, the applied state and the API token in the mesh home) as its own
     process, reading them from one file. `narrate`: tell what happens (foreground);
     `restart_delay` and `log_max_bytes` reach every agent: the first wait before
-    restarting an application, and where logs rotate."""
+    restarting an application, and where logs rotate. `prometheus`: run the add-on."""
     options = dataclasses.replace(options, ca_dir=home / "ca", applied_dir=home / "applied",
                                   rate_limit_dir=home / "ratelimit",
                                   api_token_file=api_token(home / "api-token"))
@@ -448,6 +450,6 @@ def local_mesh(options: MeshOptions, home: Path, delta: bool = False,
         xds_port=options.xds_port, debug_port=options.debug_port,
         delta=delta, ca_port=options.secure_port, cert_lifetime=options.cert_lifetime,
         join_port=options.join_port, ca_dir=home / "ca", narrate=narrate,
-        restart_delay=restart_delay, log_max_bytes=log_max_bytes,
+        restart_delay=restart_delay, log_max_bytes=log_max_bytes, prometheus=prometheus,
         control_plane_command=(*heddle_command(), "control-plane", "--options-file",
                                str(options_file))))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import time
@@ -80,6 +81,16 @@ def http_get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int
 def http_post(host: str, port: int, path: str, body: str, headers: dict[str, str],
               timeout: float = 10.0) -> tuple[int, bytes]:
     return http_request("POST", host, port, path, body.encode(), headers, timeout)
+
+
+def prometheus_ready(state: MeshState, timeout: float = 1.0) -> bool:
+    """Whether the mesh runs no Prometheus add-on or it answers ready."""
+    if not state.prometheus_port:
+        return True
+    try:
+        return http_get("127.0.0.1", state.prometheus_port, "/-/ready", timeout)[0] == 200
+    except OSError:
+        return False
 
 
 def workload_ready(workload: WorkloadState, timeout: float = 1.0) -> bool:
@@ -189,6 +200,9 @@ def start_failure(home: Path, state: MeshState | None) -> Failure | None:
     if state.control_plane_starts > 1:
         return Failure("the control plane exited and is being restarted",
                        ((home / "logs" / "control-plane.log", state.control_plane_log_from),))
+    if state.prometheus_starts > 1:
+        return Failure("Prometheus exited and is being restarted",
+                       ((home / "logs" / "prometheus.log", state.prometheus_log_from),))
     for key, why in sorted(state.refused.items()):
         return Failure(f"{key} was not started: {why}", ())
     for key in sorted(state.workloads):
@@ -216,7 +230,7 @@ def workload_pids(workload: WorkloadState) -> list[int]:
 def mesh_pids(state: MeshState) -> list[int]:
     """Every process the mesh's state names: supervisor, control plane, agents, their
     Envoys and applications."""
-    pids = [state.supervisor_pid, state.control_plane_pid]
+    pids = [state.supervisor_pid, state.control_plane_pid, state.prometheus_pid]
     for workload in state.workloads.values():
         pids += workload_pids(workload)
     return list(dict.fromkeys(p for p in pids if p > 0))
@@ -301,7 +315,7 @@ def stop(home: Path, state: MeshState, timeout: float) -> list[int]:
     states = [state, *([latest] if latest is not None else [])]
     pids = list(dict.fromkeys(p for s in states for p in mesh_pids(s)))
     # Each agent stops its own Envoy and application; those of a dead agent are asked.
-    rest = [s.control_plane_pid for s in states]
+    rest = [p for s in states for p in (s.control_plane_pid, s.prometheus_pid)]
     for workload in {w.workdir: w for s in states for w in s.workloads.values()}.values():
         own = workload_pids(workload)
         rest += own[:1] if pid_alive(workload.agent_pid) else own
@@ -324,6 +338,8 @@ def stop(home: Path, state: MeshState, timeout: float) -> list[int]:
 
     for workdir in {w.workdir for s in states for w in s.workloads.values()}:
         sds_socket_for(Path(workdir)).unlink(missing_ok=True)
+    if any(s.prometheus_port for s in states):  # its metrics end with the mesh
+        shutil.rmtree(home / "prometheus", ignore_errors=True)
     (home / "state.json").unlink(missing_ok=True)
     from heddle.local import claims
 

@@ -25,6 +25,7 @@ from heddle.config.directory import DirectorySource
 from heddle.config.store import ConfigStore
 from heddle.local import claims
 from heddle.local.narration import Readiness, follow
+from heddle.local.prometheus import PrometheusAddon, PrometheusOptions
 from heddle.local.state import MeshState, WorkloadState
 from heddle.local.workloads import (
     ADDRESSES_ANNOTATION,
@@ -69,6 +70,7 @@ class LocalMeshConfig:
     narrate: bool = False
     restart_delay: float = 10.0  # before an application's first restart (s), then doubling
     log_max_bytes: int = 10 * 1024 * 1024  # each workload's logs rotate past this size
+    prometheus: PrometheusOptions | None = None  # `--prometheus`: run the add-on
 
 
 def heddle_command() -> list[str]:
@@ -111,6 +113,7 @@ class LocalMesh:
         self.app_cwd = config.config_dir if config.config_dir.is_dir() else (
             config.config_dir.parent)
         self.control_plane: asyncio.subprocess.Process | None = None
+        self.prometheus_process: asyncio.subprocess.Process | None = None
         self.agents: dict[str, tuple[asyncio.subprocess.Process, WorkloadState]] = {}
         self.exits: dict[str, tuple[int, int | None]] = {}  # key -> (agent exits, last status)
         self.owner = str(config.home.resolve().parent)  # the HEDDLE_HOME, as claims name it
@@ -127,6 +130,10 @@ class LocalMesh:
         self.gateways: dict[str, tuple[Workload, str]] = {}  # key -> (workload, source)
         self.annotations: dict[str, dict[str, str]] = {}  # key -> its entry's annotations
         self.low_port_offset = low_port_offset()
+        self.prometheus = (PrometheusAddon(config.prometheus, config.home, config.debug_port)
+                           if config.prometheus is not None else None)
+        if config.prometheus is not None:
+            self.state.prometheus_port = config.prometheus.port
 
     def _log(self, name: str) -> int:
         path = self.config.home / "logs" / name
@@ -288,6 +295,8 @@ class LocalMesh:
         self._gateway_listeners()
         self.refused = {k: why for k, why in self.refused.items() if k in wanted}
         self.state.workloads = {k: s for k, (_, s) in self.agents.items()}
+        if self.prometheus is not None:
+            self.prometheus.update_targets(self.state.workloads.values())
         self.state.refused = dict(sorted(self.refused.items()))
         self.state.started = True
         self.state.save(self.config.home)
@@ -344,7 +353,8 @@ class LocalMesh:
         claim = claims.Claim(
             self.owner, self.state.config_dir, os.getpid(),
             (self.config.xds_port, self.config.ca_port, self.config.join_port,
-             self.config.debug_port),
+             self.config.debug_port,
+             *((self.config.prometheus.port,) if self.config.prometheus else ())),
             tuple(sorted({s.address for _, s in self.agents.values()})))
         if claim != self._claimed:
             with claims.locked():
@@ -378,6 +388,33 @@ class LocalMesh:
         if self.control_plane is not None:
             await _terminate(self.control_plane)
 
+    def _run_prometheus(self, stop: asyncio.Event) -> asyncio.Task[None] | None:
+        """Start the Prometheus add-on (if asked for) and keep it running until `stop`."""
+        addon = self.prometheus
+        if addon is None:
+            return None
+        addon.write_config()
+        self.state.prometheus_log_from = _size(addon.log)
+
+        async def start() -> asyncio.subprocess.Process:
+            self.prometheus_process = await addon.start()
+            self.state.prometheus_pid = self.prometheus_process.pid
+            self.state.prometheus_starts += 1
+            self.state.save(self.config.home)
+            return self.prometheus_process
+
+        if self.config.narrate:
+            log.info("Prometheus at %s, scraping the control plane and every proxy (its log: "
+                     "%s)", addon.options.url, addon.log)
+        return asyncio.create_task(keep_running(start, stop, "Prometheus", max_backoff=5.0))
+
+    async def _stop_prometheus(self, keeper: asyncio.Task[None]) -> None:
+        await keeper
+        if self.prometheus_process is not None:
+            await _terminate(self.prometheus_process)
+        if self.prometheus is not None:
+            self.prometheus.remove_files()
+
     async def _reconcile_logged(self) -> None:
         """Reconcile; a failure is logged and retried at the next change or tick, so the
         supervisor outlives anything one edit can cause."""
@@ -395,6 +432,7 @@ class LocalMesh:
         self.state.save(self.config.home)
         control_plane = asyncio.create_task(
             keep_running(self._start_control_plane, stop, "control plane", max_backoff=5.0))
+        prometheus = self._run_prometheus(stop)
         events = self.store.subscribe()
         watchers = [asyncio.create_task(self.source.watch(stop))]
         if self.applied is not None:
@@ -430,7 +468,8 @@ class LocalMesh:
             # Workloads and the control plane stop side by side: the proxies need no
             # configuration while they drain.
             await asyncio.gather(*(_terminate(p) for p, _ in self.agents.values()),
-                                 self._stop_control_plane(control_plane))
+                                 self._stop_control_plane(control_plane),
+                                 *([self._stop_prometheus(prometheus)] if prometheus else []))
             self.agents.clear()
             await asyncio.gather(*watchers)
             (self.config.home / "state.json").unlink(missing_ok=True)

@@ -55,6 +55,14 @@ class MeshState:
     started: bool = False  # every workload the configuration declared has been started once
     workloads: dict[str, WorkloadState] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # workload -> why it was not started
+    prometheus_port: int = 0  # `--prometheus`: where the add-on serves (0: not running one)
+    prometheus_pid: int = 0
+    prometheus_starts: int = 0
+    prometheus_log_from: int = 0
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}" if self.prometheus_port else ""
 
     @property
     def debug_url(self) -> str:

@@ -66,6 +66,9 @@ def test_a_file_that_is_not_yaml_is_refused(tmp_path: Path) -> None:
     (["--xds-port", "70000"], ["--xds-port 70000", "between 1 and 65535"]),
     (["--xds-port", "15014"], ["must all differ"]),
     (["--timeout", "0"], ["--timeout 0", "more than 0"]),
+    (["--prometheus", "--prometheus-port", "15014"], ["--prometheus-port", "must all differ"]),
+    (["--prometheus", "--prometheus-scrape-interval", "0"],
+     ["--prometheus-scrape-interval 0", "more than 0"]),
 ])
 def test_bad_flags_are_one_line(tmp_path: Path, args: list[str], words: list[str]) -> None:
     assert_refused(up(tmp_path / "home", str(ROOT / "examples" / "hello"), *args),
