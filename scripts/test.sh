@@ -8,6 +8,7 @@ bash scripts/setup.sh
 # examples/nginx-cutover and what converted Ingresses are compared with (it is in /usr/sbin,
 # which not every user's PATH has). redis-server backs the rate-limit service's shared counters:
 # the tests start their own instances on free loopback ports, never the system service.
+# chromium (headless, driven by playwright) is the browser the dashboard test loads its page in.
 # Installed with no service started: Debian's nginx package would start one on port 80,
 # where the tests' gateways listen (policy-rc.d answering 101 is Debian's way to say so).
 apt_install() {
@@ -19,7 +20,7 @@ apt_install() {
   if [ -n "$added" ]; then rm -f "$policy"; fi
   return "$status"
 }
-for tool in curl openssl nginx redis-server; do
+for tool in curl openssl nginx redis-server chromium; do
   if ! command -v "$tool" >/dev/null && [ ! -x "/usr/sbin/$tool" ]; then
     if [ "$(id -u)" = 0 ]; then
       apt_install "$tool"

@@ -17,7 +17,7 @@ function fmt(value, digits) {
 
 function edgeLabel(e) {
   const p99 = e.p99Ms === null ? "–" : fmt(e.p99Ms, 0) + " ms";
-  return (e.mtls ? "🔒 " : "") + fmt(e.rps, 1) + " rps · " + fmt(e.errorRate * 100, 0) +
+  return (e.mtls ? "mTLS · " : "") + fmt(e.rps, 1) + " rps · " + fmt(e.errorRate * 100, 0) +
     "% err · p99 " + p99;
 }
 
@@ -94,9 +94,12 @@ function updateGraph(graph) {
     return `<tr data-edge="${e.source}->${e.target}"><td>${source} → ${target}</td>` +
       `<td class="rps">${fmt(e.rps, 2)}</td><td>${fmt(e.errorRate * 100, 1)}%</td>` +
       `<td>${e.p99Ms === null ? "–" : fmt(e.p99Ms, 0)}</td><td class="total">${e.total}</td>` +
-      `<td>${e.mtls ? "🔒" : ""}${e.denied ? " denied" : ""}</td></tr>`;
+      `<td>${e.mtls ? "mTLS" : "plaintext"}${e.denied ? " · denied" : ""}</td></tr>`;
   });
   document.querySelector("#traffic tbody").innerHTML = rows.join("");
+  const failures = Object.entries(graph.scrapeFailures || {});
+  document.getElementById("scrape-failures").innerHTML = failures.map(([proxy, why]) =>
+    `<li>${escapeHtml(proxy.split("~")[2] || proxy)}: ${escapeHtml(why)}</li>`).join("");
   const total = graph.edges.reduce((sum, e) => sum + e.rps, 0);
   document.getElementById("summary").textContent =
     `${graph.nodes.length} nodes · ${graph.edges.length} edges · ` +
