@@ -35,6 +35,7 @@ from heddle.config.events import ChangeType, StoreEvent
 from heddle.config.problems import ConfigProblems
 from heddle.config.source import ConfigSource
 from heddle.config.store import ConfigStore
+from heddle.dashboard.app import dashboard_app
 from heddle.heap import settle
 from heddle.local.narration import EVENTS_LOGGER
 from heddle.local.prometheus import PrometheusOptions
@@ -303,6 +304,7 @@ class ControlPlane:
                 options.secure_address, options.join_address)
             self._secure = listening.server
         app = debug_app(self.xds, self.snapshot, self.diagnostics, self.problems)
+        app.add_subapp("/dashboard/", dashboard_app(self.xds, self.snapshot, self.problems))
         if self.applied is not None and options.api_token_file is not None:
             add_apply_api(app, self.applied, options.api_token_file.read_text().strip())
         self._runner = web.AppRunner(app, access_log=None)

@@ -10,6 +10,7 @@ bash scripts/setup.sh
 # the tests start their own instances on free loopback ports, never the system service.
 # Debian's prometheus is `heddle up --prometheus`'s add-on, which the tests run on free ports
 # (its package would otherwise start a service on 9090).
+# chromium (headless, driven by playwright) is the browser the dashboard test loads its page in.
 # Installed with no service started: Debian's nginx package would start one on port 80,
 # where the tests' gateways listen (policy-rc.d answering 101 is Debian's way to say so).
 apt_install() {
@@ -21,7 +22,7 @@ apt_install() {
   if [ -n "$added" ]; then rm -f "$policy"; fi
   return "$status"
 }
-for tool in curl openssl nginx redis-server prometheus; do
+for tool in curl openssl nginx redis-server prometheus chromium; do
   if ! command -v "$tool" >/dev/null && [ ! -x "/usr/sbin/$tool" ]; then
     if [ "$(id -u)" = 0 ]; then
       apt_install "$tool"
