@@ -23,8 +23,8 @@ from heddle.cli.common import (
     running_state,
 )
 from heddle.local import control
-from heddle.local.prometheus import DEFAULT_PORT as DEFAULT_PROMETHEUS_PORT
-from heddle.local.prometheus import DEFAULT_SCRAPE_INTERVAL
+from heddle.local.prometheus_config import DEFAULT_PORT as DEFAULT_PROMETHEUS_PORT
+from heddle.local.prometheus_config import DEFAULT_SCRAPE_INTERVAL
 from heddle.local.state import MeshState, WorkloadState, heddle_home, pid_alive
 
 if TYPE_CHECKING:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from heddle.local.prometheus_config import (
+    DEFAULT_PORT,
+    DEFAULT_SCRAPE_INTERVAL,
     TARGETS_FILE,
     Pod,
     control_plane_pod,
@@ -27,8 +29,6 @@ from heddle.local.prometheus_config import (
 )
 from heddle.local.state import WorkloadState
 
-DEFAULT_PORT = 9090
-DEFAULT_SCRAPE_INTERVAL = 15.0  # Istio's add-on's
 DEBIAN_BINARY = "/usr/bin/prometheus"
 
 

@@ -18,6 +18,10 @@ from typing import Any
 
 from heddle.model.scrape import SCRAPE_ANNOTATIONS
 
+# Here, not beside the process, so that `heddle up`'s flags need not load asyncio.
+DEFAULT_PORT = 9090
+DEFAULT_SCRAPE_INTERVAL = 15.0  # Istio's add-on's
+
 TARGETS_FILE = "pods.json"
 CONTROL_PLANE_NAMESPACE = "istio-system"
 CONTROL_PLANE_POD = "istiod"

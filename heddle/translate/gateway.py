@@ -65,6 +65,7 @@ from heddle.translate.filters.registry import http_filters
 from heddle.translate.gateway_tls import CredentialProblem, credential_secrets, server_tls
 from heddle.translate.jwt import jwks_clusters
 from heddle.translate.listeners import websocket_upgrade
+from heddle.translate.metrics.telemetry_overrides import metric_overrides
 from heddle.translate.metrics.wiring import gateway_tcp, outbound_http_loggers
 from heddle.translate.path_normalization import apply_path_normalization
 from heddle.translate.rate_limits import rate_limit_clusters
@@ -292,7 +293,8 @@ def _manager(snapshot: MeshSnapshot, proxy: Proxy, route_name: str,
         # policy lands in the access log, as on sidecars), route filters, the router.
         http_filters=http_filters(FilterContext(snapshot, proxy, Direction.GATEWAY, port)),
         access_log=[*access_logs(snapshot, proxy, CLIENT),
-                    *outbound_http_loggers(proxy, tunnels=False)],
+                    *outbound_http_loggers(proxy, metric_overrides(snapshot, proxy),
+                                          tunnels=False)],
         upgrade_configs=websocket_upgrade(),
         # The gateway is the edge: the client's address is the peer's, as in Istio.
         use_remote_address=wrappers_pb2.BoolValue(value=True))
@@ -308,7 +310,7 @@ def _tcp_proxy(snapshot: MeshSnapshot, gateway: Proxy, namespace: str,
     then the TCP proxy to the destinations."""
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix,
                                    access_log=access_logs(snapshot, gateway, CLIENT))
-    gateway_tcp(gateway, proxy)
+    gateway_tcp(gateway, proxy, metric_overrides(snapshot, gateway))
     clusters = [(destination_cluster(snapshot, namespace, d.destination, port), d.weight or 0)
                 for d in destinations]
     if len(clusters) == 1:

@@ -43,6 +43,7 @@ from heddle.translate.clusters import inbound_cluster_resource
 from heddle.translate.filters.context import Direction, FilterContext
 from heddle.translate.filters.registry import http_filters
 from heddle.translate.jwt import jwks_clusters
+from heddle.translate.metrics.telemetry_overrides import metric_overrides
 from heddle.translate.metrics.wiring import (
     count_tunnels,
     inbound_http_loggers,
@@ -101,7 +102,8 @@ def outbound_listener(snapshot: MeshSnapshot, proxy: Proxy) -> listener_pb2.List
         # CORS and fault act only where a route carries their config (VirtualService corsPolicy,
         # fault); the forward proxy filter only on routes to the passthrough cluster.
         http_filters=http_filters(FilterContext(snapshot, proxy, Direction.OUTBOUND)),
-        access_log=[*access_logs(snapshot, proxy, CLIENT), *outbound_http_loggers(proxy)],
+        access_log=[*access_logs(snapshot, proxy, CLIENT), *outbound_http_loggers(
+            proxy, metric_overrides(snapshot, proxy))],
         # Absolute-form requests (GET http://frontend:8080/) arrive from HTTP proxy clients.
         http_protocol_options={"allow_absolute_url": {"value": True}},
         # CONNECT tunnels carry TCP (and TLS) to services through the same proxy.
@@ -157,7 +159,8 @@ def _inbound_tcp(port: int, policy: Named, snapshot: MeshSnapshot, proxy: Proxy,
                  ) -> list[listener_components_pb2.Filter]:
     tcp = tcp_proxy_pb2.TcpProxy(stat_prefix=f"inbound_{port}", cluster=inbound_cluster(port),
                                  access_log=logs)
-    inbound_tcp(snapshot, proxy, port, mtls, tcp)  # Istio's TCP metrics
+    inbound_tcp(snapshot, proxy, port, mtls, tcp,  # Istio's TCP metrics
+                metric_overrides(snapshot, proxy))
     return [*(listener_components_pb2.Filter(name=n, typed_config=_pack(c)) for n, c in policy),
             listener_components_pb2.Filter(name="envoy.filters.network.tcp_proxy",
                                            typed_config=_pack(tcp))]
@@ -262,7 +265,9 @@ def _inbound_listener(snapshot: MeshSnapshot, proxy: Proxy, number: int, port: S
             chain.transport_socket.CopyFrom(inbound_mutual_socket())
         chain.filters.extend(
             [_inbound_http(number, http_chain, snapshot.mesh_config, mtls=mtls, limits=limits,
-                           logs=logs, metrics=inbound_http_loggers(snapshot, proxy, number, mtls))]
+                           logs=logs, metrics=inbound_http_loggers(
+                               snapshot, proxy, number, mtls,
+                               metric_overrides(snapshot, proxy)))]
             if as_http
             else _inbound_tcp(number, policy, snapshot, proxy, mtls, logs))
 
