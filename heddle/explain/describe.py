@@ -20,7 +20,7 @@ from heddle.explain.subjects import (
     services_of,
 )
 from heddle.model.destination_rules import destination_rule
-from heddle.model.rate_limits import for_service
+from heddle.model.rate_limits import Condition, for_service
 from heddle.model.scope import ROOT_NAMESPACE, sidecar_for
 from heddle.model.selectors import matches
 from heddle.model.snapshot import MeshSnapshot
@@ -147,6 +147,13 @@ def _destination_rule_lines(snapshot: MeshSnapshot, service: Service,
     return lines
 
 
+def _condition(condition: Condition) -> str:
+    """`header x-user distinct`, `path prefix /api` (a path or method has no name)."""
+    named = condition.name if condition.name[:1] not in ("", ":") else ""
+    return " ".join(part for part in (condition.source.value, named, condition.kind.value,
+                                      condition.value) if part)
+
+
 def _rate_limit_lines(snapshot: MeshSnapshot, service: Service) -> list[str]:
     attached = for_service(rate_limit_policies(snapshot), service.namespace, service.name,
                            service.name)
@@ -155,9 +162,7 @@ def _rate_limit_lines(snapshot: MeshSnapshot, service: Service) -> list[str]:
         lines.append(f"{policy.key.kind} {policy.key.namespace}/{policy.key.name} "
                      f"({policy.mode.value})")
         for rule in policy.rules:
-            when = ", ".join(f"{c.source.value}{' ' + c.name if c.name else ''} "
-                             f"{c.kind.value}{' ' + c.value if c.value else ''}"
-                             for c in rule.conditions) or "every request"
+            when = ", ".join(_condition(c) for c in rule.conditions) or "every request"
             lines.append(f"  rule {rule.index}: {rule.requests} per {rule.unit.lower()} "
                          f"when {when}{' (shadow mode)' if rule.shadow else ''}")
     return lines
