@@ -10,9 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from heddle.cli.common import CliError, Commands, command, echo, mesh_home, require_state
+from heddle.explain.endpoint_state import host_states
+from heddle.explain.endpoint_state import summary as endpoint_summary
 from heddle.explain.log_lines import last_failure
 from heddle.explain.page import render
 from heddle.local import control
+from heddle.model import ports
+
+# Flags after which the hosts' health in the caller's Envoy tells the rest of the story.
+_UPSTREAM_FLAGS = {"UH", "UF", "URX", "UO", "UC", "UR"}
 
 
 def register(commands: Commands) -> None:
@@ -106,6 +112,36 @@ def describe(args: argparse.Namespace) -> None:
     _show(page, args.output)
 
 
+def _with_endpoint_state(page: dict[str, Any], question: dict[str, Any]) -> None:
+    """For an upstream failure of a running mesh's workload: what its Envoy knows of the
+    cluster's hosts now (an outlier-ejected host shows only there)."""
+    facts = page.get("facts", {})
+    if not _UPSTREAM_FLAGS & set(facts.get("flags", [])):
+        return
+    entry = question.get("entry", {})
+    clusters = [*facts.get("clusters", []),
+                *([entry["upstream_cluster"]] if entry.get("upstream_cluster", "-") != "-"
+                  else [])]
+    workload = require_state().workload(f"{question['workload']}.{question['namespace']}")
+    if not clusters or workload is None:
+        return
+    try:
+        code, body = control.http_get(workload.address, ports.ADMIN,
+                                      "/clusters?format=json", timeout=5.0)
+        dump = json.loads(body) if code == 200 else {}
+    except (OSError, ValueError):
+        return
+    lines = []
+    for cluster in dict.fromkeys(clusters):
+        states = host_states(dump, cluster)
+        lines += [f"{cluster} {address}: {state}" for address, state in states]
+        verdict = endpoint_summary(cluster, states)
+        if verdict:
+            page["summary"] = "; ".join(p for p in (page.get("summary"), verdict) if p)
+    page.setdefault("sections", []).append(
+        {"title": f"Endpoint state in {workload.name}'s Envoy now", "lines": lines})
+
+
 def _headers(values: list[str]) -> dict[str, str]:
     found = {}
     for value in values:
@@ -167,4 +203,6 @@ def explain(args: argparse.Namespace) -> None:
             raise CliError(f"the control plane is not answering on 127.0.0.1:"
                            f"{state.debug_port} (see `heddle status`)") from None
         page = _answer(code, body, state.debug_port)
+        if "entry" in question:
+            _with_endpoint_state(page, question)
     _show(page, args.output)
