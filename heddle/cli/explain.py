@@ -136,8 +136,9 @@ def _with_endpoint_state(page: dict[str, Any], question: dict[str, Any]) -> None
         states = host_states(dump, cluster)
         lines += [f"{cluster} {address}: {state}" for address, state in states]
         verdict = endpoint_summary(cluster, states)
-        if verdict:
-            page["summary"] = "; ".join(p for p in (page.get("summary"), verdict) if p)
+        if verdict:  # it replaces a verdict that only restated the flags
+            earlier = "" if facts.get("from_flags_only") else page.get("summary", "")
+            page["summary"] = "; ".join(p for p in (earlier, verdict) if p)
     page.setdefault("sections", []).append(
         {"title": f"Endpoint state in {workload.name}'s Envoy now", "lines": lines})
 

@@ -306,7 +306,8 @@ def explain_entry(snapshot: MeshSnapshot, workload: Workload, entry: dict[str, s
         who = answered.name if answered else upstream or "the upstream"
         reasons.append(f"{who} answered {code} itself; its own log says why: `heddle explain "
                        f"{who} --last-failure`")
-    if not reasons:
+    if not reasons:  # nothing in the configuration explains it: the flags say what happened
+        page.facts["from_flags_only"] = True
         reasons.append("; ".join(m for _, m in decode(entry.get("response_flags", "-")))
                        or f"the application answered {code}")
     page.summary = "; ".join(reasons)

@@ -2,7 +2,8 @@
 VirtualService that sends reviews to a subset no DestinationRule defines makes requests fail
 503 NC, and `explain --last-failure` names the missing subset, the DestinationRule and the
 VirtualService; a DENY AuthorizationPolicy's 403 is explained with the policy and rule (from
-the log, and for a described request); a local rate limit's 429 with its policy and rule."""
+the log, and for a described request); a local rate limit's 429 with its policy and rule; a
+host ejected as an outlier (UH) with the caller's Envoy's view of it."""
 
 from __future__ import annotations
 
@@ -178,5 +179,45 @@ def test_a_local_rate_limits_429_is_explained_with_the_policy(mesh: LocalMesh) -
             in page["summary"]
         assert "BackendTrafficPolicy default/details-limit (Local)" in mesh.heddle(
             "describe", workload).stdout
+    finally:
+        remove()
+
+
+# ratings' sidecar forwards to a port nothing listens on: it answers 503, and the caller's
+# outlier detection ejects the only host after one such answer.
+BROKEN_RATINGS = """apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: ratings-broken}
+spec:
+  workloadSelector: {labels: {app: ratings}}
+  ingress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:1
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings-outliers}
+spec:
+  host: ratings
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 10m,
+                       maxEjectionPercent: 100}
+"""
+
+
+def test_a_host_ejected_as_an_outlier_is_explained_from_the_callers_envoy(
+        mesh: LocalMesh) -> None:
+    remove = applied(mesh, "ratings-broken.yaml", BROKEN_RATINGS)
+    try:
+        # 503 from ratings' sidecar first (UF there), then UH at the client: ejected.
+        wait_for(lambda: request(mesh, "http://ratings:9080/ratings/0") == 503
+                 and '" 503 UH ' in mesh.envoy_log("client"), 60,
+                 "the client's sidecar ejecting ratings-v1")
+        page = explained(mesh, "client", lambda p: "UH" in p["facts"].get("flags", []))
+        assert "ejected as an outlier right now" in page["summary"]
+        text = json.dumps(page["sections"])
+        assert "Endpoint state in client's Envoy now" in text
+        assert f"{mesh.subnet}8:9080: ejected as an outlier (outlierDetection)" in text
+        assert "ejects failing hosts: outlierDetection" in text
     finally:
         remove()
