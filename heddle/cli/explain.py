@@ -170,20 +170,11 @@ def _question(args: argparse.Namespace) -> dict[str, Any]:
     if not args.host and not args.source:
         raise CliError("say which request: --last-failure, or --host HOST (and --path, "
                        "--method, -H, --source)")
-    question["request"] = {"method": args.method, "host": args.host or name,
-                           "port": args.port, "path": args.path,
-                           "headers": _headers(args.header)}
-    if args.source:
+    question["request"] = {"method": args.method, "host": args.host, "port": args.port,
+                           "path": args.path, "headers": _headers(args.header)}
+    if args.source:  # a request the source sends to the workload
         question["source"] = args.source
-        if not args.host:  # to the workload: its name stands for its service
-            question["request"]["host"] = _service_host(name)
     return question
-
-
-def _service_host(workload: str) -> str:
-    """`reviews-v1` -> `reviews`: the app a versioned workload is an instance of."""
-    base, _, version = workload.rpartition("-")
-    return base if base and version[:1] == "v" and version[1:].isdigit() else workload
 
 
 def explain(args: argparse.Namespace) -> None:

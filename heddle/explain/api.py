@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from heddle.explain.describe import describe
-from heddle.explain.subjects import NotFound, find_service, workload_named
+from heddle.explain.subjects import NotFound, find_service, services_of, workload_named
 from heddle.explain.traffic import Call
 from heddle.explain.why import explain_entry, explain_request
 from heddle.model.snapshot import MeshSnapshot
@@ -52,6 +52,12 @@ def explain_answer(snapshot: MeshSnapshot, question: dict[str, Any]) -> Answer:
         request = question.get("request")
         if not isinstance(request, dict):
             return 400, {"error": "ask about an access log entry or a request"}
+        if question.get("source") and not request.get("host"):
+            # A request to the workload: addressed to the first service it serves.
+            served = services_of(snapshot, workload)
+            if not served:
+                raise ValueError(f"{workload.name} serves no service; name one with --host")
+            request = {**request, "host": served[0].hostname}
         call = _call(request)
         if not request.get("port"):
             call = _with_service_port(snapshot, call, namespace)

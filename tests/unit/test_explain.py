@@ -331,3 +331,13 @@ def test_the_cli_answers_offline_from_files(tmp_path: Path, verb: list[str],
     assert exit.value.code == 0
     out = capsys.readouterr().out
     assert "subset v9" in out
+
+
+def test_a_request_from_a_source_defaults_to_the_workloads_service() -> None:
+    mesh = snapshot(POLICIES)
+    code, page = explain_answer(mesh, {"workload": "ratings-v1", "source": "reviews-v2",
+                                       "request": {"method": "DELETE", "path": "/ratings/0"}})
+    assert code == 200
+    assert page["title"] == "reviews-v2.default: DELETE ratings.default.svc.cluster.local:9080" \
+        "/ratings/0"
+    assert page["facts"]["policy"] == "default/b-deny"
