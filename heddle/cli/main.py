@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from heddle import __version__
-from heddle.cli import convert, dashboard, inspect, mesh, processes, token, validate
+from heddle.cli import convert, dashboard, explain, inspect, mesh, processes, token, validate
 from heddle.cli.common import CliError, Parser, command, echo
 
 
@@ -35,6 +35,7 @@ def parser() -> Parser:
     convert.register(commands)
     mesh.register(commands)
     inspect.register(commands)
+    explain.register(commands)
     dashboard.register(commands)
     token.register(commands)
     processes.register(commands)

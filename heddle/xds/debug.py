@@ -12,6 +12,7 @@ from google.protobuf.json_format import MessageToDict
 from heddle.api.diagnostics import Diagnostic
 from heddle.api.resource import Resource
 from heddle.config.problems import ConfigProblems
+from heddle.explain.api import describe_answer, explain_answer
 from heddle.model.rate_limits import policy_status
 from heddle.model.snapshot import MeshSnapshot
 from heddle.xds.server import XdsServer
@@ -85,8 +86,25 @@ def debug_app(xds: XdsServer, snapshots: Callable[[], MeshSnapshot],
     async def by_file(_: web.Request) -> web.Response:
         return web.json_response(problems().to_json())
 
+    async def describe(request: web.Request) -> web.Response:
+        """`heddle describe`: `?name=` a workload or service, `&namespace=`."""
+        code, body = describe_answer(snapshots(), request.query.get("name", ""),
+                                     request.query.get("namespace", ""))
+        return web.json_response(body, status=code)
+
+    async def explain(request: web.Request) -> web.Response:
+        """`heddle explain`: a JSON question, as heddle.explain.api.explain_answer reads it."""
+        try:
+            question = await request.json()
+        except ValueError:
+            return web.json_response({"error": "the body is not JSON"}, status=400)
+        code, body = explain_answer(snapshots(), question if isinstance(question, dict) else {})
+        return web.json_response(body, status=code)
+
     app = web.Application()
     app.router.add_get("/debug/syncz", syncz)
+    app.router.add_get("/debug/describe", describe)
+    app.router.add_post("/debug/explain", explain)
     app.router.add_get("/debug/configz", configz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/debug/config_dump", config_dump)
