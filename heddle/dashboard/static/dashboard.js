@@ -47,7 +47,7 @@ function makeGraph() {
         "label": "data(label)", "font-size": 9, "curve-style": "bezier",
         "target-arrow-shape": "triangle", "width": 2, "line-color": "#8fa3c7",
         "target-arrow-color": "#8fa3c7", "text-background-color": "#fff",
-        "text-background-opacity": 0.85, "text-rotation": "autorotate",
+        "text-background-opacity": 0.85, "text-rotation": "none",
         "line-style": "dashed" } },
       { selector: "edge[?mtls]", style: { "line-style": "solid" } },
       { selector: "edge[?active]", style: { "line-color": "#2f9e57",
