@@ -5,6 +5,7 @@ a Distinct header) and on a Service (a local token bucket in each of its sidecar
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -123,6 +124,20 @@ def test_shadow_mode_never_refuses_and_logs_what_it_would_have(mesh: LocalMesh) 
 
     wait_for(lambda: len(would()) >= 3, 10, "the shadow hits in the gateway's access log")
     assert len(would()) == 3 and all("c0=eve" in line for line in would()), would()
+    # A client cannot make a request log as shadow-limited: the header Heddle's shadow
+    # filter sets is removed from what the client sends.
+    token = uuid.uuid4().hex
+    with httpx.Client(trust_env=False, timeout=5) as client:
+        assert client.get(f"{gateway(mesh)}?forged={token}", headers={
+            "host": "api.example", "x-trial-user": "mallory",
+            "x-heddle-ratelimit-shadow": "forged"}).status_code == 200
+
+    def forged() -> list[str]:
+        return [line for line in mesh.envoy_log("web-heddle").splitlines() if token in line]
+
+    wait_for(forged, 10, "the forged request in the gateway's access log")
+    assert all("forged" not in line.replace(f"forged={token}", "") for line in forged()), \
+        forged()
 
 
 def test_a_per_client_limit_holds_on_calls_between_services(mesh: LocalMesh) -> None:

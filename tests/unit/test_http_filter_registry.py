@@ -34,8 +34,8 @@ def _names(chain: list[hcm.HttpFilter]) -> list[str]:
 def test_registry_orders_authentication_then_authorization_then_route_filters_then_router(
         ) -> None:
     assert [name for name, _ in HTTP_FILTERS] == [
-        "peer_metadata", "jwt_authn", "ext_authz", "rbac", "local_ratelimit", "ratelimit",
-        "rate_limit_quota", "cors", "fault",
+        "internal_headers", "peer_metadata", "jwt_authn", "ext_authz", "rbac",
+        "local_ratelimit", "ratelimit", "rate_limit_quota", "cors", "fault",
         "dynamic_forward_proxy", "alpn", "router"]
 
 
@@ -54,7 +54,8 @@ def test_outbound_chain_is_cors_fault_forward_proxy_alpn_then_the_router() -> No
     chain = http_filters(FilterContext(hello_snapshot(), FRONTEND, Direction.OUTBOUND))
     # First the peer metadata of Istio's metrics (the caller's labels out, gRPC messages
     # counted), then the route filters.
-    assert _names(chain) == ["envoy.filters.http.header_mutation", "envoy.filters.http.grpc_stats",
+    assert _names(chain) == ["heddle.internal_headers",
+                             "envoy.filters.http.header_mutation", "envoy.filters.http.grpc_stats",
                              "envoy.filters.http.cors", "envoy.filters.http.fault",
                              "envoy.filters.http.dynamic_forward_proxy", "heddle.alpn",
                              "envoy.filters.http.router"]
@@ -67,7 +68,8 @@ def test_a_gateway_chain_authenticates_and_authorizes_then_routes_without_a_forw
     # The backend's policies, on a proxy they would select, built as a gateway's chain.
     chain = http_filters(FilterContext(snapshot(), BACKEND, Direction.GATEWAY, 80))
     names = _names(chain)
-    assert names[:3] == ["envoy.filters.http.header_mutation", "envoy.filters.http.grpc_stats",
+    assert names[:4] == ["heddle.internal_headers",
+                         "envoy.filters.http.header_mutation", "envoy.filters.http.grpc_stats",
                          "envoy.filters.http.jwt_authn"]
     assert "envoy.filters.http.rbac.deny" in names and "envoy.filters.http.cors" in names
     assert names.index("envoy.filters.http.rbac.audit") < names.index("envoy.filters.http.cors")

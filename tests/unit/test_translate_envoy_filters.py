@@ -160,7 +160,9 @@ def patch(operation: str, match: str = ROUTER_MATCH, value: str = FAULT,
 
 
 # What every inbound chain starts with: the client's peer labels read, gRPC messages counted.
-PEER = ["envoy.filters.http.header_to_metadata", "envoy.filters.http.grpc_stats"]
+# What comes before the policies in every chain: the internal-header strip, the peer metadata.
+PEER = ["heddle.internal_headers", "envoy.filters.http.header_to_metadata",
+        "envoy.filters.http.grpc_stats"]
 
 
 def test_http_filter_list_operations_place_the_filter_as_istio_does() -> None:

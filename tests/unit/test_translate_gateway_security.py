@@ -124,7 +124,8 @@ spec:
 
 # Every gateway chain starts by naming the gateway to the sidecars it calls (peer labels)
 # and counting gRPC messages, for Istio's metrics.
-PEER = ["envoy.filters.http.header_mutation", "envoy.filters.http.grpc_stats"]
+PEER = ["heddle.internal_headers", "envoy.filters.http.header_mutation",
+        "envoy.filters.http.grpc_stats"]
 
 
 def test_every_http_chain_authenticates_then_authorizes_then_routes() -> None:
@@ -185,7 +186,7 @@ spec:
     web = web_gateway(mesh)
     config = gateway_config(mesh, web)
     [chain] = config.resources.of(LISTENER)[f"{web.address}_8080"].filter_chains  # type: ignore[attr-defined]
-    assert http_filter_names(chain)[:4] == [*PEER, "envoy.filters.http.jwt_authn",
+    assert http_filter_names(chain)[:len(PEER) + 2] == [*PEER, "envoy.filters.http.jwt_authn",
                                             "envoy.filters.http.rbac.deny"]
     assert "jwks|127.0.0.9|8080" in config.resources.of(CLUSTER)
     out = validate_bootstrap(sidecar_bootstrap(config.resources))

@@ -27,6 +27,7 @@ from heddle.translate.filters import (
     dynamic_forward_proxy,
     ext_authz,
     fault,
+    internal_headers,
     jwt_authn,
     ratelimit,
     rbac,
@@ -36,7 +37,9 @@ from heddle.translate.filters.context import FilterBuilder, FilterContext
 from heddle.translate.metrics.wiring import peer_filters
 
 HTTP_FILTERS: tuple[tuple[str, FilterBuilder], ...] = (
-    # First, so that a request a later filter refuses is counted with its peer's labels.
+    # Before anything reads them: the headers only Heddle's filters may set, as sent.
+    ("internal_headers", internal_headers.build),
+    # Then, so that a request a later filter refuses is counted with its peer's labels.
     ("peer_metadata", peer_filters),
     ("jwt_authn", jwt_authn.build),
     ("ext_authz", ext_authz.build),
