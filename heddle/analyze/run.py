@@ -1,0 +1,85 @@
+"""Running the analyzers: from loaded files (or live resources) to sorted messages, with
+every validation error of the load as a schema message (IST0106)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from heddle.analyze import destinationrules, sidecars, virtualservices
+from heddle.analyze.analyzer import Analyzer, GroupKind
+from heddle.analyze.context import ISTIO_NAMESPACE, AnalysisInput
+from heddle.analyze.messages import SCHEMA_VALIDATION_ERROR, Message
+from heddle.api.diagnostics import Diagnostic, ResourceRef
+from heddle.api.loader import build_resource
+from heddle.api.resource import Resource, UnmanagedObject
+from heddle.model.mesh_config import MeshConfig
+from heddle.model.snapshot import MeshSnapshot
+
+ALL_ANALYZERS: tuple[Analyzer, ...] = (
+    *virtualservices.ANALYZERS,
+    *sidecars.ANALYZERS,
+    *destinationrules.ANALYZERS,
+)
+
+INGRESS_SERVICE = "istio-ingressgateway"
+_INGRESS_PORTS = ((80, "http2"), (443, "https"), (31400, "tcp"), (15443, "tls"))
+
+
+def default_ingress(namespace: str = ISTIO_NAMESPACE,
+                    ) -> tuple[Resource[Any], UnmanagedObject]:
+    """The ingress gateway istioctl assumes is installed: a Service and a Pod labelled
+    `istio: ingressgateway` (left out when the mesh config has ingressControllerMode OFF)."""
+    labels = {"istio": "ingressgateway"}
+    service, problems = build_resource({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": INGRESS_SERVICE, "namespace": namespace},
+        "spec": {"selector": labels, "ports": [
+            {"name": name, "port": port, "targetPort": port, "protocol": "TCP"}
+            for port, name in _INGRESS_PORTS]}})
+    assert service is not None, problems
+    pod = UnmanagedObject("v1", "Pod", namespace, f"{INGRESS_SERVICE}-dummypod", None,
+                          MappingProxyType({"metadata": {
+                              "name": f"{INGRESS_SERVICE}-dummypod", "namespace": namespace,
+                              "labels": labels}}))
+    return service, pod
+
+
+def analysis_input(resources: Iterable[Resource[Any]], unmanaged: Iterable[UnmanagedObject],
+                   mesh: Mapping[str, Any] | None = None,
+                   kinds: Collection[GroupKind] | None = None,
+                   with_default_ingress: bool = True) -> AnalysisInput:
+    """`kinds`: only resources of these kinds are seen (upstream's tests load only the
+    inputs an analyzer declares); `mesh`: the mesh config's settings."""
+    mesh = mesh or {}
+    written = list(resources)
+    pods = [u for u in unmanaged if u.kind == "Pod" and u.api_version == "v1"]
+    if with_default_ingress and mesh.get("ingressControllerMode") != "OFF":
+        service, pod = default_ingress()
+        if service.key not in {r.key for r in written}:
+            written.append(service)
+            pods.append(pod)
+    if kinds is not None:
+        written = [r for r in written if (r.key.group, r.kind) in kinds]
+        pods = pods if ("", "Pod") in kinds else []
+    snapshot = MeshSnapshot.build(0, written, mesh_config=MeshConfig.from_objects(unmanaged))
+    return AnalysisInput(snapshot, frozenset(r.key for r in written), tuple(pods),
+                         MappingProxyType(dict(mesh)))
+
+
+def analyze(world: AnalysisInput, analyzers: Iterable[Analyzer] = ALL_ANALYZERS,
+            ) -> list[Message]:
+    found: list[Message] = []
+    for analyzer in analyzers:
+        found += analyzer.run(world)
+    return sorted(found, key=lambda m: (m.position.file if m.position else "",
+                                        m.position.line if m.position else 0, m.type.code,
+                                        str(m.resource), m.text))
+
+
+def schema_messages(diagnostics: Iterable[Diagnostic]) -> list[Message]:
+    """The load's errors, as `istioctl analyze` reports a resource its schema rejects."""
+    return [Message(SCHEMA_VALIDATION_ERROR, d.resource or ResourceRef("", "", ""),
+                    (f"{d.field}: " if d.field else "") + d.message, d.fix, d.position)
+            for d in diagnostics if d.is_error]
