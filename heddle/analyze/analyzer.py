@@ -9,6 +9,7 @@ from typing import Any
 from heddle.analyze.context import AnalysisInput
 from heddle.analyze.messages import Message, MessageType
 from heddle.api.resource import Resource
+from heddle.api.yaml_documents import PathKey
 
 GroupKind = tuple[str, str]
 
@@ -21,5 +22,7 @@ class Analyzer:
     run: Callable[[AnalysisInput], Iterable[Message]]
 
 
-def report(type_: MessageType, resource: Resource[Any], text: str, fix: str) -> Message:
-    return Message(type_, resource.key.ref, text, fix, resource.source)
+def report(type_: MessageType, resource: Resource[Any], text: str, fix: str,
+           path: PathKey = ()) -> Message:
+    """A message about `resource` (at `path` in it, when about one field)."""
+    return Message(type_, resource.key.ref, text, fix, resource.source, path)

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from heddle.analyze.analyzer import Analyzer, report
-from heddle.analyze.context import ISTIO, AnalysisInput, selects, selector_text, spec
+from heddle.analyze.context import ISTIO, AnalysisInput, selector_text, selects, spec
 from heddle.analyze.messages import (
     DR_SUBSET_NOT_SELECT_PODS,
     NO_SERVER_CERT_VERIFICATION_DESTINATION,
@@ -35,9 +35,9 @@ def _check_subsets(world: AnalysisInput) -> Iterator[Message]:
             yield report(UNKNOWN_DR_HOST, dr,
                          f"the host {host!r} is not a known service or ServiceEntry host",
                          "correct spec.host, or declare the host with a Service or "
-                         "ServiceEntry")
+                         "ServiceEntry", ("spec", "host"))
             continue
-        for subset in body.get("subsets") or []:
+        for i, subset in enumerate(body.get("subsets") or []):
             subset = _dict(subset)
             selector = {**entry.selector,
                         **{str(k): str(v) for k, v in _dict(subset.get("labels")).items()}}
@@ -46,7 +46,8 @@ def _check_subsets(world: AnalysisInput) -> Iterator[Message]:
                 yield report(DR_SUBSET_NOT_SELECT_PODS, dr,
                              f"subset {name!r} selects no workload (labels "
                              f"{selector_text(selector)!r})",
-                             "correct the subset's labels, or run a workload that has them")
+                             "correct the subset's labels, or run a workload that has them",
+                             ("spec", "subsets", i))
 
 
 def _unverified(tls: Mapping[str, Any], has_selector: bool) -> bool:
@@ -68,16 +69,18 @@ def _check_ca_certificates(world: AnalysisInput) -> Iterator[Message]:
             yield report(NO_SERVER_CERT_VERIFICATION_DESTINATION, dr,
                          f"DestinationRule {dr.namespace}/{dr.name} uses TLS mode "
                          f"{tls.get('mode')} for host {host!r} without caCertificates: the "
-                         "server's certificate is not verified", fix)
+                         "server's certificate is not verified", fix,
+                         ("spec", "trafficPolicy", "tls", "mode"))
         for i, settings in enumerate(policy.get("portLevelSettings") or []):
             settings = _dict(settings)
             port_tls = _dict(settings.get("tls"))
             if _unverified(port_tls, has_selector):
                 port = _dict(settings.get("port")).get("number")
                 yield report(NO_SERVER_CERT_VERIFICATION_PORT, dr,
-                             f"trafficPolicy.portLevelSettings[{i}]: TLS mode "
+                             "TLS mode "
                              f"{port_tls.get('mode')} for host {host!r} port {port} without "
-                             "caCertificates: the server's certificate is not verified", fix)
+                             "caCertificates: the server's certificate is not verified", fix,
+                             ("spec", "trafficPolicy", "portLevelSettings", i, "tls", "mode"))
 
 
 ANALYZERS = (

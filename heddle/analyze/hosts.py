@@ -83,10 +83,10 @@ class ServiceHosts:
             for host in spec.get("hosts") or []:
                 for scope in _scopes(export_to, namespace):
                     self._by_scope[(scope, to_fqdn(namespace, str(host)))] = entry
-        for namespace, name, spec, annotations in services:
+        for namespace, name, spec, notes in services:
             entry = HostEntry(_ports(spec.get("ports"), "port"),
                               dict(spec.get("selector") or {}))
-            anno = annotations.get("networking.istio.io/exportTo", "")
+            anno = notes.get("networking.istio.io/exportTo", "")
             export_to = [s.strip() for s in anno.split(",")] if anno else []
             for scope in _scopes(export_to, namespace):
                 self._by_scope[(scope, to_fqdn(namespace, name))] = entry

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from heddle.api.diagnostics import ResourceRef, SourcePosition
+from heddle.api.problems import format_path
+from heddle.api.yaml_documents import PathKey
 
 DOCS_URL = "https://istio.io/latest/docs/reference/config/analysis/{code}/"
 
@@ -40,7 +42,7 @@ def _type(code: int, name: str, level: Level) -> MessageType:
     return MessageType(f"IST{code:04d}", name, level)
 
 
-E, W, I = Level.ERROR, Level.WARNING, Level.INFO
+E, W, INFO = Level.ERROR, Level.WARNING, Level.INFO
 REFERENCED_RESOURCE_NOT_FOUND = _type(101, "ReferencedResourceNotFound", E)
 SCHEMA_VALIDATION_ERROR = _type(106, "SchemaValidationError", E)
 CONFLICTING_MESH_GATEWAY_VS_HOSTS = _type(109, "ConflictingMeshGatewayVirtualServiceHosts", E)
@@ -53,7 +55,7 @@ NO_SERVER_CERT_VERIFICATION_DESTINATION = _type(
     128, "NoServerCertificateVerificationDestinationLevel", W)
 NO_SERVER_CERT_VERIFICATION_PORT = _type(129, "NoServerCertificateVerificationPortLevel", W)
 VS_UNREACHABLE_RULE = _type(130, "VirtualServiceUnreachableRule", W)
-VS_INEFFECTIVE_MATCH = _type(131, "VirtualServiceIneffectiveMatch", I)
+VS_INEFFECTIVE_MATCH = _type(131, "VirtualServiceIneffectiveMatch", INFO)
 VS_HOST_NOT_FOUND_IN_GATEWAY = _type(132, "VirtualServiceHostNotFoundInGateway", W)
 SERVICE_ENTRY_ADDRESSES_REQUIRED = _type(134, "ServiceEntryAddressesRequired", W)
 REFERENCED_INTERNAL_GATEWAY = _type(165, "ReferencedInternalGateway", W)
@@ -80,6 +82,13 @@ class Message:
     text: str
     fix: str = ""
     position: SourcePosition | None = None
+    path: PathKey = ()  # the field it is about, from the document's root
+
+    @property
+    def description(self) -> str:
+        where = f"{format_path(self.path)}: " if self.path else ""
+        fix = f". Fix: {self.fix}" if self.fix else ""
+        return f"{where}{self.text}{fix}"
 
     @property
     def level(self) -> Level:
@@ -99,11 +108,10 @@ class Message:
         return DOCS_URL.format(code=self.type.code.lower())
 
     def __str__(self) -> str:
-        fix = f" Fix: {self.fix}" if self.fix else ""
-        return f"{self.level.label} [{self.type.code}] ({self.reference}) {self.text}.{fix}"
+        return f"{self.level.label} [{self.type.code}] ({self.reference}) {self.description}"
 
     def as_dict(self) -> dict[str, str]:
         """The fields of an `istioctl analyze -o json` entry."""
-        return {"code": self.type.code, "level": self.level.label, "message": self.text
-                + (f". Fix: {self.fix}" if self.fix else ""), "origin": self.origin,
-                "reference": self.reference, "documentationUrl": self.documentation_url}
+        return {"code": self.type.code, "level": self.level.label, "message": self.description,
+                "origin": self.origin, "reference": self.reference,
+                "documentationUrl": self.documentation_url}

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from heddle.analyze.analyzer import Analyzer, report
-from heddle.analyze.context import ISTIO, AnalysisInput, selects, selector_text, spec
+from heddle.analyze.context import ISTIO, AnalysisInput, selector_text, selects, spec
 from heddle.analyze.messages import (
     CONFLICTING_SIDECAR_SELECTORS,
     INEFFECTIVE_POLICY,
@@ -55,7 +55,7 @@ def _check(world: AnalysisInput) -> Iterator[Message]:
             yield report(REFERENCED_RESOURCE_NOT_FOUND, sidecar,
                          f"referenced selector not found: \"{selector_text(selector)}\"",
                          f"label a pod in namespace {sidecar.namespace!r} with it, or correct "
-                         "spec.workloadSelector.labels")
+                         "spec.workloadSelector.labels", ("spec", "workloadSelector", "labels"))
         for pod in chosen:
             by_pod[pod].append(sidecar)
     bodies = {(ns, name): body for ns, name, body in pods}

@@ -36,6 +36,7 @@ from heddle.analyze.messages import (
     Message,
 )
 from heddle.api.resource import Resource
+from heddle.api.yaml_documents import PathKey
 
 MESH = "mesh"
 VS = (ISTIO, "VirtualService")
@@ -49,12 +50,12 @@ class Destination:
     body: Mapping[str, Any]
 
     @property
-    def where(self) -> str:
+    def path(self) -> PathKey:
         if self.section == "http.mirror":
-            return f"spec.http[{self.rule}].mirror"
+            return ("spec", "http", self.rule, "mirror")
         if self.section == "http.mirrors":
-            return f"spec.http[{self.rule}].mirrors[{self.index}].destination"
-        return f"spec.{self.section}[{self.rule}].route[{self.index}].destination"
+            return ("spec", "http", self.rule, "mirrors", self.index, "destination")
+        return ("spec", self.section, self.rule, "route", self.index, "destination")
 
     @property
     def host(self) -> str:
@@ -108,10 +109,10 @@ def _check_subsets(world: AnalysisInput) -> Iterator[Message]:
             what = "mirror+subset" if d.is_mirror else "host+subset"
             yield report(
                 REFERENCED_RESOURCE_NOT_FOUND, vs,
-                f"{d.where}: referenced {what} in destinationrule not found: "
+                f"referenced {what} in destinationrule not found: "
                 f"\"{d.host}+{d.subset}\"",
                 f"define subset {d.subset!r} in a DestinationRule for host {d.host!r}, or "
-                f"name one of the subsets defined there")
+                f"name one of the subsets defined there", d.path)
 
 
 def _check_hosts(world: AnalysisInput) -> Iterator[Message]:
@@ -125,9 +126,9 @@ def _check_hosts(world: AnalysisInput) -> Iterator[Message]:
                 what = "mirror host" if d.is_mirror else "host"
                 yield report(
                     REFERENCED_RESOURCE_NOT_FOUND, vs,
-                    f"{d.where}: referenced {what} not found: \"{d.host}\"",
+                    f"referenced {what} not found: \"{d.host}\"",
                     "declare the host with a Service or ServiceEntry visible to namespace "
-                    f"{vs.namespace!r}, or correct the host")
+                    f"{vs.namespace!r}, or correct the host", d.path)
                 continue
             port = _dict(d.body.get("port")).get("number")
             numbers = [number for number, _, _ in entry.ports]
@@ -135,15 +136,15 @@ def _check_hosts(world: AnalysisInput) -> Iterator[Message]:
                 if len(numbers) > 1:
                     yield report(
                         VS_DESTINATION_PORT_SELECTOR_REQUIRED, vs,
-                        f"{d.where}: this VirtualService routes to a service with more than "
+                        f"this VirtualService routes to a service with more than "
                         f"one port, but does not specify which to use: \"{d.host}\" has "
                         f"ports {numbers}",
-                        "set destination.port.number to one of them")
+                        "set destination.port.number to one of them", d.path)
             elif int(port) not in numbers:
                 yield report(
                     REFERENCED_RESOURCE_NOT_FOUND, vs,
-                    f"{d.where}: referenced host:port not found: \"{d.host}:{port}\"",
-                    f"use one of the ports {d.host!r} declares: {numbers}")
+                    f"referenced host:port not found: \"{d.host}:{port}\"",
+                    f"use one of the ports {d.host!r} declares: {numbers}", d.path)
 
 
 def _internal_gateway(name: str) -> bool:
@@ -188,9 +189,10 @@ def _check_gateways(world: AnalysisInput) -> Iterator[Message]:
             if _internal_gateway(name):
                 yield report(
                     REFERENCED_INTERNAL_GATEWAY, vs,
-                    f"spec.gateways[{i}]: gateway {name!r} is made by Istio from a Gateway "
+                    f"gateway {name!r} is made by Istio from a Gateway "
                     "API Gateway; referencing it directly is unsupported",
-                    "attach routes to the Gateway API Gateway with an HTTPRoute instead")
+                    "attach routes to the Gateway API Gateway with an HTTPRoute instead",
+                    ("spec", "gateways", i))
                 continue
             namespace, local = _gateway_name(vs.namespace, name)
             istio = world.snapshot.get(ISTIO, "Gateway", namespace, local)
@@ -202,8 +204,9 @@ def _check_gateways(world: AnalysisInput) -> Iterator[Message]:
             if istio is None and kube is None:
                 yield report(
                     REFERENCED_RESOURCE_NOT_FOUND, vs,
-                    f"spec.gateways[{i}]: referenced gateway not found: \"{name}\"",
-                    f"create Gateway {namespace}/{local} or correct the name")
+                    f"referenced gateway not found: \"{name}\"",
+                    f"create Gateway {namespace}/{local} or correct the name",
+                    ("spec", "gateways", i))
             if kube is not None:
                 listeners = spec(kube).get("listeners") or []
                 names = [str(_dict(x).get("hostname") or "") for x in listeners]
@@ -215,12 +218,12 @@ def _check_gateways(world: AnalysisInput) -> Iterator[Message]:
             if not found:
                 yield report(
                     VS_HOST_NOT_FOUND_IN_GATEWAY, vs,
-                    f"spec.gateways[{i}]: one or more hosts {vs_hosts} of VirtualService "
+                    f"one or more hosts {vs_hosts} of VirtualService "
                     f"{vs.namespace}/{vs.name} not defined in referenced gateway "
                     f"{namespace}/{local}",
                     "add the hosts to one of the gateway's servers (or its namespace to a "
                     "`ns/host` entry), or bind the VirtualService to a gateway that serves "
-                    "them")
+                    "them", ("spec", "gateways", i))
 
 
 def _mesh_bound(body: Mapping[str, Any]) -> bool:
