@@ -34,11 +34,29 @@ def spec(resource: Resource[Any]) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _pod_workload(pod: UnmanagedObject) -> WorkloadInfo:
-    meta = pod.body.get("metadata") or {}
+def labels_of(obj: UnmanagedObject) -> dict[str, str]:
+    meta = obj.body.get("metadata")
     labels = meta.get("labels") if isinstance(meta, dict) else None
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
+# The labels every pod has from its node, as Istio adds them to a workload's own.
+_NODE_TOPOLOGY = ("topology.kubernetes.io/region", "topology.kubernetes.io/zone",
+                  "topology.istio.io/subzone")
+_HOSTNAME = "kubernetes.io/hostname"
+
+
+def _pod_workload(pod: UnmanagedObject, nodes: Mapping[str, dict[str, str]]) -> WorkloadInfo:
+    labels = labels_of(pod)
+    pod_spec = pod.body.get("spec")
+    node = str(pod_spec.get("nodeName") or "") if isinstance(pod_spec, dict) else ""
+    for key in _NODE_TOPOLOGY:
+        if nodes.get(node, {}).get(key):
+            labels[key] = nodes[node][key]
+    if node:
+        labels[_HOSTNAME] = node
     return WorkloadInfo("Pod", pod.namespace or DEFAULT_NAMESPACE, pod.name,
-                        MappingProxyType({str(k): str(v) for k, v in (labels or {}).items()}))
+                        MappingProxyType(labels))
 
 
 @dataclass(frozen=True)
@@ -50,12 +68,21 @@ class AnalysisInput:
     pods: tuple[UnmanagedObject, ...] = ()
     mesh: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     istio_namespace: str = ISTIO_NAMESPACE
+    # Resources validation refused, as written (analyzed as istioctl does, beside IST0106).
+    rejected: tuple[Resource[Any], ...] = ()
+    nodes: tuple[UnmanagedObject, ...] = ()
 
     def of_kind(self, group: str, kind: str) -> tuple[Resource[Any], ...]:
-        return tuple(r for r in self.snapshot.of_kind(group, kind) if r.key in self.written)
+        def build() -> tuple[Resource[Any], ...]:
+            written = [r for r in self.snapshot.of_kind(group, kind) if r.key in self.written]
+            keys = {r.key for r in written}
+            return (*written, *(r for r in self.rejected
+                                if (r.key.group, r.kind) == (group, kind) and r.key not in keys))
+        return self.snapshot.memo(("analyze", "of_kind", group, kind), build)
 
-    def exists(self, group: str, kind: str, namespace: str, name: str) -> bool:
-        return ResourceKey(group, kind, namespace, name) in self.written
+    def get(self, group: str, kind: str, namespace: str, name: str) -> Resource[Any] | None:
+        return next((r for r in self.of_kind(group, kind)
+                     if (r.namespace, r.name) == (namespace, name)), None)
 
     def service_hosts(self) -> ServiceHosts:
         def build() -> ServiceHosts:
@@ -66,7 +93,8 @@ class AnalysisInput:
         return self.snapshot.memo(("analyze", "service_hosts"), build)
 
     def workloads(self) -> tuple[WorkloadInfo, ...]:
-        found = [_pod_workload(p) for p in self.pods]
+        nodes = {n.name: labels_of(n) for n in self.nodes}
+        found = [_pod_workload(p, nodes) for p in self.pods]
         for entry in self.of_kind(ISTIO, "WorkloadEntry"):
             found.append(WorkloadInfo("WorkloadEntry", entry.namespace, entry.name,
                                       MappingProxyType(dict(spec(entry).get("labels") or {}))))

@@ -49,9 +49,11 @@ def default_ingress(namespace: str = ISTIO_NAMESPACE,
 def analysis_input(resources: Iterable[Resource[Any]], unmanaged: Iterable[UnmanagedObject],
                    mesh: Mapping[str, Any] | None = None,
                    kinds: Collection[GroupKind] | None = None,
-                   with_default_ingress: bool = True) -> AnalysisInput:
+                   with_default_ingress: bool = True,
+                   rejected: Iterable[Resource[Any]] = ()) -> AnalysisInput:
     """`kinds`: only resources of these kinds are seen (upstream's tests load only the
-    inputs an analyzer declares); `mesh`: the mesh config's settings."""
+    inputs an analyzer declares); `mesh`: the mesh config's settings; `rejected`: resources
+    validation refused, as written."""
     mesh = mesh or {}
     written = list(resources)
     pods = [u for u in unmanaged if u.kind == "Pod" and u.api_version == "v1"]
@@ -60,12 +62,17 @@ def analysis_input(resources: Iterable[Resource[Any]], unmanaged: Iterable[Unman
         if service.key not in {r.key for r in written}:
             written.append(service)
             pods.append(pod)
+    refused = list(rejected)
+    nodes = [u for u in unmanaged if u.kind == "Node" and u.api_version == "v1"]
     if kinds is not None:
+        nodes = nodes if ("", "Node") in kinds else []
         written = [r for r in written if (r.key.group, r.kind) in kinds]
+        refused = [r for r in refused if (r.key.group, r.kind) in kinds]
         pods = pods if ("", "Pod") in kinds else []
     snapshot = MeshSnapshot.build(0, written, mesh_config=MeshConfig.from_objects(unmanaged))
     return AnalysisInput(snapshot, frozenset(r.key for r in written), tuple(pods),
-                         MappingProxyType(dict(mesh)))
+                         MappingProxyType(dict(mesh)), rejected=tuple(refused),
+                         nodes=tuple(nodes))
 
 
 def analyze(world: AnalysisInput, analyzers: Iterable[Analyzer] = ALL_ANALYZERS,

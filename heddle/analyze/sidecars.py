@@ -78,7 +78,7 @@ def _check(world: AnalysisInput) -> Iterator[Message]:
                          f"the same workload pod {name!r}, which can lead to undefined "
                          "behavior", "make their workloadSelectors pick disjoint pods, or "
                          "merge them")
-    namespaces = {r.name: r for r in world.snapshot.of_kind("", "Namespace")}
+    namespaces = {r.name: r for r in world.of_kind("", "Namespace")}
     for namespace, sidecars in sorted(unselective.items()):
         ns = namespaces.get(namespace)
         if ns is not None and _namespace_ambient(ns.metadata.labels):

@@ -12,6 +12,7 @@ from heddle.cli.common import CliError, Commands, command, echo, print_structure
 
 if TYPE_CHECKING:
     from heddle.analyze.messages import Message
+    from heddle.api.diagnostics import Diagnostic
     from heddle.api.resource import Resource, UnmanagedObject
 
 LEVELS = ("Error", "Warning", "Info")
@@ -48,10 +49,10 @@ def analyze(args: argparse.Namespace) -> int:
     from heddle.analyze.run import analyze as run_analyzers
 
     if args.files:
-        resources, unmanaged, diagnostics = _from_files(args.files)
+        resources, unmanaged, diagnostics, rejected = _from_files(args.files)
     else:
-        resources, unmanaged, diagnostics = _from_mesh(), [], []
-    world = analysis_input(resources, unmanaged)
+        resources, unmanaged, diagnostics, rejected = _from_mesh(), [], [], []
+    world = analysis_input(resources, unmanaged, rejected=rejected)
     found = [*schema_messages(diagnostics), *locate(run_analyzers(world))]
     if not args.all_namespaces:
         found = [m for m in found if m.resource.namespace in ("", args.namespace)]
@@ -74,14 +75,18 @@ def _print(messages: list[Message], output: str) -> None:
 
 
 def _from_files(paths: list[Path]) -> tuple[list[Resource[Any]], list[UnmanagedObject],
-                                             list[Any]]:
+                                             list[Diagnostic], list[Resource[Any]]]:
+    """What the files hold: the resources, the objects Heddle keeps but does not use (Pods,
+    the mesh config), the load's problems, and the resources validation refused."""
+    from heddle.analyze.rejected import rejected_resources
     from heddle.api.loader import load_paths
 
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise CliError(f"{missing[0]}: no such file or directory")
     loaded = load_paths(paths)
-    return loaded.resources, loaded.unmanaged, loaded.diagnostics
+    return (loaded.resources, loaded.unmanaged, loaded.diagnostics,
+            rejected_resources(paths, loaded))
 
 
 def _from_mesh() -> list[Resource[Any]]:

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from heddle.analyze.analyzer import Analyzer
+from heddle.analyze.rejected import rejected_resources
 from heddle.analyze.run import ALL_ANALYZERS, analysis_input, analyze
 from heddle.api.loader import load_paths
 
@@ -61,11 +62,13 @@ def _origin(written: str) -> str:
 
 
 def run_case(case: dict[str, Any], analyzer: Analyzer, testdata: Path) -> Outcome:
-    loaded = load_paths([testdata / f for f in case["inputs"]])
+    paths = [testdata / f for f in case["inputs"]]
+    loaded = load_paths(paths)
     mesh = {}
     if case.get("meshConfig"):
         mesh = yaml.safe_load((testdata / case["meshConfig"]).read_text()) or {}
-    world = analysis_input(loaded.resources, loaded.unmanaged, mesh, kinds=analyzer.inputs)
+    world = analysis_input(loaded.resources, loaded.unmanaged, mesh, kinds=analyzer.inputs,
+                           rejected=rejected_resources(paths, loaded))
     found = Counter((m.type.name, m.origin) for m in analyze(world, [analyzer]))
     expected = Counter((t, _origin(o)) for t, o in case["expected"])
     return Outcome(case["name"], analyzer.name, sum((found & expected).values()),
