@@ -71,6 +71,7 @@ class AnalysisInput:
     # Resources validation refused, as written (analyzed as istioctl does, beside IST0106).
     rejected: tuple[Resource[Any], ...] = ()
     nodes: tuple[UnmanagedObject, ...] = ()
+    now: float = 0.0  # seconds since the epoch: when certificates must be valid
 
     def of_kind(self, group: str, kind: str) -> tuple[Resource[Any], ...]:
         def build() -> tuple[Resource[Any], ...]:

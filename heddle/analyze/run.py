@@ -3,11 +3,12 @@ every validation error of the load as a schema message (IST0106)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from heddle.analyze import destinationrules, sidecars, virtualservices
+from heddle.analyze import destinationrules, gateways, sidecars, virtualservices
 from heddle.analyze.analyzer import Analyzer, GroupKind
 from heddle.analyze.context import ISTIO_NAMESPACE, AnalysisInput
 from heddle.analyze.messages import SCHEMA_VALIDATION_ERROR, Message
@@ -21,6 +22,7 @@ ALL_ANALYZERS: tuple[Analyzer, ...] = (
     *virtualservices.ANALYZERS,
     *sidecars.ANALYZERS,
     *destinationrules.ANALYZERS,
+    *gateways.ANALYZERS,
 )
 
 INGRESS_SERVICE = "istio-ingressgateway"
@@ -50,7 +52,8 @@ def analysis_input(resources: Iterable[Resource[Any]], unmanaged: Iterable[Unman
                    mesh: Mapping[str, Any] | None = None,
                    kinds: Collection[GroupKind] | None = None,
                    with_default_ingress: bool = True,
-                   rejected: Iterable[Resource[Any]] = ()) -> AnalysisInput:
+                   rejected: Iterable[Resource[Any]] = (),
+                   now: float | None = None) -> AnalysisInput:
     """`kinds`: only resources of these kinds are seen (upstream's tests load only the
     inputs an analyzer declares); `mesh`: the mesh config's settings; `rejected`: resources
     validation refused, as written."""
@@ -72,7 +75,7 @@ def analysis_input(resources: Iterable[Resource[Any]], unmanaged: Iterable[Unman
     snapshot = MeshSnapshot.build(0, written, mesh_config=MeshConfig.from_objects(unmanaged))
     return AnalysisInput(snapshot, frozenset(r.key for r in written), tuple(pods),
                          MappingProxyType(dict(mesh)), rejected=tuple(refused),
-                         nodes=tuple(nodes))
+                         nodes=tuple(nodes), now=time.time() if now is None else now)
 
 
 def analyze(world: AnalysisInput, analyzers: Iterable[Analyzer] = ALL_ANALYZERS,

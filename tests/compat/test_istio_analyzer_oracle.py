@@ -37,6 +37,9 @@ IMPLEMENTED = {
         "virtualservice.ConflictingMeshGatewayHostsAnalyzer",
     "virtualservice.JWTClaimRouteAnalyzer": "virtualservice.JWTClaimRouteAnalyzer",
     "sidecar.SelectorAnalyzer": "sidecar.SelectorAnalyzer",
+    "gateway.SecretAnalyzer": "gateway.SecretAnalyzer",
+    "gateway.ConflictingGatewayAnalyzer": "gateway.ConflictingGatewayAnalyzer",
+    "gateway.IngressGatewayPortAnalyzer": "gateway.IngressGatewayPortAnalyzer",
     "destinationrule.PodNotSelectedAnalyzer": "destinationrule.SubsetSelectPodAnalyzer",
     "destinationrule.CaCertificateAnalyzer": "destinationrule.CaCertificateAnalyzer",
 }
