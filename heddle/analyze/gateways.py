@@ -151,7 +151,11 @@ def _same_workloads(other: str, selector: Mapping[str, str],
         return True
     if other not in text and text not in other:
         return False
-    parsed = dict(pair.split("=", 1) for pair in other.split(",") if pair.count("=") == 1)
+    parsed = {}
+    for pair in other.split(","):
+        if pair.count("=") == 1:
+            key, value = pair.split("=")
+            parsed[key] = value
     return any(selects(selector, p.labels) and selects(parsed, p.labels) for p in pods)
 
 

@@ -8,7 +8,14 @@ from collections.abc import Collection, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from heddle.analyze import destinationrules, gateways, sidecars, virtualservices
+from heddle.analyze import (
+    authorization,
+    destinationrules,
+    gateways,
+    serviceentries,
+    sidecars,
+    virtualservices,
+)
 from heddle.analyze.analyzer import Analyzer, GroupKind
 from heddle.analyze.context import ISTIO_NAMESPACE, AnalysisInput
 from heddle.analyze.messages import SCHEMA_VALIDATION_ERROR, Message
@@ -23,6 +30,8 @@ ALL_ANALYZERS: tuple[Analyzer, ...] = (
     *sidecars.ANALYZERS,
     *destinationrules.ANALYZERS,
     *gateways.ANALYZERS,
+    *serviceentries.ANALYZERS,
+    *authorization.ANALYZERS,
 )
 
 INGRESS_SERVICE = "istio-ingressgateway"

@@ -37,6 +37,10 @@ IMPLEMENTED = {
         "virtualservice.ConflictingMeshGatewayHostsAnalyzer",
     "virtualservice.JWTClaimRouteAnalyzer": "virtualservice.JWTClaimRouteAnalyzer",
     "sidecar.SelectorAnalyzer": "sidecar.SelectorAnalyzer",
+    "authz.AuthorizationPoliciesAnalyzer": "auth.AuthorizationPoliciesAnalyzer",
+    "serviceentry.ConflictingServiceEntryProtocolAnalyzer":
+        "serviceentry.ConflictingServiceEntryProtocolAnalyzer",
+    "serviceentry.ProtocolAddressesAnalyzer": "serviceentry.Analyzer",
     "gateway.SecretAnalyzer": "gateway.SecretAnalyzer",
     "gateway.ConflictingGatewayAnalyzer": "gateway.ConflictingGatewayAnalyzer",
     "gateway.IngressGatewayPortAnalyzer": "gateway.IngressGatewayPortAnalyzer",
