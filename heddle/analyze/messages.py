@@ -59,6 +59,12 @@ VS_INEFFECTIVE_MATCH = _type(131, "VirtualServiceIneffectiveMatch", INFO)
 VS_HOST_NOT_FOUND_IN_GATEWAY = _type(132, "VirtualServiceHostNotFoundInGateway", W)
 SERVICE_ENTRY_ADDRESSES_REQUIRED = _type(134, "ServiceEntryAddressesRequired", W)
 REFERENCED_INTERNAL_GATEWAY = _type(165, "ReferencedInternalGateway", W)
+ENVOY_FILTER_RELATIVE_OPERATION = _type(151, "EnvoyFilterUsesRelativeOperation", W)
+ENVOY_FILTER_REPLACE_INCORRECTLY = _type(152, "EnvoyFilterUsesReplaceOperationIncorrectly", E)
+ENVOY_FILTER_ADD_INCORRECTLY = _type(153, "EnvoyFilterUsesAddOperationIncorrectly", E)
+ENVOY_FILTER_REMOVE_INCORRECTLY = _type(154, "EnvoyFilterUsesRemoveOperationIncorrectly", E)
+ENVOY_FILTER_RELATIVE_WITH_PROXY_VERSION = _type(
+    155, "EnvoyFilterUsesRelativeOperationWithProxyVersion", W)
 INGRESS_ROUTE_RULES_NOT_AFFECTED = _type(140, "IngressRouteRulesNotAffected", W)
 CONFLICTING_GATEWAYS = _type(145, "ConflictingGateways", E)
 JWT_CLAIM_ROUTING_WITHOUT_REQUEST_AUTHN = _type(

@@ -11,6 +11,7 @@ from typing import Any
 from heddle.analyze import (
     authorization,
     destinationrules,
+    envoyfilters,
     gateways,
     serviceentries,
     sidecars,
@@ -32,6 +33,7 @@ ALL_ANALYZERS: tuple[Analyzer, ...] = (
     *gateways.ANALYZERS,
     *serviceentries.ANALYZERS,
     *authorization.ANALYZERS,
+    *envoyfilters.ANALYZERS,
 )
 
 INGRESS_SERVICE = "istio-ingressgateway"
@@ -89,9 +91,9 @@ def analysis_input(resources: Iterable[Resource[Any]], unmanaged: Iterable[Unman
 
 def analyze(world: AnalysisInput, analyzers: Iterable[Analyzer] = ALL_ANALYZERS,
             ) -> list[Message]:
-    found: list[Message] = []
+    found: dict[Message, None] = {}  # the same finding twice is one message
     for analyzer in analyzers:
-        found += analyzer.run(world)
+        found.update(dict.fromkeys(analyzer.run(world)))
     return sorted(found, key=lambda m: (m.position.file if m.position else "",
                                         m.position.line if m.position else 0, m.type.code,
                                         str(m.resource), m.text))
