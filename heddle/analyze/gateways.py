@@ -116,8 +116,8 @@ def _check_conflicts(world: AnalysisInput) -> Iterator[Message]:
         for server in spec(gateway).get("servers") or []:
             server = _dict(server)
             port = int(_dict(server.get("port")).get("number") or 0)
-            hosts = {str(h): str(server.get("bind") or "") for h in server.get("hosts") or []}
-            servers.setdefault((text, port), {})[f"{gateway.namespace}/{gateway.name}"] = hosts
+            bound = {str(h): str(server.get("bind") or "") for h in server.get("hosts") or []}
+            servers.setdefault((text, port), {})[f"{gateway.namespace}/{gateway.name}"] = bound
     for gateway in gateways:
         selector = _selector(gateway)
         text = selector_text(selector)
