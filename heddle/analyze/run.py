@@ -13,6 +13,7 @@ from heddle.analyze import (
     destinationrules,
     envoyfilters,
     gateways,
+    routes,
     serviceentries,
     sidecars,
     virtualservices,
@@ -28,6 +29,7 @@ from heddle.model.snapshot import MeshSnapshot
 
 ALL_ANALYZERS: tuple[Analyzer, ...] = (
     *virtualservices.ANALYZERS,
+    *routes.ANALYZERS,
     *sidecars.ANALYZERS,
     *destinationrules.ANALYZERS,
     *gateways.ANALYZERS,

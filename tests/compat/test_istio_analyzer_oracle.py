@@ -37,6 +37,8 @@ IMPLEMENTED = {
         "virtualservice.ConflictingMeshGatewayHostsAnalyzer",
     "virtualservice.JWTClaimRouteAnalyzer": "virtualservice.JWTClaimRouteAnalyzer",
     "sidecar.SelectorAnalyzer": "sidecar.SelectorAnalyzer",
+    "schemaValidation.CollectionValidationAnalyzer(collections.VirtualService)":
+        "virtualservice.UnreachableRuleAnalyzer",
     "envoyfilter.EnvoyPatchAnalyzer": "envoyfilter.EnvoyPatchAnalyzer",
     "authz.AuthorizationPoliciesAnalyzer": "auth.AuthorizationPoliciesAnalyzer",
     "serviceentry.ConflictingServiceEntryProtocolAnalyzer":
