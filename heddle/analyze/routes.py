@@ -148,12 +148,12 @@ def _section(vs: Resource[Any], section: str) -> Iterator[Message]:
                     prefixes.append(found)
         if duplicates == len(matches):
             yield unreachable(i, "all matches used by prior rules")
-    for a, earlier in enumerate(prefixes):
-        for later in prefixes[a + 1:]:
-            if later.prefix != earlier.prefix and earlier.covers(later):
-                yield ineffective(later.rule, f"{later.match} of prefix {later.prefix}",
-                                  f"{earlier.match} of prefix {earlier.prefix} on "
-                                  f"{earlier.rule}", ("spec", section, later.index))
+    for n, first in enumerate(prefixes):
+        for then in prefixes[n + 1:]:
+            if then.prefix != first.prefix and first.covers(then):
+                yield ineffective(then.rule, f"{then.match} of prefix {then.prefix}",
+                                  f"{first.match} of prefix {first.prefix} on {first.rule}",
+                                  ("spec", section, then.index))
 
 
 def _check(world: AnalysisInput) -> Iterator[Message]:
