@@ -44,6 +44,13 @@ def _type(code: int, name: str, level: Level) -> MessageType:
 
 E, W, INFO = Level.ERROR, Level.WARNING, Level.INFO
 REFERENCED_RESOURCE_NOT_FOUND = _type(101, "ReferencedResourceNotFound", E)
+PORT_NAME_NOT_UNDER_NAMING_CONVENTION = _type(118, "PortNameIsNotUnderNamingConvention", INFO)
+EXTERNAL_NAME_SERVICE_INVALID_PORT_NAME = _type(
+    150, "ExternalNameServiceTypeInvalidPortName", W)
+INVALID_TELEMETRY_PROVIDER = _type(157, "InvalidTelemetryProvider", W)
+CONFLICTING_TELEMETRY_SELECTORS = _type(159, "ConflictingTelemetryWorkloadSelectors", E)
+MULTIPLE_TELEMETRIES_WITHOUT_SELECTORS = _type(
+    160, "MultipleTelemetriesWithoutWorkloadSelectors", E)
 SCHEMA_VALIDATION_ERROR = _type(106, "SchemaValidationError", E)
 CONFLICTING_MESH_GATEWAY_VS_HOSTS = _type(109, "ConflictingMeshGatewayVirtualServiceHosts", E)
 CONFLICTING_SIDECAR_SELECTORS = _type(110, "ConflictingSidecarWorkloadSelectors", E)

@@ -15,7 +15,9 @@ from heddle.analyze import (
     gateways,
     routes,
     serviceentries,
+    services,
     sidecars,
+    telemetry,
     virtualservices,
 )
 from heddle.analyze.analyzer import Analyzer, GroupKind
@@ -24,6 +26,7 @@ from heddle.analyze.messages import SCHEMA_VALIDATION_ERROR, Message
 from heddle.api.diagnostics import Diagnostic, ResourceRef
 from heddle.api.loader import build_resource
 from heddle.api.resource import Resource, UnmanagedObject
+from heddle.api.yaml_documents import read_documents
 from heddle.model.mesh_config import MeshConfig
 from heddle.model.snapshot import MeshSnapshot
 
@@ -36,6 +39,8 @@ ALL_ANALYZERS: tuple[Analyzer, ...] = (
     *serviceentries.ANALYZERS,
     *authorization.ANALYZERS,
     *envoyfilters.ANALYZERS,
+    *services.ANALYZERS,
+    *telemetry.ANALYZERS,
 )
 
 INGRESS_SERVICE = "istio-ingressgateway"
@@ -61,6 +66,30 @@ def default_ingress(namespace: str = ISTIO_NAMESPACE,
     return service, pod
 
 
+# Kubernetes' own namespaces, which istioctl leaves out of the analysis.
+IGNORED_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease",
+                                "local-path-storage"})
+
+
+def _ignored(kind: str, namespace: str, name: str) -> bool:
+    return (name if kind == "Namespace" else namespace) in IGNORED_NAMESPACES
+
+
+def mesh_settings(unmanaged: Iterable[UnmanagedObject]) -> Mapping[str, Any]:
+    """The mesh config's settings as written (ConfigMap istio-system/istio, `data.mesh`)."""
+    for obj in unmanaged:
+        if (obj.kind, obj.namespace, obj.name) != ("ConfigMap", ISTIO_NAMESPACE, "istio"):
+            continue
+        data = obj.body.get("data")
+        text = data.get("mesh") if isinstance(data, dict) else None
+        # The bounded reader of every config file; an unreadable one is `heddle validate`'s
+        # to report, and the defaults stand.
+        documents, errors = read_documents(text if isinstance(text, str) else "", "data.mesh")
+        found = documents[0].body if documents and not errors else None
+        return found if isinstance(found, dict) else {}
+    return {}
+
+
 def analysis_input(resources: Iterable[Resource[Any]], unmanaged: Iterable[UnmanagedObject],
                    mesh: Mapping[str, Any] | None = None,
                    kinds: Collection[GroupKind] | None = None,
@@ -70,15 +99,17 @@ def analysis_input(resources: Iterable[Resource[Any]], unmanaged: Iterable[Unman
     """`kinds`: only resources of these kinds are seen (upstream's tests load only the
     inputs an analyzer declares); `mesh`: the mesh config's settings; `rejected`: resources
     validation refused, as written."""
-    mesh = mesh or {}
-    written = list(resources)
-    pods = [u for u in unmanaged if u.kind == "Pod" and u.api_version == "v1"]
+    unmanaged = list(unmanaged)
+    mesh = mesh_settings(unmanaged) if mesh is None else mesh
+    written = [r for r in resources if not _ignored(r.kind, r.namespace, r.name)]
+    pods = [u for u in unmanaged if u.kind == "Pod" and u.api_version == "v1"
+            and not _ignored(u.kind, u.namespace, u.name)]
     if with_default_ingress and mesh.get("ingressControllerMode") != "OFF":
         service, pod = default_ingress()
         if service.key not in {r.key for r in written}:
             written.append(service)
             pods.append(pod)
-    refused = list(rejected)
+    refused = [r for r in rejected if not _ignored(r.kind, r.namespace, r.name)]
     nodes = [u for u in unmanaged if u.kind == "Node" and u.api_version == "v1"]
     if kinds is not None:
         nodes = nodes if ("", "Node") in kinds else []

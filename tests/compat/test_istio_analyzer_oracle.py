@@ -37,6 +37,10 @@ IMPLEMENTED = {
         "virtualservice.ConflictingMeshGatewayHostsAnalyzer",
     "virtualservice.JWTClaimRouteAnalyzer": "virtualservice.JWTClaimRouteAnalyzer",
     "sidecar.SelectorAnalyzer": "sidecar.SelectorAnalyzer",
+    "telemetry.ProviderAnalyzer": "telemetry.ProviderAnalyzer",
+    "telemetry.DefaultSelectorAnalyzer": "telemetry.DefaultSelectorAnalyzer",
+    "telemetry.SelectorAnalyzer": "telemetry.SelectorAnalyzer",
+    "service.PortNameAnalyzer": "service.PortNameAnalyzer",
     "schemaValidation.CollectionValidationAnalyzer(collections.VirtualService)":
         "virtualservice.UnreachableRuleAnalyzer",
     "envoyfilter.EnvoyPatchAnalyzer": "envoyfilter.EnvoyPatchAnalyzer",
