@@ -151,6 +151,48 @@ def test_only_the_namespace_asked_for_is_reported_unless_all(
     assert "VirtualService shop/reviews" in heddle("analyze", "-A", "-f", str(vs.parent)).stdout
 
 
+GATEWAY = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: public, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*"]
+"""
+
+INGRESS_OFF = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    ingressControllerMode: "OFF"
+"""
+
+
+def test_the_ingress_gateway_is_assumed_unless_the_mesh_config_turns_it_off(
+        write_yaml: Callable[[str, str], Path]) -> None:
+    gateway = write_yaml(GATEWAY, "gateway.yaml")
+    assumed = heddle("analyze", "-f", str(gateway))
+    assert (assumed.returncode, assumed.stdout) == (0, ""), assumed.stdout
+    write_yaml(INGRESS_OFF, "mesh.yaml")
+    off = heddle("analyze", "-f", str(gateway.parent))
+    assert off.returncode == 1
+    assert "[IST0101] (Gateway default/public" in off.stdout
+    assert 'referenced selector not found: "istio=ingressgateway"' in off.stdout
+
+
+def test_a_resource_validation_refuses_is_still_analyzed(
+        write_yaml: Callable[[str, str], Path]) -> None:
+    write_yaml(REVIEWS, "reviews.yaml")
+    vs = write_yaml(BAD_SUBSET.replace("subset: v9}", "subset: v9, weigth: 100}"), "vs.yaml")
+    codes = [line.split()[1] for line in heddle("analyze", "-f", str(vs.parent)).stdout
+             .splitlines()]
+    assert sorted(codes) == ["[IST0101]", "[IST0106]"]
+
+
 @pytest.fixture
 def running_mesh(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A stand-in for a running mesh: its state file and a debug API answering as the
