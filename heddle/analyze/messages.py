@@ -78,6 +78,7 @@ JWT_CLAIM_ROUTING_WITHOUT_REQUEST_AUTHN = _type(
     149, "JwtClaimBasedRoutingWithoutRequestAuthN", E)
 INVALID_GATEWAY_CREDENTIAL = _type(161, "InvalidGatewayCredential", E)
 GATEWAY_PORT_NOT_DEFINED_ON_SERVICE = _type(162, "GatewayPortNotDefinedOnService", W)
+NEGATIVE_CONDITION_STATUS = _type(171, "NegativeConditionStatus", W)
 DR_SUBSET_NOT_SELECT_PODS = _type(173, "DestinationRuleSubsetNotSelectPods", E)
 UNKNOWN_DR_HOST = _type(174, "UnknownDestinationRuleHost", W)
 CONFLICTING_SERVICE_ENTRY_PROTOCOL = _type(177, "ConflictingServiceEntryProtocol", W)

@@ -10,6 +10,7 @@ from typing import Any
 
 from heddle.analyze import (
     authorization,
+    conditions,
     destinationrules,
     envoyfilters,
     gateways,
@@ -41,6 +42,7 @@ ALL_ANALYZERS: tuple[Analyzer, ...] = (
     *envoyfilters.ANALYZERS,
     *services.ANALYZERS,
     *telemetry.ANALYZERS,
+    *conditions.ANALYZERS,
 )
 
 INGRESS_SERVICE = "istio-ingressgateway"

@@ -37,6 +37,7 @@ IMPLEMENTED = {
         "virtualservice.ConflictingMeshGatewayHostsAnalyzer",
     "virtualservice.JWTClaimRouteAnalyzer": "virtualservice.JWTClaimRouteAnalyzer",
     "sidecar.SelectorAnalyzer": "sidecar.SelectorAnalyzer",
+    "conditions.ConditionAnalyzer": "conditions.ConditionAnalyzer",
     "telemetry.ProviderAnalyzer": "telemetry.ProviderAnalyzer",
     "telemetry.DefaultSelectorAnalyzer": "telemetry.DefaultSelectorAnalyzer",
     "telemetry.SelectorAnalyzer": "telemetry.SelectorAnalyzer",

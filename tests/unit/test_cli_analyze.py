@@ -193,6 +193,35 @@ def test_a_resource_validation_refuses_is_still_analyzed(
     assert sorted(codes) == ["[IST0101]", "[IST0106]"]
 
 
+ROUTE_TO_NOWHERE = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: web, namespace: default}
+spec:
+  gatewayClassName: heddle
+  listeners:
+  - {name: http, port: 8080, protocol: HTTP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: orders, namespace: default}
+spec:
+  parentRefs: [{name: web}]
+  rules:
+  - backendRefs: [{name: missing, port: 8080}]
+"""
+
+
+def test_the_status_heddle_gives_a_gateway_api_route_is_analyzed(
+        write_yaml: Callable[[str, str], Path]) -> None:
+    routes = write_yaml(ROUTE_TO_NOWHERE, "routes.yaml")
+    out = heddle("analyze", "--failure-threshold", "Warning", "-f", str(routes))
+    assert out.returncode == 1
+    [line] = out.stdout.splitlines()
+    assert line.startswith("Warning [IST0171] (HTTPRoute default/orders ")
+    assert "type=ResolvedRefs, reason=BackendNotFound" in line
+
+
 @pytest.fixture
 def running_mesh(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A stand-in for a running mesh: its state file and a debug API answering as the
