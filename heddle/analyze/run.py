@@ -124,6 +124,14 @@ def analysis_input(resources: Iterable[Resource[Any]], unmanaged: Iterable[Unman
                          nodes=tuple(nodes), now=time.time() if now is None else now)
 
 
+def without_derived(resources: Iterable[Resource[Any]]) -> list[Resource[Any]]:
+    """The resources without those Heddle made of Gateway API ones (a running mesh lists
+    both; the analyzers report on what was written, and make the derived ones again)."""
+    given = list(resources)
+    derived = {r.key: dict(r.body) for r in MeshSnapshot.build(0, given).gateway_api.resources}
+    return [r for r in given if derived.get(r.key) != dict(r.body)]
+
+
 def analyze(world: AnalysisInput, analyzers: Iterable[Analyzer] = ALL_ANALYZERS,
             ) -> list[Message]:
     found: dict[Message, None] = {}  # the same finding twice is one message

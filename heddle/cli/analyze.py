@@ -105,6 +105,8 @@ def _from_mesh() -> list[Resource[Any]]:
     if entries is None:
         raise CliError(f"the control plane is not answering on 127.0.0.1:{state.debug_port} "
                        "(see `heddle status`); try again once it is back")
+    from heddle.analyze.run import without_derived
+
     resources = []
     for entry in entries:
         obj = {k: v for k, v in dict(entry["object"]).items() if k != "status"}
@@ -115,4 +117,4 @@ def _from_mesh() -> list[Resource[Any]]:
         resource, _ = build_resource(obj, source)
         if resource is not None:
             resources.append(resource)
-    return resources
+    return without_derived(resources)
