@@ -72,6 +72,8 @@ class AnalysisInput:
     rejected: tuple[Resource[Any], ...] = ()
     nodes: tuple[UnmanagedObject, ...] = ()
     now: float = 0.0  # seconds since the epoch: when certificates must be valid
+    # Every object of a kind Heddle does not use (CustomResourceDefinitions, Deployments ...).
+    unmanaged: tuple[UnmanagedObject, ...] = ()
 
     def of_kind(self, group: str, kind: str) -> tuple[Resource[Any], ...]:
         def build() -> tuple[Resource[Any], ...]:

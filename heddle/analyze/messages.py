@@ -43,6 +43,7 @@ def _type(code: int, name: str, level: Level) -> MessageType:
 
 
 E, W, INFO = Level.ERROR, Level.WARNING, Level.INFO
+DEPRECATED = _type(2, "Deprecated", W)
 REFERENCED_RESOURCE_NOT_FOUND = _type(101, "ReferencedResourceNotFound", E)
 PORT_NAME_NOT_UNDER_NAMING_CONVENTION = _type(118, "PortNameIsNotUnderNamingConvention", INFO)
 EXTERNAL_NAME_SERVICE_INVALID_PORT_NAME = _type(

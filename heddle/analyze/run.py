@@ -11,6 +11,7 @@ from typing import Any
 from heddle.analyze import (
     authorization,
     conditions,
+    deprecation,
     destinationrules,
     envoyfilters,
     gateways,
@@ -43,6 +44,7 @@ ALL_ANALYZERS: tuple[Analyzer, ...] = (
     *services.ANALYZERS,
     *telemetry.ANALYZERS,
     *conditions.ANALYZERS,
+    *deprecation.ANALYZERS,
 )
 
 INGRESS_SERVICE = "istio-ingressgateway"
@@ -113,15 +115,18 @@ def analysis_input(resources: Iterable[Resource[Any]], unmanaged: Iterable[Unman
             pods.append(pod)
     refused = [r for r in rejected if not _ignored(r.kind, r.namespace, r.name)]
     nodes = [u for u in unmanaged if u.kind == "Node" and u.api_version == "v1"]
+    others = [u for u in unmanaged if not _ignored(u.kind, u.namespace, u.name)]
     if kinds is not None:
         nodes = nodes if ("", "Node") in kinds else []
+        others = [u for u in others if (u.api_version.rpartition("/")[0], u.kind) in kinds]
         written = [r for r in written if (r.key.group, r.kind) in kinds]
         refused = [r for r in refused if (r.key.group, r.kind) in kinds]
         pods = pods if ("", "Pod") in kinds else []
     snapshot = MeshSnapshot.build(0, written, mesh_config=MeshConfig.from_objects(unmanaged))
     return AnalysisInput(snapshot, frozenset(r.key for r in written), tuple(pods),
                          MappingProxyType(dict(mesh)), rejected=tuple(refused),
-                         nodes=tuple(nodes), now=time.time() if now is None else now)
+                         nodes=tuple(nodes), now=time.time() if now is None else now,
+                         unmanaged=tuple(others))
 
 
 def without_derived(resources: Iterable[Resource[Any]]) -> list[Resource[Any]]:

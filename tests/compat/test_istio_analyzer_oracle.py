@@ -37,6 +37,7 @@ IMPLEMENTED = {
         "virtualservice.ConflictingMeshGatewayHostsAnalyzer",
     "virtualservice.JWTClaimRouteAnalyzer": "virtualservice.JWTClaimRouteAnalyzer",
     "sidecar.SelectorAnalyzer": "sidecar.SelectorAnalyzer",
+    "deprecation.FieldAnalyzer": "deprecation.DeprecationAnalyzer",
     "conditions.ConditionAnalyzer": "conditions.ConditionAnalyzer",
     "telemetry.ProviderAnalyzer": "telemetry.ProviderAnalyzer",
     "telemetry.DefaultSelectorAnalyzer": "telemetry.DefaultSelectorAnalyzer",
