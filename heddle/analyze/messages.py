@@ -83,6 +83,7 @@ NEGATIVE_CONDITION_STATUS = _type(171, "NegativeConditionStatus", W)
 DR_SUBSET_NOT_SELECT_PODS = _type(173, "DestinationRuleSubsetNotSelectPods", E)
 UNKNOWN_DR_HOST = _type(174, "UnknownDestinationRuleHost", W)
 CONFLICTING_SERVICE_ENTRY_PROTOCOL = _type(177, "ConflictingServiceEntryProtocol", W)
+INEFFECTIVE_SELECTOR = _type(166, "IneffectiveSelector", W)
 INEFFECTIVE_POLICY = _type(167, "IneffectivePolicy", W)
 
 ALL_TYPES = tuple(v for v in list(globals().values()) if isinstance(v, MessageType))

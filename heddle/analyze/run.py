@@ -14,6 +14,7 @@ from heddle.analyze import (
     deprecation,
     destinationrules,
     envoyfilters,
+    gateway_api,
     gateways,
     routes,
     serviceentries,
@@ -45,6 +46,7 @@ ALL_ANALYZERS: tuple[Analyzer, ...] = (
     *telemetry.ANALYZERS,
     *conditions.ANALYZERS,
     *deprecation.ANALYZERS,
+    *gateway_api.ANALYZERS,
 )
 
 INGRESS_SERVICE = "istio-ingressgateway"

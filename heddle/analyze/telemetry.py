@@ -12,6 +12,7 @@ from heddle.analyze.analyzer import Analyzer, report
 from heddle.analyze.context import AnalysisInput, selector_text, selects, spec
 from heddle.analyze.messages import (
     CONFLICTING_TELEMETRY_SELECTORS,
+    DEPRECATED,
     INVALID_TELEMETRY_PROVIDER,
     MULTIPLE_TELEMETRIES_WITHOUT_SELECTORS,
     REFERENCED_RESOURCE_NOT_FOUND,
@@ -89,6 +90,22 @@ def _check_providers(world: AnalysisInput) -> Iterator[Message]:
                          ("spec", "accessLogging", i))
 
 
+def _check_lightstep(world: AnalysisInput) -> Iterator[Message]:
+    lightstep = {str(p.get("name")) for p in world.mesh.get("extensionProviders") or []
+                 if isinstance(p, dict) and "lightstep" in p}
+    if not lightstep:
+        return
+    for telemetry in world.of_kind(*TELEMETRY):
+        for i, tracing in enumerate(spec(telemetry).get("tracing") or []):
+            for provider in _dict(tracing).get("providers") or []:
+                name = str(_dict(provider).get("name") or "")
+                if name in lightstep:
+                    yield report(DEPRECATED, telemetry,
+                                 f"the Lightstep provider {name} is deprecated",
+                                 "migrate to an OpenTelemetry provider",
+                                 ("spec", "tracing", i, "providers"))
+
+
 ANALYZERS = (
     Analyzer("telemetry.SelectorAnalyzer", "Checks that Telemetries with a selector match a "
              "pod, and that no two select the same pod",
@@ -97,4 +114,6 @@ ANALYZERS = (
              "namespace lack a selector", frozenset({TELEMETRY}), _check_default_selectors),
     Analyzer("telemetry.ProviderAnalyzer", "Checks that access logging has a provider",
              frozenset({TELEMETRY, ("", "MeshConfig")}), _check_providers),
+    Analyzer("telemetry.LightstepAnalyzer", "Checks for the deprecated Lightstep provider",
+             frozenset({TELEMETRY, ("", "MeshConfig")}), _check_lightstep),
 )

@@ -37,6 +37,8 @@ IMPLEMENTED = {
         "virtualservice.ConflictingMeshGatewayHostsAnalyzer",
     "virtualservice.JWTClaimRouteAnalyzer": "virtualservice.JWTClaimRouteAnalyzer",
     "sidecar.SelectorAnalyzer": "sidecar.SelectorAnalyzer",
+    "telemetry.LightstepAnalyzer": "telemetry.LightstepAnalyzer",
+    "k8sgateway.SelectorAnalyzer": "k8sgateway.SelectorAnalyzer",
     "deprecation.FieldAnalyzer": "deprecation.DeprecationAnalyzer",
     "conditions.ConditionAnalyzer": "conditions.ConditionAnalyzer",
     "telemetry.ProviderAnalyzer": "telemetry.ProviderAnalyzer",
