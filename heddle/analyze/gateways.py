@@ -26,6 +26,7 @@ from heddle.analyze.context import (
 )
 from heddle.analyze.messages import (
     CONFLICTING_GATEWAYS,
+    GATEWAY_DUPLICATE_CERTIFICATE,
     GATEWAY_PORT_NOT_DEFINED_ON_SERVICE,
     INVALID_GATEWAY_CREDENTIAL,
     REFERENCED_RESOURCE_NOT_FOUND,
@@ -211,6 +212,41 @@ def _check_secrets(world: AnalysisInput) -> Iterator[Message]:
                              "put a current PEM certificate and its key in the Secret", path)
 
 
+def _same_certificate(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    if a.get("credentialName") or b.get("credentialName"):
+        return bool(a.get("credentialName")) and a.get("credentialName") == b.get(
+            "credentialName")
+    return bool(a.get("serverCertificate") and a.get("privateKey")
+                and a.get("serverCertificate") == b.get("serverCertificate")
+                and a.get("privateKey") == b.get("privateKey"))
+
+
+def _selector_within(mine: Mapping[str, str], theirs: Mapping[str, str]) -> bool:
+    """Every label of `mine` is in `theirs` with the same value."""
+    return all(theirs.get(k) == v for k, v in mine.items())
+
+
+def _check_certificates(world: AnalysisInput) -> Iterator[Message]:
+    """One certificate on servers of two Gateways of the same workloads: an HTTP/2 client
+    that reuses its connection for the other's hosts gets 404s."""
+    gateways = world.of_kind(*GATEWAY)
+    for gateway in gateways:
+        selector = _selector(gateway)
+        for other in gateways:
+            if other.key == gateway.key or not _selector_within(selector, _selector(other)):
+                continue
+            for i, mine in enumerate(spec(gateway).get("servers") or []):
+                tls = _dict(_dict(mine).get("tls"))
+                theirs = [_dict(_dict(s).get("tls")) for s in spec(other).get("servers") or []]
+                if tls and any(t and _same_certificate(tls, t) for t in theirs):
+                    yield report(GATEWAY_DUPLICATE_CERTIFICATE, gateway,
+                                 f"the Gateways {gateway.namespace}/{gateway.name} and "
+                                 f"{other.namespace}/{other.name} serve the same certificate: "
+                                 "HTTP/2 clients that reuse a connection across their hosts "
+                                 "get 404s", "serve the hosts from one Gateway, or give each "
+                                 "Gateway its own certificate", ("spec", "servers", i, "tls"))
+
+
 ANALYZERS = (
     Analyzer("gateway.IngressGatewayPortAnalyzer",
              "Checks a gateway's ports against the gateway's Kubernetes service ports",
@@ -221,4 +257,6 @@ ANALYZERS = (
     Analyzer("gateway.SecretAnalyzer",
              "Checks a gateway's referenced secrets for correctness",
              frozenset({GATEWAY, POD, ("", "Secret")}), _check_secrets),
+    Analyzer("gateway.CertificateAnalyzer", "Checks a gateway certificate",
+             frozenset({GATEWAY}), _check_certificates),
 )

@@ -73,6 +73,7 @@ ENVOY_FILTER_ADD_INCORRECTLY = _type(153, "EnvoyFilterUsesAddOperationIncorrectl
 ENVOY_FILTER_REMOVE_INCORRECTLY = _type(154, "EnvoyFilterUsesRemoveOperationIncorrectly", E)
 ENVOY_FILTER_RELATIVE_WITH_PROXY_VERSION = _type(
     155, "EnvoyFilterUsesRelativeOperationWithProxyVersion", W)
+GATEWAY_DUPLICATE_CERTIFICATE = _type(138, "GatewayDuplicateCertificate", W)
 INGRESS_ROUTE_RULES_NOT_AFFECTED = _type(140, "IngressRouteRulesNotAffected", W)
 CONFLICTING_GATEWAYS = _type(145, "ConflictingGateways", E)
 JWT_CLAIM_ROUTING_WITHOUT_REQUEST_AUTHN = _type(

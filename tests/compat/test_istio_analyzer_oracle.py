@@ -37,6 +37,7 @@ IMPLEMENTED = {
         "virtualservice.ConflictingMeshGatewayHostsAnalyzer",
     "virtualservice.JWTClaimRouteAnalyzer": "virtualservice.JWTClaimRouteAnalyzer",
     "sidecar.SelectorAnalyzer": "sidecar.SelectorAnalyzer",
+    "gateway.CertificateAnalyzer": "gateway.CertificateAnalyzer",
     "telemetry.LightstepAnalyzer": "telemetry.LightstepAnalyzer",
     "k8sgateway.SelectorAnalyzer": "k8sgateway.SelectorAnalyzer",
     "deprecation.FieldAnalyzer": "deprecation.DeprecationAnalyzer",
