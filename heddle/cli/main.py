@@ -12,7 +12,17 @@ import sys
 from collections.abc import Sequence
 
 from heddle import __version__
-from heddle.cli import convert, dashboard, explain, inspect, mesh, processes, token, validate
+from heddle.cli import (
+    analyze,
+    convert,
+    dashboard,
+    explain,
+    inspect,
+    mesh,
+    processes,
+    token,
+    validate,
+)
 from heddle.cli.common import CliError, Parser, command, echo
 
 
@@ -32,6 +42,7 @@ def parser() -> Parser:
                              "drives Envoy.")
     commands = top.add_subparsers(metavar="COMMAND", parser_class=Parser)
     validate.register(commands)
+    analyze.register(commands)
     convert.register(commands)
     mesh.register(commands)
     inspect.register(commands)

@@ -1,0 +1,1 @@
+"""Analyzers with Istio's IST codes over the mesh snapshot: `heddle analyze`."""
