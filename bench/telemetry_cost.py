@@ -3,6 +3,7 @@ request rate (an open model: requests are sent on schedule whether or not earlie
 been answered, so a slow proxy shows as latency, not as a lower rate):
 
     python bench/telemetry_cost.py [--rate 1000] [--seconds 15] [--rounds 3] [--warmup 3]
+        [--sampling 1]
 
 Three setups, each a client-side proxy -> a server-side proxy over mutual TLS -> the same
 tiny application (bench/tiny_http_app.py):
@@ -10,7 +11,7 @@ tiny application (bench/tiny_http_app.py):
     telemetry_on   a Heddle pair (`heddle up`: a client workload and a server workload) with
                    Istio's standard metrics, access logs (Istio's text format, to the proxy's
                    log file as `heddle up` writes it) and tracing at 1 % to an OTLP collector
-                   (heddle.testing.trace_collector's, in this process)
+                   (heddle.testing.trace_collector's, in this process; `--sampling`)
     telemetry_off  the same pair with all three off: `accessLogFile: ""`,
                    `defaultProviders: {metrics: []}`, no tracing provider
     bare_pair      two plain Envoys with mutual TLS and static bootstraps (bench/bare_envoy_pair.py)
@@ -32,8 +33,11 @@ every round, as `vegeta report` merges them) and per round; success ratio and th
 reached; CPU over the counted windows (utime + stime from /proc) of each Envoy, of the two
 agents (Heddle's only) and of the application, as vCPU and as vCPU per 1000 requests/s;
 and evidence that the telemetry was on or off (istio_requests_total on the server's 15020,
-spans at the collector, access-log bytes). Then the ratios of each Heddle setup to the bare
-pair. Bounded: every phase has a timeout; the default run takes about four minutes.
+spans at the collector, access-log bytes). Each round also says what the load generator and
+the rest of the machine (other users; this bench's idle control planes) took meanwhile: on a
+shared machine, a round whose rate fell short of `--rate` measured the machine, not the pair.
+Then the ratios of each Heddle setup to the bare pair. Bounded: every phase has a timeout;
+the default run takes about four minutes.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -109,7 +114,7 @@ data:
   mesh: |
     accessLogFile: /dev/stdout
     defaultProviders: {metrics: [prometheus], tracing: [otel]}
-    defaultConfig: {tracing: {sampling: 1}}
+    defaultConfig: {tracing: {sampling: SAMPLING}}
     extensionProviders:
     - name: otel
       opentelemetry: {service: 127.0.0.1, port: OTLP_PORT}
@@ -132,6 +137,19 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all cores, all processes), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / TICKS
+
+
+def children_cpu_seconds() -> float:
+    """utime + stime of this process's children that have been waited for (vegeta's)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def vegeta_binary(named: str | None) -> str:
@@ -246,9 +264,10 @@ class HeddleMesh:
 
 
 @contextlib.contextmanager
-def heddle_meshes(folder: Path, collector: Collector) -> Iterator[dict[str, HeddleMesh]]:
-    meshes = {"telemetry_on": HeddleMesh(folder / "on", TELEMETRY_ON.replace(
-                  "OTLP_PORT", str(collector.port))),
+def heddle_meshes(folder: Path, collector: Collector,
+                  sampling: float) -> Iterator[dict[str, HeddleMesh]]:
+    on = TELEMETRY_ON.replace("OTLP_PORT", str(collector.port)).replace("SAMPLING", str(sampling))
+    meshes = {"telemetry_on": HeddleMesh(folder / "on", on),
               "telemetry_off": HeddleMesh(folder / "off", TELEMETRY_OFF)}
     try:
         ups = {name: mesh.up() for name, mesh in meshes.items()}  # both start at once
@@ -338,17 +357,24 @@ def visit(vegeta: str, setup: Setup, rate: int, seconds: float, warmup: float,
     output = folder / f"{setup.name}-{len(setup.results)}.bin"
     pids = setup.pids()
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    machine_before, load_before = machine_busy_seconds(), children_cpu_seconds()
     wall = attack(vegeta, setup.proxy, rate, seconds, output)
     used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    load = children_cpu_seconds() - load_before
+    # What the rest of the machine (other users, this bench's idle meshes) took meanwhile.
+    others = machine_busy_seconds() - machine_before - load - sum(used.values())
     for name, seconds_used in used.items():
         setup.cpu[name] = setup.cpu.get(name, 0.0) + seconds_used
     setup.wall += wall
     setup.results.append(output)
     figures = report(vegeta, [output])
     setup.requests += figures["requests"]
-    setup.rounds.append({key: figures[key] for key in ("p50_ms", "p90_ms", "p99_ms", "success")}
+    setup.rounds.append({key: figures[key] for key in ("p50_ms", "p90_ms", "p99_ms", "success",
+                                                        "rate")}
                         | {"envoy_vcpu": round((used["envoy_client"] + used["envoy_server"])
-                                               / wall, 3)})
+                                               / wall, 3),
+                           "load_generator_vcpu": round(load / wall, 3),
+                           "rest_of_machine_vcpu": round(others / wall, 3)})
 
 
 def summary(vegeta: str, setup: Setup) -> dict[str, Any]:
@@ -395,14 +421,15 @@ def machine() -> dict[str, Any]:
 
 
 def run(rate: int = 1000, seconds: float = 15, rounds: int = 3, warmup: float = 3,
-        vegeta: str | None = None) -> dict[str, Any]:
+        vegeta: str | None = None, sampling: float = 1) -> dict[str, Any]:
     binary = vegeta_binary(vegeta)
     result: dict[str, Any] = {"rate": rate, "seconds": seconds, "rounds": rounds,
-                              "warmup_seconds": warmup, "load": "vegeta attack (open model)",
+                              "warmup_seconds": warmup, "tracing_sampling_percent": sampling,
+                              "load": "vegeta attack (open model)",
                               "machine_before": machine()}
     with tempfile.TemporaryDirectory(prefix="heddle-telemetry-cost-") as name:
         folder = Path(name)
-        with otlp_collector() as collector, heddle_meshes(folder, collector) as meshes, \
+        with otlp_collector() as collector, heddle_meshes(folder, collector, sampling) as meshes, \
                 bare_pair(folder / "bare") as bare:
             setups = [meshes["telemetry_on"].setup("telemetry_on"),
                       meshes["telemetry_off"].setup("telemetry_off"), bare]
@@ -433,11 +460,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="visits to each setup")
     parser.add_argument("--warmup", type=float, default=3, help="uncounted seconds per visit")
     parser.add_argument("--vegeta", default=None, help="the vegeta binary")
+    parser.add_argument("--sampling", type=float, default=1,
+                        help="percent of requests the telemetry_on pair traces")
     args = parser.parse_args()
     if args.rate < 1 or args.seconds <= 0 or args.rounds < 1 or args.warmup < 0:
         parser.error("--rate, --seconds and --rounds must be positive, --warmup not negative")
-    print(json.dumps(run(args.rate, args.seconds, args.rounds, args.warmup, args.vegeta),
-                     indent=2))
+    if not 0 < args.sampling <= 100:
+        parser.error("--sampling is a percentage: above 0, at most 100")
+    print(json.dumps(run(args.rate, args.seconds, args.rounds, args.warmup, args.vegeta,
+                         args.sampling), indent=2))
 
 
 if __name__ == "__main__":
