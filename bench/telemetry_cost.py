@@ -196,6 +196,7 @@ class Setup:
     cpu: dict[str, float] = field(default_factory=dict)  # process -> seconds, counted windows
     wall: float = 0.0  # seconds of counted windows
     requests: int = 0
+    idle: dict[str, float] = field(default_factory=dict)  # process -> vCPU with no load
 
     def pids(self) -> dict[str, int]:
         return {**{f"envoy_{k}": v for k, v in self.envoys.items()},
@@ -345,7 +346,9 @@ def report(vegeta: str, results: list[Path]) -> dict[str, Any]:
 
     return {"p50_ms": ms("50th"), "p90_ms": ms("90th"), "p99_ms": ms("99th"),
             "max_ms": ms("max"), "mean_ms": ms("mean"), "requests": raw["requests"],
-            "rate": round(raw["rate"], 1), "success": raw["success"],
+            # rate: requests sent per second; throughput: answered with success per second
+            "rate": round(raw["rate"], 1), "throughput": round(raw["throughput"], 1),
+            "success": raw["success"],
             "status_codes": raw["status_codes"], "errors": raw["errors"][:5]}
 
 
@@ -377,6 +380,18 @@ def visit(vegeta: str, setup: Setup, rate: int, seconds: float, warmup: float,
                            "rest_of_machine_vcpu": round(others / wall, 3)})
 
 
+def measure_idle(setups: list[Setup], seconds: float) -> None:
+    """Each process's vCPU with no load at all (timers, stats flushes, xDS, health checks),
+    every setup at once: what a loaded window's CPU includes that no request causes."""
+    before = {(s.name, n): cpu_seconds(pid) for s in setups for n, pid in s.pids().items()}
+    started = time.monotonic()
+    time.sleep(seconds)
+    wall = time.monotonic() - started
+    for setup in setups:
+        setup.idle = {name: (cpu_seconds(pid) - before[setup.name, name]) / wall
+                      for name, pid in setup.pids().items()}
+
+
 def summary(vegeta: str, setup: Setup) -> dict[str, Any]:
     figures = report(vegeta, setup.results)
     per_second = setup.requests / setup.wall  # requests/s over the counted windows
@@ -389,6 +404,12 @@ def summary(vegeta: str, setup: Setup) -> dict[str, Any]:
         "envoy_vcpu_per_1000_rps_per_sidecar": round(envoys / 2 / thousands, 3),
         "envoy_client_vcpu_per_1000_rps": round(vcpu["envoy_client"] / thousands, 3),
         "envoy_server_vcpu_per_1000_rps": round(vcpu["envoy_server"] / thousands, 3)}
+    if setup.idle:
+        idle = setup.idle["envoy_client"] + setup.idle["envoy_server"]
+        figures["cpu"]["idle_vcpu"] = {name: round(v, 3) for name, v in setup.idle.items()}
+        # What the requests themselves cost: comparable across rates, unlike the total.
+        figures["cpu"]["envoy_pair_vcpu_per_1000_rps_above_idle"] = round(
+            (envoys - idle) / thousands, 3)
     if setup.agents:
         agents = sum(v for k, v in vcpu.items() if k.startswith("agent_"))
         figures["cpu"]["agents_vcpu_per_1000_rps"] = round(agents / thousands, 3)
@@ -397,22 +418,22 @@ def summary(vegeta: str, setup: Setup) -> dict[str, Any]:
 
 
 def ratios(setups: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    bare = setups["bare_pair"]
-    found: dict[str, dict[str, float | None]] = {}
-    for name in ("telemetry_on", "telemetry_off"):
-        found[name] = {
-            key: round(setups[name][key] / bare[key], 3) if bare[key] else None
-            for key in ("p50_ms", "p90_ms", "p99_ms")}
-        bare_cpu = bare["cpu"]["envoy_pair_vcpu_per_1000_rps"]
-        found[name]["envoy_cpu"] = (round(setups[name]["cpu"]["envoy_pair_vcpu_per_1000_rps"]
-                                          / bare_cpu, 3) if bare_cpu else None)
-    on, off = setups["telemetry_on"], setups["telemetry_off"]
-    found["on_vs_off"] = {key: round(on[key] / off[key], 3) if off[key] else None
-                          for key in ("p50_ms", "p90_ms", "p99_ms")}
-    off_cpu = off["cpu"]["envoy_pair_vcpu_per_1000_rps"]
-    found["on_vs_off"]["envoy_cpu"] = (round(on["cpu"]["envoy_pair_vcpu_per_1000_rps"]
-                                             / off_cpu, 3) if off_cpu else None)
-    return found
+    """Each Heddle pair over the bare pair, and the telemetry pair over the one without:
+    latency percentiles, the Envoys' CPU per request (total, and above idle)."""
+    def ratio(top: float, bottom: float) -> float | None:
+        return round(top / bottom, 3) if bottom > 0 else None
+
+    def of(name: str, over: str) -> dict[str, float | None]:
+        a, b = setups[name], setups[over]
+        found = {key: ratio(a[key], b[key]) for key in ("p50_ms", "p90_ms", "p99_ms")}
+        for key, label in (("envoy_pair_vcpu_per_1000_rps", "envoy_cpu"),
+                           ("envoy_pair_vcpu_per_1000_rps_above_idle", "envoy_cpu_above_idle")):
+            found[label] = ratio(a["cpu"][key], b["cpu"][key])
+        return found
+
+    return {"telemetry_on": of("telemetry_on", "bare_pair"),
+            "telemetry_off": of("telemetry_off", "bare_pair"),
+            "on_vs_off": of("telemetry_on", "telemetry_off")}
 
 
 def machine() -> dict[str, Any]:
@@ -421,10 +442,12 @@ def machine() -> dict[str, Any]:
 
 
 def run(rate: int = 1000, seconds: float = 15, rounds: int = 3, warmup: float = 3,
-        vegeta: str | None = None, sampling: float = 1) -> dict[str, Any]:
+        vegeta: str | None = None, sampling: float = 1,
+        idle_seconds: float = 5) -> dict[str, Any]:
     binary = vegeta_binary(vegeta)
     result: dict[str, Any] = {"rate": rate, "seconds": seconds, "rounds": rounds,
-                              "warmup_seconds": warmup, "tracing_sampling_percent": sampling,
+                              "warmup_seconds": warmup, "idle_seconds": idle_seconds,
+                              "tracing_sampling_percent": sampling,
                               "load": "vegeta attack (open model)",
                               "machine_before": machine()}
     with tempfile.TemporaryDirectory(prefix="heddle-telemetry-cost-") as name:
@@ -433,6 +456,7 @@ def run(rate: int = 1000, seconds: float = 15, rounds: int = 3, warmup: float = 
                 bare_pair(folder / "bare") as bare:
             setups = [meshes["telemetry_on"].setup("telemetry_on"),
                       meshes["telemetry_off"].setup("telemetry_off"), bare]
+            measure_idle(setups, idle_seconds)
             evidence_before = {name: mesh.evidence() for name, mesh in meshes.items()}
             for round_ in range(rounds):
                 turn = round_ % len(setups)
@@ -462,13 +486,17 @@ def main() -> None:
     parser.add_argument("--vegeta", default=None, help="the vegeta binary")
     parser.add_argument("--sampling", type=float, default=1,
                         help="percent of requests the telemetry_on pair traces")
+    parser.add_argument("--idle-seconds", type=float, default=5,
+                        help="CPU measured with no load first, this long")
     args = parser.parse_args()
-    if args.rate < 1 or args.seconds <= 0 or args.rounds < 1 or args.warmup < 0:
-        parser.error("--rate, --seconds and --rounds must be positive, --warmup not negative")
+    if (args.rate < 1 or args.seconds <= 0 or args.rounds < 1 or args.warmup < 0
+            or args.idle_seconds <= 0):
+        parser.error("--rate, --seconds, --rounds and --idle-seconds must be positive, "
+                     "--warmup not negative")
     if not 0 < args.sampling <= 100:
         parser.error("--sampling is a percentage: above 0, at most 100")
     print(json.dumps(run(args.rate, args.seconds, args.rounds, args.warmup, args.vegeta,
-                         args.sampling), indent=2))
+                         args.sampling, args.idle_seconds), indent=2))
 
 
 if __name__ == "__main__":

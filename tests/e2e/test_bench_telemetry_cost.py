@@ -18,7 +18,8 @@ def test_telemetry_cost_bench_runs_small_and_prints_each_setup() -> None:
     # 100 % sampling here, so that a two-second run is sure to send spans.
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "telemetry_cost.py"), "--rate", "100",
-         "--seconds", "2", "--rounds", "1", "--warmup", "1", "--sampling", "100"],
+         "--seconds", "2", "--rounds", "1", "--warmup", "1", "--sampling", "100",
+         "--idle-seconds", "1"],
         capture_output=True, text=True, timeout=400, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout)
@@ -32,8 +33,12 @@ def test_telemetry_cost_bench_runs_small_and_prints_each_setup() -> None:
         cpu = figures["cpu"]
         assert cpu["vcpu"]["envoy_client"] > 0 and cpu["vcpu"]["envoy_server"] > 0
         assert cpu["envoy_pair_vcpu_per_1000_rps"] > 0
+        assert set(cpu["idle_vcpu"]) == set(cpu["vcpu"])
+        assert "envoy_pair_vcpu_per_1000_rps_above_idle" in cpu
+    for name in ("telemetry_on", "telemetry_off", "on_vs_off"):
+        assert set(result["ratios"][name]) == {"p50_ms", "p90_ms", "p99_ms", "envoy_cpu",
+                                               "envoy_cpu_above_idle"}
     for name in ("telemetry_on", "telemetry_off"):
-        assert set(result["ratios"][name]) == {"p50_ms", "p90_ms", "p99_ms", "envoy_cpu"}
         assert "agents_vcpu_per_1000_rps" in result[name]["cpu"]
     on, off = result["telemetry_on"]["telemetry"], result["telemetry_off"]["telemetry"]
     # The server counted every request it was sent (the readiness probes' and warm-up's too).
