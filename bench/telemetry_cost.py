@@ -3,7 +3,7 @@ request rate (an open model: requests are sent on schedule whether or not earlie
 been answered, so a slow proxy shows as latency, not as a lower rate):
 
     python bench/telemetry_cost.py [--rate 1000] [--seconds 15] [--rounds 3] [--warmup 3]
-        [--sampling 1]
+        [--sampling 1] [--idle-seconds 5] [--breakdown]
 
 Three setups, each a client-side proxy -> a server-side proxy over mutual TLS -> the same
 tiny application (bench/tiny_http_app.py):
@@ -16,7 +16,10 @@ tiny application (bench/tiny_http_app.py):
                    `defaultProviders: {metrics: []}`, no tracing provider
     bare_pair      two plain Envoys with mutual TLS and static bootstraps (bench/bare_envoy_pair.py)
 
-All three run at once, and the load visits them in turn, `rounds` times (each round in
+and with `--breakdown`, Heddle pairs with one of the three each (`metrics_only`,
+`access_logs_only`, `tracing_only`), to tell what each costs.
+
+All run at once, and the load visits them in turn, `rounds` times (each round in
 another order), so that a noisy shared machine weighs on each alike. Each visit sends
 `warmup` seconds of load that is not counted, then `seconds` that is. The load is vegeta's
 `attack` at `--rate` requests per second through the client proxy (its outbound HTTP-proxy
@@ -103,31 +106,31 @@ spec:
   labels: {{app: server, version: v1}}
   serviceAccount: server
 """
-# Metrics from Istio's built-in prometheus provider, the default access log (Heddle's
-# default file, /dev/stdout, is the proxy's log file under `heddle up`), 1 % of requests
-# traced to the collector (a literal address: no registry entry needed).
-TELEMETRY_ON = """\
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: istio, namespace: istio-system}
-data:
-  mesh: |
-    accessLogFile: /dev/stdout
-    defaultProviders: {metrics: [prometheus], tracing: [otel]}
-    defaultConfig: {tracing: {sampling: SAMPLING}}
-    extensionProviders:
-    - name: otel
-      opentelemetry: {service: 127.0.0.1, port: OTLP_PORT}
-"""
-TELEMETRY_OFF = """\
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: istio, namespace: istio-system}
-data:
-  mesh: |
-    accessLogFile: ""
-    defaultProviders: {metrics: []}
-"""
+# Which telemetry each Heddle setup has: (metrics, access logs, tracing). The last three run
+# with --breakdown only, to say which of the three costs what.
+TELEMETRY = {"telemetry_on": (True, True, True), "telemetry_off": (False, False, False),
+             "metrics_only": (True, False, False), "access_logs_only": (False, True, False),
+             "tracing_only": (False, False, True)}
+BREAKDOWN = ("metrics_only", "access_logs_only", "tracing_only")
+
+
+def mesh_config(metrics: bool, access_logs: bool, collector_port: int | None,
+                sampling: float) -> str:
+    """The mesh config: metrics from Istio's built-in prometheus provider (else no metrics
+    provider at all), the default access log (Heddle's default file, /dev/stdout, is the
+    proxy's log file under `heddle up`; else none), `sampling` % of requests traced to the
+    collector on `collector_port` (a literal address: no registry entry needed)."""
+    mesh = ["accessLogFile: " + ("/dev/stdout" if access_logs else '""')]
+    providers = {"metrics": "[prometheus]" if metrics else "[]"}
+    if collector_port is not None:
+        providers["tracing"] = "[otel]"
+        mesh += [f"defaultConfig: {{tracing: {{sampling: {sampling}}}}}",
+                 "extensionProviders:", "- name: otel",
+                 f"  opentelemetry: {{service: 127.0.0.1, port: {collector_port}}}"]
+    mesh.insert(1, "defaultProviders: {" + ", ".join(f"{k}: {v}" for k, v in providers.items())
+                + "}")
+    return ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\n"
+            "data:\n  mesh: |\n" + "".join(f"    {line}\n" for line in mesh))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -265,23 +268,29 @@ class HeddleMesh:
 
 
 @contextlib.contextmanager
-def heddle_meshes(folder: Path, collector: Collector,
-                  sampling: float) -> Iterator[dict[str, HeddleMesh]]:
-    on = TELEMETRY_ON.replace("OTLP_PORT", str(collector.port)).replace("SAMPLING", str(sampling))
-    meshes = {"telemetry_on": HeddleMesh(folder / "on", on),
-              "telemetry_off": HeddleMesh(folder / "off", TELEMETRY_OFF)}
-    try:
-        ups = {name: mesh.up() for name, mesh in meshes.items()}  # both start at once
-        for name, process in ups.items():
-            out, _ = process.communicate(timeout=180)
-            if process.returncode != 0:
-                raise RuntimeError(f"{name}: heddle up failed:\n{out[-3000:]}")
-        for name, mesh in meshes.items():
-            wait_serving(f"{mesh.subnet}1:{OUTBOUND_PORT}", 60, name)
-        yield meshes
-    finally:
-        for mesh in meshes.values():
-            mesh.down()
+def heddle_meshes(folder: Path, names: tuple[str, ...], sampling: float,
+                  ) -> Iterator[dict[str, tuple[HeddleMesh, Collector | None]]]:
+    """A mesh per name in TELEMETRY, each tracing setup with its own collector."""
+    with contextlib.ExitStack() as stack:
+        meshes: dict[str, tuple[HeddleMesh, Collector | None]] = {}
+        for name in names:
+            metrics, access_logs, tracing = TELEMETRY[name]
+            collector = stack.enter_context(otlp_collector()) if tracing else None
+            config = mesh_config(metrics, access_logs, collector.port if collector else None,
+                                 sampling)
+            meshes[name] = (HeddleMesh(folder / name, config), collector)
+        try:
+            ups = {name: mesh.up() for name, (mesh, _) in meshes.items()}  # all start at once
+            for name, process in ups.items():
+                out, _ = process.communicate(timeout=180)
+                if process.returncode != 0:
+                    raise RuntimeError(f"{name}: heddle up failed:\n{out[-3000:]}")
+            for name, (mesh, _) in meshes.items():
+                wait_serving(f"{mesh.subnet}1:{OUTBOUND_PORT}", 60, name)
+            yield meshes
+        finally:
+            for mesh, _ in meshes.values():
+                mesh.down()
 
 
 # --- the bare pair --------------------------------------------------------------------------
@@ -373,7 +382,7 @@ def visit(vegeta: str, setup: Setup, rate: int, seconds: float, warmup: float,
     figures = report(vegeta, [output])
     setup.requests += figures["requests"]
     setup.rounds.append({key: figures[key] for key in ("p50_ms", "p90_ms", "p99_ms", "success",
-                                                        "rate")}
+                                                        "rate", "throughput")}
                         | {"envoy_vcpu": round((used["envoy_client"] + used["envoy_server"])
                                                / wall, 3),
                            "load_generator_vcpu": round(load / wall, 3),
@@ -395,6 +404,9 @@ def measure_idle(setups: list[Setup], seconds: float) -> None:
 def summary(vegeta: str, setup: Setup) -> dict[str, Any]:
     figures = report(vegeta, setup.results)
     per_second = setup.requests / setup.wall  # requests/s over the counted windows
+    # vegeta's merged rate and throughput would span the gaps between rounds: per round only.
+    del figures["throughput"]
+    figures["rate"] = round(per_second, 1)
     vcpu = {name: seconds / setup.wall for name, seconds in setup.cpu.items()}
     envoys = vcpu["envoy_client"] + vcpu["envoy_server"]
     thousands = per_second / 1000
@@ -431,9 +443,12 @@ def ratios(setups: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | Non
             found[label] = ratio(a["cpu"][key], b["cpu"][key])
         return found
 
-    return {"telemetry_on": of("telemetry_on", "bare_pair"),
-            "telemetry_off": of("telemetry_off", "bare_pair"),
-            "on_vs_off": of("telemetry_on", "telemetry_off")}
+    found = {name: of(name, "bare_pair") for name in setups if name != "bare_pair"}
+    found["on_vs_off"] = of("telemetry_on", "telemetry_off")
+    for name in BREAKDOWN:
+        if name in setups:
+            found[f"{name}_vs_off"] = of(name, "telemetry_off")
+    return found
 
 
 def machine() -> dict[str, Any]:
@@ -443,34 +458,33 @@ def machine() -> dict[str, Any]:
 
 def run(rate: int = 1000, seconds: float = 15, rounds: int = 3, warmup: float = 3,
         vegeta: str | None = None, sampling: float = 1,
-        idle_seconds: float = 5) -> dict[str, Any]:
+        idle_seconds: float = 5, breakdown: bool = False) -> dict[str, Any]:
     binary = vegeta_binary(vegeta)
     result: dict[str, Any] = {"rate": rate, "seconds": seconds, "rounds": rounds,
                               "warmup_seconds": warmup, "idle_seconds": idle_seconds,
                               "tracing_sampling_percent": sampling,
                               "load": "vegeta attack (open model)",
                               "machine_before": machine()}
+    names = ("telemetry_on", "telemetry_off", *(BREAKDOWN if breakdown else ()))
     with tempfile.TemporaryDirectory(prefix="heddle-telemetry-cost-") as name:
         folder = Path(name)
-        with otlp_collector() as collector, heddle_meshes(folder, collector, sampling) as meshes, \
+        with heddle_meshes(folder, names, sampling) as meshes, \
                 bare_pair(folder / "bare") as bare:
-            setups = [meshes["telemetry_on"].setup("telemetry_on"),
-                      meshes["telemetry_off"].setup("telemetry_off"), bare]
+            setups = [*(mesh.setup(name) for name, (mesh, _) in meshes.items()), bare]
             measure_idle(setups, idle_seconds)
-            evidence_before = {name: mesh.evidence() for name, mesh in meshes.items()}
+            evidence_before = {name: mesh.evidence() for name, (mesh, _) in meshes.items()}
             for round_ in range(rounds):
                 turn = round_ % len(setups)
                 for setup in setups[turn:] + setups[:turn]:
                     visit(binary, setup, rate, seconds, warmup, folder)
             figures = {setup.name: summary(binary, setup) for setup in setups}
-            for name, mesh in meshes.items():
+            for name, (mesh, collector) in meshes.items():
                 after, before = mesh.evidence(), evidence_before[name]
                 figures[name]["telemetry"] = {
                     "server_istio_requests_total": after["server_istio_requests_total"],
                     "envoy_log_bytes_during_run": after["envoy_log_bytes"]
-                    - before["envoy_log_bytes"]}
-            spans = collector.spans
-            figures["telemetry_on"]["telemetry"]["spans_at_collector"] = len(spans)
+                    - before["envoy_log_bytes"],
+                    "spans_at_collector": len(collector.spans) if collector else 0}
     result.update(figures)
     result["ratios"] = ratios(figures)
     result["machine_after"] = machine()
@@ -486,6 +500,8 @@ def main() -> None:
     parser.add_argument("--vegeta", default=None, help="the vegeta binary")
     parser.add_argument("--sampling", type=float, default=1,
                         help="percent of requests the telemetry_on pair traces")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also pairs with only metrics, only access logs, only tracing")
     parser.add_argument("--idle-seconds", type=float, default=5,
                         help="CPU measured with no load first, this long")
     args = parser.parse_args()
@@ -496,7 +512,7 @@ def main() -> None:
     if not 0 < args.sampling <= 100:
         parser.error("--sampling is a percentage: above 0, at most 100")
     print(json.dumps(run(args.rate, args.seconds, args.rounds, args.warmup, args.vegeta,
-                         args.sampling, args.idle_seconds), indent=2))
+                         args.sampling, args.idle_seconds, args.breakdown), indent=2))
 
 
 if __name__ == "__main__":
