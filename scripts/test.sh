@@ -32,6 +32,18 @@ for tool in curl openssl nginx redis-server prometheus chromium; do
     fi
   fi
 done
+# vegeta (MIT; k6 is AGPL) is the open-model load of bench/telemetry_cost.py and its test; it
+# is no Debian package, so it is built with Go into ~/.cache/heddle/bin, where the bench looks.
+VEGETA_BIN="$HOME/.cache/heddle/bin"
+if ! command -v vegeta >/dev/null && [ ! -x "$VEGETA_BIN/vegeta" ]; then
+  GO="$(command -v go || echo /usr/local/go/bin/go)"
+  if [ -x "$GO" ]; then
+    GOBIN="$VEGETA_BIN" "$GO" install github.com/tsenart/vegeta/v12@v12.12.0
+  else
+    echo "error: the tests need vegeta; build it with: GOBIN=$VEGETA_BIN go install github.com/tsenart/vegeta/v12@v12.12.0" >&2
+    exit 1
+  fi
+fi
 echo "== ruff"
 .venv/bin/ruff check heddle tests scripts examples bench
 echo "== mypy --strict"
