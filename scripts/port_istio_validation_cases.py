@@ -250,8 +250,8 @@ class Parser:
             return _unquote(tok)
         if kind == "num":
             self.pos += 1
-            return float(tok) if "." in tok or "e" in tok.lower() and not tok.startswith(
-                "0x") else int(tok, 0)
+            return float(tok) if "." in tok or ("e" in tok.lower() and not tok.startswith(
+                "0x")) else int(tok, 0)
         if tok in ("true", "false"):
             self.pos += 1
             return tok == "true"
@@ -329,7 +329,7 @@ def _field_name(go: str) -> str:
 
 def _is_zero(value: Any) -> bool:
     """protojson leaves out unset scalars and empty lists and maps."""
-    return value is None or value == 0 and not isinstance(value, bool) or value == "" or (
+    return value is None or (value == 0 and not isinstance(value, bool)) or value == "" or (
         value is False) or value == [] or value == {}
 
 
@@ -383,6 +383,8 @@ def _composite(value: Composite) -> Any:
             raise Unsupported("a nil list element, which YAML cannot carry")
         return [evaluate(v) for _, v in value.elements]
     if type_name.startswith("map["):
+        if any(v is None for _, v in value.elements):
+            raise Unsupported("a null map value, which the API server drops")
         return {str(evaluate(k)): evaluate(v) for k, v in value.elements}
     local = type_name.rpartition(".")[2]
     fields = {str(k.name if isinstance(k, Ident) else k): v for k, v in value.elements}
@@ -404,6 +406,8 @@ def _composite(value: Composite) -> Any:
     if type_name == "structpb.ListValue":
         return list(evaluate(fields.get("Values")) or [])
     out: dict[str, Any] = {}
+    # A oneof set to its zero value is still set: protojson writes it (`regex: ""`).
+    oneof = _is_oneof_wrapper(value)
     for name, raw in fields.items():
         inner = raw
         evaluated = evaluate(inner)
@@ -416,7 +420,7 @@ def _composite(value: Composite) -> Any:
         # A port written as number 0 (a unix socket's) is kept: the CRD requires the field.
         explicit_port = name == "Number" and type_name.endswith("Port")
         if _is_zero(evaluated) and not is_message and not _is_wrapper(inner) and not (
-                explicit_port):
+                explicit_port or oneof):
             continue
         out[_field_name(name)] = evaluated
     if local.startswith("Value_") and type_name.startswith("structpb."):
@@ -425,7 +429,7 @@ def _composite(value: Composite) -> Any:
 
 
 def _is_wrapper(value: Any) -> bool:
-    return (isinstance(value, Composite) and bool(re.search(r"Value$|Duration$", value.type))
+    return ((isinstance(value, Composite) and bool(re.search(r"Value$|Duration$", value.type)))
             or isinstance(value, Call))
 
 

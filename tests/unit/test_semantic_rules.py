@@ -35,13 +35,14 @@ CASES = [
         http:
         - route: [{destination: {host: a}}]
           redirect: {uri: /b}
-        """, 'spec.http[0]: fields "route", "redirect" are mutually exclusive',
+        """, "spec.http[0].route: an HTTP route cannot have both redirect and route",
         id="route-and-redirect"),
     pytest.param("VirtualService", """
         hosts: [a]
         http:
         - match: [{uri: {prefix: /}}]
-        """, "spec.http[0]: HTTP route needs a route", id="no-action"),
+        """, "spec.http[0]: an HTTP route needs a route, redirect or directResponse",
+        id="no-action"),
     pytest.param("VirtualService", """
         hosts: [a]
         """, "spec: http, tcp or tls must be provided", id="no-routes"),
@@ -62,21 +63,22 @@ CASES = [
         hosts: [a]
         http:
         - route: [{destination: {host: a, port: {number: 70000}}}]
-        """, "spec.http[0].route[0].destination.port.number: port 70000 is out of range",
+        """, "spec.http[0].route[0].destination.port.number: port number 70000 must be in the "
+        "range 1..65535",
         id="port-range"),
     pytest.param("VirtualService", """
         hosts: [a]
         http:
         - route: [{destination: {host: a}}]
           retries: {attempts: 3, retryOn: "5xx,connect-failur"}
-        """, "spec.http[0].retries.retryOn: unknown retry policy 'connect-failur'",
+        """, "spec.http[0].retries.retryOn: 'connect-failur' is not a valid retryOn policy",
         id="retry-on"),
     pytest.param("VirtualService", """
         hosts: [a]
         http:
         - route: [{destination: {host: a}}]
           fault: {abort: {httpStatus: 503, percentage: {value: 150}}}
-        """, "spec.http[0].fault.abort.percentage.value: percentage 150 is out of range",
+        """, "spec.http[0].fault.abort.percentage.value: percentage 150 is not between 0 and 100",
         id="fault-percent"),
     pytest.param("DestinationRule", """
         host: a
@@ -129,7 +131,8 @@ CASES = [
         - port: {number: 443, name: https, protocol: HTTPS}
           hosts: ["*"]
           tls: {mode: SIMPLE}
-        """, "spec.servers[0].tls: TLS mode SIMPLE needs a certificate", id="gw-simple-no-cert"),
+        """, "spec.servers[0].tls: SIMPLE TLS requires a server certificate",
+        id="gw-simple-no-cert"),
     pytest.param("ServiceEntry", """
         hosts: [db.internal]
         ports: [{number: 5432, name: pg, protocol: TCP}]

@@ -8,10 +8,10 @@ from typing import Any
 from heddle.api.problems import FieldProblem
 from heddle.api.semantics.common import mapping
 from heddle.api.semantics.envoy_filters import check_envoy_filter
+from heddle.api.semantics.gateway import check_gateway
 from heddle.api.semantics.kuadrant import check_rate_limit_policy
 from heddle.api.semantics.networking import (
     check_destination_rule,
-    check_gateway,
     check_service_entry,
     check_sidecar,
     check_workload_entry,
@@ -31,9 +31,7 @@ SpecCheck = Callable[[dict[str, Any]], list[FieldProblem]]
 AnnotatedCheck = Callable[[dict[str, Any], dict[str, Any]], list[FieldProblem]]
 
 CHECKS: dict[tuple[str, str], SpecCheck] = {
-    ("networking.istio.io", "VirtualService"): check_virtual_service,
     ("networking.istio.io", "DestinationRule"): check_destination_rule,
-    ("networking.istio.io", "Gateway"): check_gateway,
     ("networking.istio.io", "ServiceEntry"): check_service_entry,
     ("networking.istio.io", "Sidecar"): check_sidecar,
     ("networking.istio.io", "WorkloadEntry"): check_workload_entry,
@@ -46,6 +44,12 @@ CHECKS: dict[tuple[str, str], SpecCheck] = {
 }
 ANNOTATED_CHECKS: dict[tuple[str, str], AnnotatedCheck] = {
     ("kuadrant.io", "RateLimitPolicy"): check_rate_limit_policy,
+}
+# Checks that read the object's name or annotations (Istio's rules on config.Meta).
+MetadataCheck = Callable[[dict[str, Any], dict[str, Any]], list[FieldProblem]]
+METADATA_CHECKS: dict[tuple[str, str], MetadataCheck] = {
+    ("networking.istio.io", "Gateway"): check_gateway,
+    ("networking.istio.io", "VirtualService"): check_virtual_service,
 }
 
 
@@ -61,6 +65,9 @@ def check_semantics(group: str, kind: str, body: dict[str, Any],
     check = CHECKS.get((group, kind))
     if check is not None and isinstance(spec, dict):
         problems += check(spec)
+    with_metadata = METADATA_CHECKS.get((group, kind))
+    if with_metadata is not None and isinstance(spec, dict):
+        problems += with_metadata(spec, dict(metadata or {}))
     annotated = ANNOTATED_CHECKS.get((group, kind))
     if annotated is not None and isinstance(spec, dict):
         problems += annotated(spec, mapping(dict(metadata or {}).get("annotations")))

@@ -149,44 +149,6 @@ def check_destination_rule(spec: dict[str, Any]) -> list[FieldProblem]:
     return problems
 
 
-def check_gateway(spec: dict[str, Any]) -> list[FieldProblem]:
-    problems: list[FieldProblem] = []
-    servers = items(spec.get("servers"))
-    if not servers:
-        problems.append(FieldProblem(("spec", "servers"), "a Gateway needs at least one server",
-                                     "add a server with a port and hosts"))
-    port_names: set[str] = set()
-    for i, server in servers:
-        server = mapping(server)
-        port = mapping(server.get("port"))
-        problems += check_port(("spec", "servers", i, "port", "number"), port.get("number"))
-        name = port.get("name")
-        if isinstance(name, str):
-            if name in port_names:
-                problems.append(FieldProblem(("spec", "servers", i, "port", "name"),
-                                             f"duplicate port name {name!r}",
-                                             "give each server port a unique name"))
-            port_names.add(name)
-        for j, host in items(server.get("hosts")):
-            problems += check_fqdn_or_wildcard(("spec", "servers", i, "hosts", j), host,
-                                               allow_namespace=True)
-        tls = mapping(server.get("tls"))
-        protocol = str(port.get("protocol", "")).upper()
-        if protocol == "HTTPS" and not tls:
-            problems.append(FieldProblem(("spec", "servers", i),
-                                         "an HTTPS server needs tls settings",
-                                         "add tls with mode SIMPLE and credentialName"))
-        if tls.get("mode") in ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL") and not (
-            tls.get("credentialName") or tls.get("credentialNames")
-            or tls.get("serverCertificate") or tls.get("tlsCertificates")
-        ):
-            problems.append(FieldProblem(("spec", "servers", i, "tls"),
-                                         f"TLS mode {tls['mode']} needs a certificate",
-                                         "set credentialName, or serverCertificate and "
-                                         "privateKey"))
-    return problems
-
-
 def check_service_entry(spec: dict[str, Any]) -> list[FieldProblem]:
     problems: list[FieldProblem] = []
     for i, host in items(spec.get("hosts")):
