@@ -87,7 +87,8 @@ CASES = [
     pytest.param("DestinationRule", """
         host: a
         trafficPolicy: {tls: {mode: MUTUAL}}
-        """, "spec.trafficPolicy.tls: MUTUAL TLS needs clientCertificate", id="mutual-no-cert"),
+        """, "spec.trafficPolicy.tls.clientCertificate: MUTUAL TLS needs a client certificate",
+        id="mutual-no-cert"),
     pytest.param("DestinationRule", """
         host: a
         trafficPolicy: {tls: {mode: SIMPLE, credentialName: c, caCertificates: /ca.pem}}
@@ -101,7 +102,7 @@ CASES = [
         host: a
         trafficPolicy: {loadBalancer: {consistentHash: {maglev: {tableSize: 1000}}}}
         """, "spec.trafficPolicy.loadBalancer.consistentHash.maglev.tableSize: maglev tableSize "
-        "1000 must be a prime number", id="maglev-not-prime"),
+        "1000 is not prime", id="maglev-not-prime"),
     pytest.param("DestinationRule", """
         host: a
         trafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {ttl: 1s}}}}
@@ -120,12 +121,12 @@ CASES = [
     pytest.param("DestinationRule", """
         host: a
         subsets: [{name: v1, trafficPolicy: {}}]
-        """, "spec.subsets[0].trafficPolicy: traffic policy must have at least one field",
+        """, "spec.subsets[0].trafficPolicy: a traffic policy must have at least one field",
         id="empty-policy"),
     pytest.param("DestinationRule", """
         host: a
         trafficPolicy: {portLevelSettings: [{port: {number: 80}}]}
-        """, "port traffic policy must have at least one field", id="empty-port-policy"),
+        """, "a port traffic policy must have at least one field", id="empty-port-policy"),
     pytest.param("Gateway", """
         servers:
         - port: {number: 443, name: https, protocol: HTTPS}

@@ -7,11 +7,11 @@ from typing import Any
 
 from heddle.api.problems import FieldProblem
 from heddle.api.semantics.common import mapping
+from heddle.api.semantics.destination_rule import check_destination_rule
 from heddle.api.semantics.envoy_filters import check_envoy_filter
 from heddle.api.semantics.gateway import check_gateway
 from heddle.api.semantics.kuadrant import check_rate_limit_policy
 from heddle.api.semantics.networking import (
-    check_destination_rule,
     check_service_entry,
     check_sidecar,
     check_workload_entry,
@@ -31,7 +31,6 @@ SpecCheck = Callable[[dict[str, Any]], list[FieldProblem]]
 AnnotatedCheck = Callable[[dict[str, Any], dict[str, Any]], list[FieldProblem]]
 
 CHECKS: dict[tuple[str, str], SpecCheck] = {
-    ("networking.istio.io", "DestinationRule"): check_destination_rule,
     ("networking.istio.io", "ServiceEntry"): check_service_entry,
     ("networking.istio.io", "Sidecar"): check_sidecar,
     ("networking.istio.io", "WorkloadEntry"): check_workload_entry,
@@ -50,6 +49,7 @@ MetadataCheck = Callable[[dict[str, Any], dict[str, Any]], list[FieldProblem]]
 METADATA_CHECKS: dict[tuple[str, str], MetadataCheck] = {
     ("networking.istio.io", "Gateway"): check_gateway,
     ("networking.istio.io", "VirtualService"): check_virtual_service,
+    ("networking.istio.io", "DestinationRule"): check_destination_rule,
 }
 
 

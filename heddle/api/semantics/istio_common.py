@@ -134,3 +134,16 @@ def host_subset_of(a: str, b: str) -> bool:
     if b_wild:
         return a.endswith(b[1:])
     return a == b
+
+
+def selector_label_problems(path: PathKey, labels: Any) -> list[FieldProblem]:
+    """A workload selector's labels: no empty key, no wildcards."""
+    problems = []
+    for key, value in mapping(labels).items():
+        if not key:
+            problems.append(FieldProblem(path, "an empty label key is not supported in a "
+                                               "selector", "name the label"))
+        if "*" in str(key) or "*" in str(value if value is not None else ""):
+            problems.append(FieldProblem((*path, key), "wildcards are not supported in a "
+                                                       "selector", "match exact labels"))
+    return problems
