@@ -13,7 +13,6 @@ from heddle.api.semantics.gateway import check_gateway
 from heddle.api.semantics.kuadrant import check_rate_limit_policy
 from heddle.api.semantics.networking import (
     check_service_entry,
-    check_sidecar,
     check_workload_entry,
 )
 from heddle.api.semantics.rate_limits import check_backend_traffic_policy
@@ -23,6 +22,7 @@ from heddle.api.semantics.security import (
     check_peer_authentication,
     check_request_authentication,
 )
+from heddle.api.semantics.sidecar import check_sidecar
 from heddle.api.semantics.telemetry import check_telemetry
 from heddle.api.semantics.virtualservice import check_virtual_service
 
@@ -32,7 +32,6 @@ AnnotatedCheck = Callable[[dict[str, Any], dict[str, Any]], list[FieldProblem]]
 
 CHECKS: dict[tuple[str, str], SpecCheck] = {
     ("networking.istio.io", "ServiceEntry"): check_service_entry,
-    ("networking.istio.io", "Sidecar"): check_sidecar,
     ("networking.istio.io", "WorkloadEntry"): check_workload_entry,
     ("networking.istio.io", "EnvoyFilter"): check_envoy_filter,
     ("security.istio.io", "AuthorizationPolicy"): check_authorization_policy,
@@ -50,6 +49,7 @@ METADATA_CHECKS: dict[tuple[str, str], MetadataCheck] = {
     ("networking.istio.io", "Gateway"): check_gateway,
     ("networking.istio.io", "VirtualService"): check_virtual_service,
     ("networking.istio.io", "DestinationRule"): check_destination_rule,
+    ("networking.istio.io", "Sidecar"): check_sidecar,
 }
 
 

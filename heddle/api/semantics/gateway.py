@@ -163,6 +163,9 @@ def _bind(path: PathKey, port: dict[str, Any], bind: str) -> list[FieldProblem]:
             problems.append(FieldProblem((*path, "port", "number"),
                                          "the port number must be 0 for a unix domain socket",
                                          "set number: 0"))
+        problems.append(_warning((*path, "bind"), "Heddle's gateways do not listen on unix "
+                                                  "domain sockets: this server gets no "
+                                                  "listener", "serve it on a TCP port"))
         return problems
     if bind and not is_ip(bind):
         return [FieldProblem((*path, "bind"), f"{bind} is not a valid IP",

@@ -56,23 +56,3 @@ def check_workload_entry(spec: dict[str, Any]) -> list[FieldProblem]:
     for name, port in mapping(spec.get("ports")).items():
         problems += check_port(("spec", "ports", name), port)
     return problems
-
-
-def check_sidecar(spec: dict[str, Any]) -> list[FieldProblem]:
-    problems: list[FieldProblem] = []
-    for i, egress in items(spec.get("egress")):
-        egress = mapping(egress)
-        for j, host in items(egress.get("hosts")):
-            if isinstance(host, str) and "/" not in host:
-                problems.append(FieldProblem(("spec", "egress", i, "hosts", j),
-                                             f"egress host {host!r} has no namespace",
-                                             f'write "*/{host}" or "./{host}"'))
-            else:
-                problems += check_fqdn_or_wildcard(("spec", "egress", i, "hosts", j), host,
-                                                   allow_namespace=True)
-        problems += check_port(("spec", "egress", i, "port", "number"),
-                               mapping(egress.get("port")).get("number"))
-    for i, ingress in items(spec.get("ingress")):
-        problems += check_port(("spec", "ingress", i, "port", "number"),
-                               mapping(mapping(ingress).get("port")).get("number"))
-    return problems
