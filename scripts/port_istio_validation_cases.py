@@ -410,6 +410,11 @@ def _composite(value: Composite) -> Any:
     oneof = _is_oneof_wrapper(value)
     for name, raw in fields.items():
         inner = raw
+        if isinstance(raw, Composite) and not raw.elements and raw.type.startswith("[]*"):
+            # Go tells an empty list of messages from an absent one; JSON read into a proto
+            # does not (`from: []` arrives as a nil list, while `{}` is an empty map), so the
+            # case has no YAML form.
+            raise Unsupported(f"an empty non-nil {name}, which YAML cannot express")
         evaluated = evaluate(inner)
         is_message = isinstance(inner, Composite) and not inner.type.lstrip("*").startswith(
             ("[]", "map["))
@@ -419,8 +424,11 @@ def _composite(value: Composite) -> Any:
             continue
         # A port written as number 0 (a unix socket's) is kept: the CRD requires the field.
         explicit_port = name == "Number" and type_name.endswith("Port")
+        # An empty map written out is kept: `{}` read into a proto is an empty map, not nil.
+        explicit_map = isinstance(inner, Composite) and inner.type.lstrip("*").startswith(
+            "map[")
         if _is_zero(evaluated) and not is_message and not _is_wrapper(inner) and not (
-                explicit_port or oneof):
+                explicit_port or oneof or explicit_map):
             continue
         out[_field_name(name)] = evaluated
     if local.startswith("Value_") and type_name.startswith("structpb."):

@@ -143,7 +143,8 @@ CASES = [
         """, "only one of WorkloadSelector or Endpoints", id="se-selector-and-endpoints"),
     pytest.param("Sidecar", """
         egress: [{hosts: [reviews.default.svc.cluster.local]}]
-        """, "spec.egress[0].hosts[0]: egress host", id="sidecar-host-no-namespace"),
+        """, "spec.egress[0].hosts[0]: host 'reviews.default.svc.cluster.local' must be "
+        "of the form namespace/dnsName", id="sidecar-host-no-namespace"),
     pytest.param("PeerAuthentication", """
         mtls: {mode: STRICT}
         portLevelMtls: {"8080": {mode: DISABLE}}
@@ -151,7 +152,7 @@ CASES = [
     pytest.param("AuthorizationPolicy", """
         action: CUSTOM
         rules: [{to: [{operation: {paths: [/admin]}}]}]
-        """, "spec.provider: action CUSTOM needs a provider", id="custom-no-provider"),
+        """, "spec.provider: action CUSTOM needs provider.name", id="custom-no-provider"),
     pytest.param("AuthorizationPolicy", """
         action: DENY
         provider: {name: ext}
@@ -161,7 +162,7 @@ CASES = [
     pytest.param("AuthorizationPolicy", """
         rules:
         - when: [{key: "request.auth.clams[group]", values: [admin]}]
-        """, "spec.rules[0].when[0].key: unsupported condition key", id="when-key"),
+        """, "spec.rules[0].when[0].key: unknown condition key", id="when-key"),
     pytest.param("AuthorizationPolicy", """
         rules:
         - to: [{operation: {paths: ["/api/{**}/{*}"]}}]
@@ -202,7 +203,7 @@ CASES = [
     pytest.param("AuthorizationPolicy", """
         rules:
         - from: [{source: {ipBlocks: [10.0.0.0/33]}}]
-        """, "spec.rules[0].from[0].source.ipBlocks[0]: invalid IP address or CIDR",
+        """, "spec.rules[0].from[0].source.ipBlocks[0]: bad CIDR range",
         id="ip-block"),
     pytest.param("RequestAuthentication", """
         jwtRules:
@@ -214,7 +215,7 @@ CASES = [
         jwtRules:
         - issuer: https://issuer.example
           jwksUri: ftp://issuer.example/jwks
-        """, "spec.jwtRules[0].jwksUri: invalid jwksUri", id="jwks-uri-scheme"),
+        """, "spec.jwtRules[0].jwksUri: jwksUri scheme 'ftp' is not supported", id="jwks-uri-scheme"),
     pytest.param("HTTPRoute", """
         rules:
         - matches: [{path: {type: PathPrefix, value: "no-slash"}}]

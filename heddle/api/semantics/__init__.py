@@ -6,6 +6,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from heddle.api.problems import FieldProblem
+from heddle.api.semantics.authentication import (
+    check_peer_authentication,
+    check_request_authentication,
+)
+from heddle.api.semantics.authorization_policy import check_authorization_policy
 from heddle.api.semantics.common import mapping
 from heddle.api.semantics.destination_rule import check_destination_rule
 from heddle.api.semantics.envoy_filters import check_envoy_filter
@@ -16,12 +21,7 @@ from heddle.api.semantics.networking import (
     check_workload_entry,
 )
 from heddle.api.semantics.rate_limits import check_backend_traffic_policy
-from heddle.api.semantics.security import (
-    check_authorization_policy,
-    check_dry_run_annotation,
-    check_peer_authentication,
-    check_request_authentication,
-)
+from heddle.api.semantics.security import check_dry_run_annotation
 from heddle.api.semantics.sidecar import check_sidecar
 from heddle.api.semantics.telemetry import check_telemetry
 from heddle.api.semantics.virtualservice import check_virtual_service
