@@ -215,7 +215,8 @@ CASES = [
         jwtRules:
         - issuer: https://issuer.example
           jwksUri: ftp://issuer.example/jwks
-        """, "spec.jwtRules[0].jwksUri: jwksUri scheme 'ftp' is not supported", id="jwks-uri-scheme"),
+        """, "spec.jwtRules[0].jwksUri: jwksUri scheme 'ftp' is not supported",
+        id="jwks-uri-scheme"),
     pytest.param("HTTPRoute", """
         rules:
         - matches: [{path: {type: PathPrefix, value: "no-slash"}}]
