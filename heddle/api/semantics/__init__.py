@@ -16,12 +16,13 @@ from heddle.api.semantics.destination_rule import check_destination_rule
 from heddle.api.semantics.envoy_filters import check_envoy_filter
 from heddle.api.semantics.gateway import check_gateway
 from heddle.api.semantics.kuadrant import check_rate_limit_policy
-from heddle.api.semantics.networking import (
-    check_service_entry,
-    check_workload_entry,
-)
 from heddle.api.semantics.rate_limits import check_backend_traffic_policy
 from heddle.api.semantics.security import check_dry_run_annotation
+from heddle.api.semantics.service_entry import (
+    check_service_entry,
+    check_workload_entry,
+    check_workload_group,
+)
 from heddle.api.semantics.sidecar import check_sidecar
 from heddle.api.semantics.telemetry import check_telemetry
 from heddle.api.semantics.virtualservice import check_virtual_service
@@ -31,8 +32,8 @@ SpecCheck = Callable[[dict[str, Any]], list[FieldProblem]]
 AnnotatedCheck = Callable[[dict[str, Any], dict[str, Any]], list[FieldProblem]]
 
 CHECKS: dict[tuple[str, str], SpecCheck] = {
-    ("networking.istio.io", "ServiceEntry"): check_service_entry,
     ("networking.istio.io", "WorkloadEntry"): check_workload_entry,
+    ("networking.istio.io", "WorkloadGroup"): check_workload_group,
     ("networking.istio.io", "EnvoyFilter"): check_envoy_filter,
     ("security.istio.io", "AuthorizationPolicy"): check_authorization_policy,
     ("security.istio.io", "RequestAuthentication"): check_request_authentication,
@@ -50,6 +51,7 @@ METADATA_CHECKS: dict[tuple[str, str], MetadataCheck] = {
     ("networking.istio.io", "VirtualService"): check_virtual_service,
     ("networking.istio.io", "DestinationRule"): check_destination_rule,
     ("networking.istio.io", "Sidecar"): check_sidecar,
+    ("networking.istio.io", "ServiceEntry"): check_service_entry,
 }
 
 
