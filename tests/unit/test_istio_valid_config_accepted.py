@@ -1,5 +1,6 @@
 """Valid Istio configuration that Heddle once refused (issue 22's valid-rejected classes),
-each accepted now as Istio accepts it, beside the near miss Istio still refuses."""
+each accepted now as Istio accepts it, beside the near miss Istio still refuses; and the
+warnings Istio gives on valid config that cannot do what it says."""
 
 from __future__ import annotations
 
@@ -123,3 +124,28 @@ def test_an_envoy_filter_value_may_write_go_durations() -> None:
         - applyTo: CLUSTER
           patch: {operation: ADD, value: {name: extra, dns_refresh_rate: 500ms}}
         """) == []
+
+
+def test_a_rule_after_one_without_matches_draws_istios_unreachable_warning() -> None:
+    found = diagnostics("VirtualService", """
+        hosts: [foo.bar]
+        http:
+        - route: [{destination: {host: foo.bar}}]
+        - match: [{uri: {prefix: /a}}]
+          route: [{destination: {host: foo.bar}}]
+        """)
+    assert found == [(Severity.WARNING, "spec.http[1]: rule #1 is never used (a rule without "
+                                        "matches comes before it)")]
+
+
+def test_a_match_an_earlier_prefix_covers_draws_istios_ineffective_warning() -> None:
+    found = diagnostics("VirtualService", """
+        hosts: [foo.bar]
+        http:
+        - match: [{uri: {prefix: /api/v1/product}}]
+          route: [{destination: {host: foo.bar}}]
+        - match: [{uri: {prefix: /api/v1/products}, method: {exact: GET}}]
+          route: [{destination: {host: foo.baz}}]
+        """)
+    assert [s for s, _ in found] == [Severity.WARNING]
+    assert "prefix /api/v1/products is never used" in found[0][1]

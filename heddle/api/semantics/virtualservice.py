@@ -32,6 +32,7 @@ from heddle.api.semantics.istio_hosts import (
     is_ip,
     wildcard_domain_problem,
 )
+from heddle.api.semantics.unreachable_routes import unreachable_rule_warnings
 
 # Envoy's retry_on policies plus the gRPC ones (x-envoy-retry-on / x-envoy-retry-grpc-on).
 RETRY_ON = {
@@ -639,4 +640,5 @@ def check_virtual_service(spec: dict[str, Any], metadata: dict[str, Any],
             problems += _tcp_route(("spec", "tcp", i), mapping(tcp), gateway_semantics)
     problems += export_to_problems(("spec", "exportTo"), str(metadata.get("namespace") or
                                                              "default"), spec.get("exportTo"))
+    problems += unreachable_rule_warnings(spec)
     return problems
