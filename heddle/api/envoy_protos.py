@@ -19,6 +19,8 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from google.protobuf import descriptor_pool, json_format, symbol_database
 from google.protobuf.message import Message
 
+from heddle.api.envoy_durations import normalise_durations
+
 # The message each supported `applyTo` patches (what its `patch.value` must be).
 VALUE_TYPES: dict[str, type[Message]] = {
     "LISTENER": listener_pb2.Listener,
@@ -93,6 +95,12 @@ def parse_value(apply_to: str, value: dict[str, Any]) -> Message:
         if not ensure_known(name):
             raise PatchValueError(f"unknown @type {url}: no such Envoy message")
     message = kind()
+
+    def resolve(url: str) -> Any:
+        found = message_class(url.rsplit("/", 1)[-1])
+        return found.DESCRIPTOR if found is not None else None
+
+    value = normalise_durations(value, kind.DESCRIPTOR, resolve)
     try:
         json_format.ParseDict(value, message, ignore_unknown_fields=False)
     except json_format.ParseError as error:

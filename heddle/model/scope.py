@@ -57,7 +57,7 @@ def _has_selector(sidecar: Resource[Any]) -> bool:
 class EgressHost:
     """One `namespace/dnsName` of a Sidecar egress listener, and the listener's port."""
 
-    namespace: str  # `*` any, `~` none, or a namespace name (`.` already resolved)
+    namespace: str  # `*` any, `~` none, `~NS` (an exclusion), or a name (`.` resolved)
     dns_name: str  # `*`, `*.suffix` or an exact FQDN
     port: int | None = None  # the egress listener's port: only that port of the host
 
@@ -67,11 +67,28 @@ class EgressHost:
         return cls(sidecar_namespace if namespace == "." else namespace, name, port)
 
     def admits(self, namespace: str, hostname: str) -> bool:
-        if self.namespace == "~" or self.namespace not in ("*", namespace):
+        if self.namespace.startswith("~") or self.namespace not in ("*", namespace):
             return False
         # Either side may be a wildcard (`*.example.com` names api.example.com and back).
         return (fnmatch.fnmatchcase(hostname, self.dns_name)
                 or fnmatch.fnmatchcase(self.dns_name, hostname))
+
+
+    def excludes(self, namespace: str, hostname: str) -> bool:
+        """`~NS/HOST` takes the services of NS (of every namespace for `~*`) that HOST covers
+        out of what the other egress hosts import, as Istio's exclusions do. A bare `~/HOST`
+        (no namespace) imports nothing and excludes nothing."""
+        excluded = self.namespace.removeprefix("~")
+        if not self.namespace.startswith("~") or not excluded:
+            return False
+        return excluded in ("*", namespace) and fnmatch.fnmatchcase(hostname, self.dns_name)
+
+
+def _admitted(hosts: list[EgressHost], namespace: str, hostname: str) -> list[EgressHost]:
+    """The egress hosts that import the service, none where an exclusion takes it out."""
+    if any(h.excludes(namespace, hostname) for h in hosts):
+        return []
+    return [h for h in hosts if h.admits(namespace, hostname)]
 
 
 def egress_hosts(sidecar: Resource[Any] | None) -> list[EgressHost] | None:
@@ -168,7 +185,7 @@ def _reachable_ports(service: Service, hosts: list[EgressHost] | None, routed: b
     admits only that one); None when none are."""
     if hosts is None or routed:
         return service
-    admitting = [h for h in hosts if h.admits(service.namespace, service.hostname)]
+    admitting = _admitted(hosts, service.namespace, service.hostname)
     if not admitting:
         return None
     if any(h.port is None for h in admitting):
@@ -200,7 +217,7 @@ def _scope(snapshot: MeshSnapshot, namespace: str, sidecar: Resource[Any] | None
     hosts = egress_hosts(sidecar)
 
     def admitted(namespace: str, hostname: str) -> bool:
-        return hosts is None or any(h.admits(namespace, hostname) for h in hosts)
+        return hosts is None or bool(_admitted(hosts, namespace, hostname))
 
     services = _one_per_host([s for s in snapshot.registry.services
                               if exported_to(s.export_to, s.namespace, namespace)], namespace)

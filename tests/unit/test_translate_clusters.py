@@ -85,14 +85,15 @@ def test_the_envoy_check_rejects_a_broken_cluster() -> None:
 
 
 def test_an_endpoint_named_by_a_hostname_is_left_out_of_eds_and_envoy_takes_the_rest() -> None:
-    """`10.0.2.256` is a valid hostname (Istio's validation takes it), not an IP: in EDS,
-    Envoy would refuse the whole response, every cluster's endpoints with it."""
+    """`backend-v1.internal` is a host name, not an IP: in EDS, Envoy would refuse the whole
+    response, every cluster's endpoints with it. (`10.0.2.256` once stood here; Istio's
+    validation refuses it: a top-level domain may not be all digits.)"""
     from heddle.api.loader import load_text
 
     extra = """apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: {name: backend-by-name, namespace: default}
-spec: {address: 10.0.2.256, labels: {app: backend, version: v1}}
+spec: {address: backend-v1.internal, labels: {app: backend, version: v1}}
 """
     result = load_paths([ROOT / "examples" / "hello"])
     added = load_text(extra, "extra.yaml")
@@ -103,7 +104,7 @@ spec: {address: 10.0.2.256, labels: {app: backend, version: v1}}
     addresses = {lb.endpoint.address.socket_address.address
                  for assignment in endpoints for group in assignment.endpoints
                  for lb in group.lb_endpoints}
-    assert "10.0.2.256" not in addresses
+    assert "backend-v1.internal" not in addresses
     assert addresses == {lb.endpoint.address.socket_address.address
                          for assignment in outbound_endpoints(hello_snapshot())
                          for group in assignment.endpoints for lb in group.lb_endpoints}

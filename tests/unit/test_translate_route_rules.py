@@ -198,7 +198,8 @@ def test_tcp_and_tls_rules_route_connect_tunnels_with_weights() -> None:
     kind: VirtualService
     metadata: {name: db}
     spec:
-      hosts: [db]
+      # Istio's validation wants each SNI host within the hosts as written (no short names).
+      hosts: [db.default.svc.cluster.local]
       tls:
       - match: [{port: 5433, sniHosts: [db.default.svc.cluster.local]}]
         route: [{destination: {host: db, subset: primary}}]

@@ -123,6 +123,21 @@ def test_egress_hosts_name_namespaces_and_hosts_exactly_or_by_wildcard() -> None
     assert visible_hosts(snapshot(tilde)) == []
 
 
+def test_a_tilde_namespace_egress_host_excludes_that_namespace_from_the_rest() -> None:
+    sidecar = """
+    apiVersion: networking.istio.io/v1
+    kind: Sidecar
+    metadata: {name: default, namespace: shop}
+    spec:
+      egress: [{hosts: ["*/*", "~bank/*"]}]
+    """
+    assert visible_hosts(snapshot(sidecar)) == [
+        "cart.shop.svc.cluster.local", "pay.shop.svc.cluster.local"]
+    one_host = sidecar.replace("~bank/*", "~shop/pay.shop.svc.cluster.local")
+    assert visible_hosts(snapshot(one_host)) == [
+        "cart.shop.svc.cluster.local", "ledger.bank.svc.cluster.local"]
+
+
 def test_a_workload_selector_sidecar_wins_over_the_namespace_and_root_ones() -> None:
     root = """
     apiVersion: networking.istio.io/v1

@@ -6,23 +6,24 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from heddle.api.problems import FieldProblem
-from heddle.api.semantics.common import mapping
-from heddle.api.semantics.envoy_filters import check_envoy_filter
-from heddle.api.semantics.kuadrant import check_rate_limit_policy
-from heddle.api.semantics.networking import (
-    check_destination_rule,
-    check_gateway,
-    check_service_entry,
-    check_sidecar,
-    check_workload_entry,
-)
-from heddle.api.semantics.rate_limits import check_backend_traffic_policy
-from heddle.api.semantics.security import (
-    check_authorization_policy,
-    check_dry_run_annotation,
+from heddle.api.semantics.authentication import (
     check_peer_authentication,
     check_request_authentication,
 )
+from heddle.api.semantics.authorization_policy import check_authorization_policy
+from heddle.api.semantics.common import mapping
+from heddle.api.semantics.destination_rule import check_destination_rule
+from heddle.api.semantics.envoy_filters import check_envoy_filter
+from heddle.api.semantics.gateway import check_gateway
+from heddle.api.semantics.kuadrant import check_rate_limit_policy
+from heddle.api.semantics.rate_limits import check_backend_traffic_policy
+from heddle.api.semantics.security import check_dry_run_annotation
+from heddle.api.semantics.service_entry import (
+    check_service_entry,
+    check_workload_entry,
+    check_workload_group,
+)
+from heddle.api.semantics.sidecar import check_sidecar
 from heddle.api.semantics.telemetry import check_telemetry
 from heddle.api.semantics.virtualservice import check_virtual_service
 
@@ -31,12 +32,8 @@ SpecCheck = Callable[[dict[str, Any]], list[FieldProblem]]
 AnnotatedCheck = Callable[[dict[str, Any], dict[str, Any]], list[FieldProblem]]
 
 CHECKS: dict[tuple[str, str], SpecCheck] = {
-    ("networking.istio.io", "VirtualService"): check_virtual_service,
-    ("networking.istio.io", "DestinationRule"): check_destination_rule,
-    ("networking.istio.io", "Gateway"): check_gateway,
-    ("networking.istio.io", "ServiceEntry"): check_service_entry,
-    ("networking.istio.io", "Sidecar"): check_sidecar,
     ("networking.istio.io", "WorkloadEntry"): check_workload_entry,
+    ("networking.istio.io", "WorkloadGroup"): check_workload_group,
     ("networking.istio.io", "EnvoyFilter"): check_envoy_filter,
     ("security.istio.io", "AuthorizationPolicy"): check_authorization_policy,
     ("security.istio.io", "RequestAuthentication"): check_request_authentication,
@@ -46,6 +43,15 @@ CHECKS: dict[tuple[str, str], SpecCheck] = {
 }
 ANNOTATED_CHECKS: dict[tuple[str, str], AnnotatedCheck] = {
     ("kuadrant.io", "RateLimitPolicy"): check_rate_limit_policy,
+}
+# Checks that read the object's name or annotations (Istio's rules on config.Meta).
+MetadataCheck = Callable[[dict[str, Any], dict[str, Any]], list[FieldProblem]]
+METADATA_CHECKS: dict[tuple[str, str], MetadataCheck] = {
+    ("networking.istio.io", "Gateway"): check_gateway,
+    ("networking.istio.io", "VirtualService"): check_virtual_service,
+    ("networking.istio.io", "DestinationRule"): check_destination_rule,
+    ("networking.istio.io", "Sidecar"): check_sidecar,
+    ("networking.istio.io", "ServiceEntry"): check_service_entry,
 }
 
 
@@ -61,6 +67,9 @@ def check_semantics(group: str, kind: str, body: dict[str, Any],
     check = CHECKS.get((group, kind))
     if check is not None and isinstance(spec, dict):
         problems += check(spec)
+    with_metadata = METADATA_CHECKS.get((group, kind))
+    if with_metadata is not None and isinstance(spec, dict):
+        problems += with_metadata(spec, dict(metadata or {}))
     annotated = ANNOTATED_CHECKS.get((group, kind))
     if annotated is not None and isinstance(spec, dict):
         problems += annotated(spec, mapping(dict(metadata or {}).get("annotations")))

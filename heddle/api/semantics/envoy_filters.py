@@ -11,6 +11,7 @@ from typing import Any
 from heddle.api.envoy_protos import PatchValueError, parse_value
 from heddle.api.problems import FieldProblem, PathKey
 from heddle.api.semantics.common import check_regex, mapping
+from heddle.api.semantics.envoy_filter_names import check_istio_envoy_filter_rules
 
 HCM = "envoy.filters.network.http_connection_manager"
 _LIST_OPERATIONS = frozenset({"ADD", "INSERT_BEFORE", "INSERT_AFTER", "INSERT_FIRST",
@@ -174,7 +175,7 @@ def _check_patch(path: PathKey, patch: dict[str, Any]) -> list[FieldProblem]:
 
 
 def check_envoy_filter(spec: dict[str, Any]) -> list[FieldProblem]:
-    problems: list[FieldProblem] = []
+    problems = check_istio_envoy_filter_rules(spec)
     for i, raw in enumerate(_list(spec.get("targetRefs"))):
         ref = mapping(raw)
         if (ref.get("group"), ref.get("kind")) != ("gateway.networking.k8s.io", "Gateway"):
