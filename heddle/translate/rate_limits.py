@@ -43,6 +43,7 @@ from heddle.model.rate_limits import (
     for_service,
     limit_policies,
 )
+from heddle.model.serving import served
 from heddle.model.snapshot import MeshSnapshot
 
 LOCAL_FILTER = "envoy.filters.http.local_ratelimit"
@@ -283,30 +284,10 @@ def _listener(snapshot: MeshSnapshot, server: str) -> str:
     return ""
 
 
-def _served(snapshot: MeshSnapshot, proxy: Proxy) -> dict[int, tuple[tuple[str, str], ...]]:
-    """By the workload's port: (namespace, name) of each Service whose port reaches it there.
-    Once per snapshot and workload: every inbound port, and the cluster check, ask."""
-    def compute() -> dict[int, tuple[tuple[str, str], ...]]:
-        found: dict[int, list[tuple[str, str]]] = {}
-        registry = snapshot.registry
-        for service in registry.services:
-            if service.selector is None or service.namespace != proxy.namespace:
-                continue
-            for workload in registry.workloads_of(service):
-                if workload.address != proxy.address:
-                    continue
-                for port in service.ports:
-                    target = (dict(workload.ports).get(port.name) or port.target_port
-                              or port.number)
-                    found.setdefault(target, []).append((service.namespace, service.name))
-        return {n: tuple(dict.fromkeys(names)) for n, names in found.items()}
-
-    return snapshot.memo(("rate-limit-served", proxy.namespace, proxy.address), compute)
-
-
 def services_at(snapshot: MeshSnapshot, proxy: Proxy, number: int) -> list[tuple[str, str]]:
     """(namespace, name) of each Service whose port reaches this workload at `number`."""
-    return list(_served(snapshot, proxy).get(number, ()))
+    return list(dict.fromkeys((p.service.namespace, p.service.name)
+                              for p in served(snapshot, proxy).get(number, ())))
 
 
 def inbound_attachment(snapshot: MeshSnapshot, proxy: Proxy, number: int) -> Attachment:
@@ -343,7 +324,7 @@ def rate_limit_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[cluster_pb
         return []
     if proxy.type is ProxyType.SIDECAR and not any(
             inbound_attachment(snapshot, proxy, number).of_mode(Mode.GLOBAL)
-            for number in _served(snapshot, proxy)):
+            for number in served(snapshot, proxy)):
         return []
     return [rate_limit_cluster(snapshot.mesh_config.rate_limit_service)]
 

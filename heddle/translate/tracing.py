@@ -35,6 +35,7 @@ from heddle.api.models._generated.telemetry_telemetry import TelemetrySpecTracin
 from heddle.model import telemetry
 from heddle.model.mesh_tracing import CustomTag, TagKind
 from heddle.model.proxy import Proxy, ProxyType
+from heddle.model.serving import served
 from heddle.model.snapshot import MeshSnapshot
 from heddle.model.telemetry import TracingConfig, TracingSpec
 from heddle.translate.listeners import OUTBOUND_LISTENER
@@ -203,18 +204,8 @@ def decorate(config: route_pb2.RouteConfiguration,
 
 def _inbound_operations(snapshot: MeshSnapshot, proxy: Proxy) -> Mapping[str, str]:
     """`inbound|PORT||` -> HOST:PORT of the service that port serves (the first by name)."""
-    found: dict[str, str] = {}
-    registry = snapshot.registry
-    for service in sorted(registry.services, key=lambda s: s.hostname):
-        if service.selector is None or service.namespace != proxy.namespace:
-            continue
-        for workload in registry.workloads_of(service):
-            if workload.address != proxy.address:
-                continue
-            for port in service.ports:
-                number = dict(workload.ports).get(port.name) or port.target_port or port.number
-                found.setdefault(f"inbound|{number}||", f"{service.hostname}:{port.number}")
-    return found
+    return {f"inbound|{number}||": f"{pairs[0].service.hostname}:{pairs[0].port.number}"
+            for number, pairs in served(snapshot, proxy).items()}
 
 
 def _managers(listener: listener_pb2.Listener) -> Iterable[tuple[int, int]]:

@@ -12,6 +12,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from heddle.model.proxy import Proxy
+from heddle.model.serving import served
 from heddle.model.snapshot import MeshSnapshot
 from heddle.registry.model import Service
 from heddle.translate.filters.context import Direction, FilterContext, http_filter
@@ -40,19 +41,8 @@ def peer_filters(context: FilterContext) -> list[hcm.HttpFilter]:
 def port_service(snapshot: MeshSnapshot, proxy: Proxy, port: int) -> Service | None:
     """The service a workload's inbound port serves (the first by hostname when several
     do): Istio's destination_service on the server side."""
-    registry = snapshot.registry
-    for service in sorted(registry.services, key=lambda s: s.hostname):
-        if service.selector is None or service.namespace != proxy.namespace:
-            continue
-        for workload in registry.workloads_of(service):
-            if workload.address != proxy.address:
-                continue
-            for service_port in service.ports:
-                number = dict(workload.ports).get(service_port.name) \
-                    or service_port.target_port or service_port.number
-                if number == port:
-                    return service
-    return None
+    pairs = served(snapshot, proxy).get(port, ())
+    return pairs[0].service if pairs else None
 
 
 def inbound_http_loggers(snapshot: MeshSnapshot, proxy: Proxy, port: int, mtls: bool,
