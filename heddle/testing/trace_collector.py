@@ -93,7 +93,12 @@ def otlp_spans(request: trace_service_pb2.ExportTraceServiceRequest) -> list[Rec
     found = []
     for resource_spans in request.resource_spans:
         resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
-        for scope in resource_spans.scope_spans:
+        # xds-protos ships an older copy of the OTLP protos at the same paths as
+        # opentelemetry-proto, and the one pip installed last is what loads: the two name
+        # field 2 differently (scope_spans, instrumentation_library_spans) but encode it alike.
+        scopes: Any = getattr(resource_spans, "scope_spans", None) or getattr(
+            resource_spans, "instrumentation_library_spans", ())
+        for scope in scopes:
             for span in scope.spans:
                 found.append(ReceivedSpan(
                     span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex(),

@@ -218,7 +218,8 @@ def test_workload_group_instances_join_and_leave_with_their_health(mesh: LocalMe
         f"    heddle.dev/addresses: {mesh.subnet}7\n"
         "spec:\n  metadata:\n    labels: {app: backend, version: v2}\n"
         "  template:\n    serviceAccount: backend\n"
-        "  probe:\n    periodSeconds: 1\n    failureThreshold: 2\n")
+        "  probe:\n    periodSeconds: 1\n    failureThreshold: 2\n"
+        "    tcpSocket: {port: 9090}\n")  # Istio's validation asks for a check method
     cluster = "outbound|9090|v2|backend.default.svc.cluster.local"
 
     def frontend_endpoints() -> str:
